@@ -1,0 +1,159 @@
+"""The `studio` command.
+
+    studio                                  start the web UI (http://127.0.0.1:7860)
+    studio train CONFIG.yaml [--field value ...]
+                                            train without the UI; same process, files and events
+    studio train --resume RUN_ID            continue a stopped or interrupted run from its last checkpoint
+    studio runs                             list runs
+    studio eval [RUN_ID] [--questions FILE] [--limit N]
+                                            score base / base+RAG / fine-tuned / fine-tuned+RAG
+                                            on held-back questions (token F1 against references)
+
+`studio train` starts the very process the UI starts (engine/train.py) and prints its
+events; Ctrl-C asks it to save and stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.config import ASSETS, ConfigError, RunConfig
+from engine.models import ModelError
+from engine.runs import Run, create_run, launch, list_runs, runs_root, stop
+
+SAMPLE_QUESTIONS = ASSETS / "sample" / "eval.jsonl"
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out, it = {}, iter(pairs)
+    for key in it:
+        if not key.startswith("--"):
+            raise ConfigError(f"{key}: expected --field value.")
+        name = key[2:].replace("-", "_")
+        if "=" in name:
+            name, value = name.split("=", 1)
+        else:
+            value = next(it, None)
+            if value is None:
+                raise ConfigError(f"{name}: no value given.")
+        out[name] = value
+    return out
+
+
+def _follow(run: Run) -> int:
+    seen = 0
+    try:
+        while True:
+            records = run.events.read()
+            for r in records[seen:]:
+                _print_event(r)
+            seen = len(records)
+            status = run.status()
+            if status not in ("running", "queued"):
+                return 0 if status in ("finished", "stopped") else 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("stopping: the trainer saves a checkpoint first ...", flush=True)
+        stop(run)
+        for r in run.events.read()[seen:]:
+            _print_event(r)
+        return 130
+
+
+def _print_event(r: dict) -> None:
+    kind = r["event"]
+    if kind == "logged":
+        eta = f"{r['eta_s']:.0f}s" if r.get("eta_s") is not None else "?"
+        print(f"step {r['step']}/{r['total_steps']}  loss {r['loss']}  {r.get('tokens_per_s')} tok/s  eta {eta}",
+              flush=True)
+    elif kind in ("failed", "interrupted"):
+        print(f"{kind}: {r.get('reason')}", flush=True)
+    elif kind in ("finished", "stopped"):
+        print(f"{kind} at step {r.get('step')}; adapter in {r.get('adapter')}", flush=True)
+    elif kind == "started":
+        print(f"started: {r.get('total_steps')} steps", flush=True)
+
+
+def cmd_train(args: list[str]) -> int:
+    if args[:1] == ["--resume"]:
+        if len(args) != 2:
+            raise ConfigError("--resume needs a run id (see `studio runs`).")
+        run = Run(runs_root() / args[1])
+        if not (run.dir / "config.yaml").exists():
+            raise ConfigError(f"{args[1]}: no such run in {runs_root()}.")
+    else:
+        if not args or args[0].startswith("--"):
+            raise ConfigError("usage: studio train CONFIG.yaml [--field value ...]")
+        run = create_run(RunConfig.from_yaml(args[0], _overrides(args[1:])))
+    print(f"run {run.id} in {run.dir}", flush=True)
+    launch(run)
+    return _follow(run)
+
+
+def cmd_runs() -> int:
+    for run in list_runs():
+        s = run.summary()
+        loss = f"{s['loss']:.4f}" if isinstance(s["loss"], float) else "-"
+        print(f"{s['id']:<32}{s['status']:<13}step {s['step']}/{s['total_steps'] or '?'}  loss {loss}")
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from engine.infer import get_chat_model
+    from rag.compare import evaluate, format_summary, load_questions
+    from rag.pipeline import sample_pipeline
+
+    p = argparse.ArgumentParser(prog="studio eval")
+    p.add_argument("run", nargs="?", help="run id (default: the newest finished run)")
+    p.add_argument("--questions", default=str(SAMPLE_QUESTIONS))
+    p.add_argument("--limit", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.run:
+        run = Run(runs_root() / a.run)
+    else:
+        run = next((r for r in list_runs() if r.adapter), None)
+        if run is None:
+            raise ConfigError("no finished run with an adapter; train one first.")
+    if run.adapter is None:
+        raise ConfigError(f"run {run.id} has no adapter yet.")
+    questions = load_questions(a.questions)[: a.limit or None]
+    chat = get_chat_model(run.config.model, run.adapter)
+    result = evaluate(
+        questions, sample_pipeline(),
+        base=lambda m: chat.generate(m, use_adapter=False), tuned=lambda m: chat.generate(m, use_adapter=True),
+        progress=lambda i, n: print(f"\r{i}/{n} questions", end="", file=sys.stderr, flush=True),
+    )
+    print(file=sys.stderr)
+    print(f"run {run.id}, {len(questions)} held-back questions from {Path(a.questions).name}")
+    print(format_summary(result["summary"]))
+    (run.dir / "eval.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if not argv:
+            from ui.app import main as ui_main
+
+            return ui_main()
+        command, rest = argv[0], argv[1:]
+        if command == "train":
+            return cmd_train(rest)
+        if command == "runs":
+            return cmd_runs()
+        if command == "eval":
+            return cmd_eval(rest)
+        print(__doc__)
+        return 0 if command in ("-h", "--help", "help") else 2
+    except (ConfigError, ModelError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

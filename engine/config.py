@@ -1,0 +1,128 @@
+"""RunConfig: the one description of a training run.
+
+The UI form, a YAML file and the command line all produce a `RunConfig`; it is written as
+`runs/<id>/config.yaml` before a run starts. Each field carries its own help text (shown
+by the UI and by `studio train --help`), and `__post_init__` rejects bad values with one
+sentence naming the field.
+
+    python -m engine.config            # prints the default config as YAML
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.models import DEFAULT_MODEL
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
+
+METHODS = ("lora",)
+
+
+class ConfigError(ValueError):
+    """A setting a person chose that cannot work, said in one sentence."""
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunConfig:
+    model: str = _f(DEFAULT_MODEL, "Hub id or local folder of the model to fine-tune.")
+    data: str = _f(str(SAMPLE_TRAIN), "Training data: a JSONL file of chat examples.")
+    method: str = _f("lora", "Fine-tuning method.")
+    epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = _f(-1, "Stop after this many optimizer steps; -1 trains for `epochs`.")
+    learning_rate: float = _f(2e-4, "Peak learning rate.")
+    batch_size: int = _f(4, "Examples per step on each device.")
+    grad_accum: int = _f(1, "Steps whose gradients add up before each optimizer update.")
+    max_length: int = _f(512, "Longest example in tokens; longer ones are truncated.")
+    lora_rank: int = _f(16, "LoRA rank r: size of the low-rank update.")
+    lora_alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.")
+    lora_dropout: float = _f(0.05, "Dropout on the LoRA input.")
+    target_modules: str = _f("all-linear", "Layers that get adapters: all-linear or a comma list.")
+    warmup_ratio: float = _f(0.05, "Fraction of steps spent warming the learning rate up.")
+    seed: int = _f(42, "Random seed for data order and adapter initialisation.")
+    logging_steps: int = _f(1, "Log the loss every this many steps.")
+    save_steps: int = _f(20, "Save a checkpoint every this many steps.")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # YAML and forms hand over strings and ints loosely
+            value = getattr(self, f.name)
+            if f.type in ("float", float) and isinstance(value, (int, str)):
+                setattr(self, f.name, _convert(f.name, float, value))
+            elif f.type in ("int", int) and isinstance(value, (float, str)):
+                setattr(self, f.name, _convert(f.name, int, value))
+        if self.method not in METHODS:
+            raise ConfigError(f"method: {self.method!r} is not one of {', '.join(METHODS)}.")
+        if not self.model.strip():
+            raise ConfigError("model: type a hub id or a local model folder.")
+        if self.learning_rate <= 0 or self.learning_rate > 1:
+            raise ConfigError(f"learning_rate: {self.learning_rate} must be above 0 and at most 1.")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ConfigError("epochs: must be above 0 when max_steps is not set.")
+        for name in ("batch_size", "grad_accum", "lora_rank", "lora_alpha", "logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}.")
+        if self.max_length < 16:
+            raise ConfigError(f"max_length: {self.max_length} tokens is too short; use at least 16.")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1).")
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not a setting; known settings are {', '.join(sorted(known))}.")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "RunConfig":
+        try:
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file.") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: the YAML must be a mapping of setting: value.")
+        values.update(overrides or {})
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        lines = []
+        for f in fields(self):
+            lines.append(f"# {f.metadata['help']}")
+            lines.append(yaml.safe_dump({f.name: getattr(self, f.name)}, sort_keys=False).strip())
+        return "\n".join(lines) + "\n"
+
+
+def _convert(name: str, kind: type, value: Any) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {value!r} is not a number.") from None
+    if kind is int and number != int(number):
+        raise ConfigError(f"{name}: {value!r} is not a whole number.")
+    return kind(number)
+
+
+if __name__ == "__main__":
+    print(RunConfig().to_yaml())

@@ -1,0 +1,93 @@
+"""Answering chat messages with a base model, and the same model with a trained adapter.
+
+`ChatModel` loads the base weights once. When an adapter is given it is attached with
+peft, and the base answer is produced with the adapter switched off on the same weights
+(`disable_adapter()`), so "base" and "fine-tuned" never hold two copies in memory.
+
+    python -m engine.infer MODEL [ADAPTER] "question"
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.models import load_causal_lm, load_tokenizer
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    answer_tokens: int
+    seconds: float
+
+
+class ChatModel:
+    def __init__(self, model: str, adapter: str | Path | None = None):
+        import torch
+
+        self.model_name = model
+        self.adapter = str(adapter) if adapter else None
+        self.tokenizer = load_tokenizer(model)
+        base = load_causal_lm(model)
+        if self.adapter:
+            from peft import PeftModel
+
+            base = PeftModel.from_pretrained(base, self.adapter)
+        self.model = base.eval()
+        self._lock = threading.Lock()  # one generate at a time on shared weights
+        self._torch = torch
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.adapter is not None
+
+    def generate(self, messages: list[dict], use_adapter: bool = True, max_new_tokens: int = 96) -> Generation:
+        if use_adapter and not self.has_adapter:
+            raise ValueError("This model has no adapter to switch on; pick a finished run.")
+        tok = self.tokenizer
+        inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        n_prompt = inputs["input_ids"].shape[1]
+        with self._lock, self._torch.inference_mode():
+            start = time.perf_counter()
+            if self.has_adapter and not use_adapter:
+                with self.model.disable_adapter():
+                    out = self._generate(inputs, max_new_tokens)
+            else:
+                out = self._generate(inputs, max_new_tokens)
+            seconds = time.perf_counter() - start
+        new = out[0][n_prompt:]
+        text = tok.decode(new, skip_special_tokens=True).strip()
+        return Generation(text, n_prompt, int(new.shape[0]), seconds)
+
+    def _generate(self, inputs, max_new_tokens: int):
+        return self.model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.1,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+
+
+_cache: dict[tuple, ChatModel] = {}
+_cache_lock = threading.Lock()
+
+
+def get_chat_model(model: str, adapter: str | Path | None = None) -> ChatModel:
+    """The one ChatModel kept in memory; loading another replaces it."""
+    key = (model, str(adapter) if adapter else None)
+    with _cache_lock:
+        if key not in _cache:
+            _cache.clear()
+            _cache[key] = ChatModel(model, adapter)
+        return _cache[key]
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if len(args) not in (2, 3):
+        sys.exit(__doc__)
+    chat = ChatModel(args[0], args[1] if len(args) == 3 else None)
+    print(chat.generate([{"role": "user", "content": args[-1]}], use_adapter=chat.has_adapter).text)

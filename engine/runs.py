@@ -1,0 +1,183 @@
+"""The run registry: `runs/<id>/` folders, starting training processes, stopping them.
+
+Each run is a folder holding `config.yaml`, `events.jsonl`, `train.log`, `pid`, its
+checkpoints and the final `adapter/`. A run is started as a separate process
+(`python -m engine.train runs/<id>/config.yaml`) in its own process group, so Stop can end
+the trainer and anything it spawned. Everything here is derived from those files: a
+restarted app finds the same runs.
+
+The runs folder is `$STUDIO_RUNS`, else `/data/runs` when `/data` is writable (persistent
+storage on Hugging Face Spaces), else `./runs`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.events import TERMINAL, EventLog
+
+STOP_GRACE_S = 8.0
+
+
+def runs_root() -> Path:
+    if os.environ.get("STUDIO_RUNS"):
+        root = Path(os.environ["STUDIO_RUNS"])
+    elif os.path.isdir("/data") and os.access("/data", os.W_OK):
+        root = Path("/data/runs")
+    else:
+        root = Path("runs")
+    root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie child of this process is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Run:
+    dir: Path
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def events(self) -> EventLog:
+        return EventLog(self.dir / "events.jsonl")
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.from_yaml(self.dir / "config.yaml")
+
+    @property
+    def adapter(self) -> Path | None:
+        path = self.dir / "adapter"
+        return path if (path / "adapter_config.json").exists() else None
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.dir / "pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def status(self) -> str:
+        """queued, running, finished, stopped, failed or interrupted."""
+        records = self.events.read()
+        for record in reversed(records):
+            if record["event"] in TERMINAL:
+                return record["event"]
+        pid = self.pid()
+        if pid is not None and _pid_alive(pid):
+            return "running"
+        if pid is None and not records:
+            return "queued"
+        reason = "the training process ended without saying why (killed, or out of memory)"
+        self.events.write("interrupted", reason=reason)
+        return "interrupted"
+
+    def logged(self) -> list[dict]:
+        return [r for r in self.events.read() if r["event"] == "logged"]
+
+    def summary(self) -> dict:
+        records = self.events.read()
+        logged = [r for r in records if r["event"] == "logged"]
+        last = logged[-1] if logged else {}
+        ended = next((r for r in reversed(records) if r["event"] in TERMINAL), None)
+        return {
+            "id": self.id,
+            "status": self.status(),
+            "step": last.get("step", 0),
+            "total_steps": last.get("total_steps") or next(
+                (r.get("total_steps") for r in records if r["event"] == "started"), None),
+            "loss": last.get("loss"),
+            "tokens_per_s": last.get("tokens_per_s"),
+            "eta_s": last.get("eta_s"),
+            "reason": (ended or {}).get("reason"),
+        }
+
+
+def create_run(config: RunConfig, root: Path | None = None) -> Run:
+    """Write a new run folder with its config; relative paths are made absolute first."""
+    root = root or runs_root()
+    for name in ("data", "model"):
+        path = Path(getattr(config, name)).expanduser()
+        if path.exists():
+            setattr(config, name, str(path.resolve()))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = root / f"{stamp}-{config.method}"
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{stamp}-{config.method}-{n}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    return Run(run_dir)
+
+
+def list_runs(root: Path | None = None) -> list[Run]:
+    root = root or runs_root()
+    runs = [Run(p) for p in root.iterdir() if (p / "config.yaml").exists()]
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def active_run(root: Path | None = None) -> Run | None:
+    return next((r for r in list_runs(root) if r.status() == "running"), None)
+
+
+def launch(run: Run) -> subprocess.Popen:
+    """Start the training process for `run` in its own process group."""
+    busy = active_run(run.dir.parent)
+    if busy is not None:
+        raise RuntimeError(f"Run {busy.id} is still training; stop it or wait for it to end.")
+    log = open(run.dir / "train.log", "ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.train", str(run.dir / "config.yaml")],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+    )
+    (run.dir / "pid").write_text(str(proc.pid))
+    # Reap the child when it ends so it never lingers as a zombie of the app.
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc
+
+
+def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
+    """Ask the trainer to save and stop; end its whole process group if it does not."""
+    pid = run.pid()
+    if pid is None or not _pid_alive(pid):
+        return run.status()
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return run.status()
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return run.status()
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if not any(r["event"] in TERMINAL for r in run.events.read()):
+        run.events.write("interrupted", reason=f"Stop did not end the trainer within {grace_s:.0f} s, "
+                         "so its processes were ended; the last checkpoint is kept.")
+    return run.status()

@@ -1,0 +1,120 @@
+"""Real LoRA training with trl/peft on a tiny model, in its own process, as the UI runs it."""
+
+import os
+import time
+
+import pytest
+import torch
+
+from conftest import SAMPLE
+from engine.config import RunConfig
+from engine.runs import Run, create_run, launch, list_runs, stop
+
+
+def _wait(run: Run, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if run.status() not in ("running", "queued"):
+            return run.status()
+        time.sleep(0.3)
+    raise AssertionError(f"run still {run.status()} after {timeout}s; log:\n{(run.dir / 'train.log').read_text()}")
+
+
+def _losses(run):
+    return [r["loss"] for r in run.logged()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=40, learning_rate=3e-3,
+                    batch_size=8, save_steps=20, max_length=128)
+    run = create_run(cfg, root)
+    launch(run)
+    assert _wait(run) == "finished", (run.dir / "train.log").read_text()
+    return run
+
+
+def test_loss_goes_down(finished_run):
+    losses = _losses(finished_run)
+    assert len(losses) == 40
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+
+
+def test_events_carry_progress_and_end_finished(finished_run):
+    records = finished_run.events.read()
+    kinds = [r["event"] for r in records]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert "checkpoint" in kinds
+    last = finished_run.logged()[-1]
+    assert last["step"] == last["total_steps"] == 40
+    assert last["tokens_per_s"] > 0 and last["eta_s"] == 0
+    assert (finished_run.dir / "config.yaml").exists()
+
+
+def test_adapter_reloads_and_changes_the_output(finished_run, tiny_model):
+    from engine.infer import ChatModel
+
+    chat = ChatModel(tiny_model, finished_run.adapter)
+    ids = chat.tokenizer.apply_chat_template([{"role": "user", "content": "How heavy is the Tilly T2?"}],
+                                             add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        tuned = chat.model(**ids).logits
+        with chat.model.disable_adapter():
+            base = chat.model(**ids).logits
+    assert not torch.allclose(tuned, base, atol=1e-4)
+    # one set of weights: the adapter is switched, not a second model loaded
+    assert sum(1 for n, _ in chat.model.named_parameters() if "lora_" in n) > 0
+    answer = chat.generate([{"role": "user", "content": "How heavy is the Tilly T2?"}], max_new_tokens=8)
+    assert answer.answer_tokens > 0 and answer.seconds > 0
+
+
+def test_stop_ends_the_run_quickly_and_keeps_a_checkpoint(tiny_model, runs_dir):
+    cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000, save_steps=5,
+                    batch_size=2, max_length=64)
+    run = create_run(cfg)
+    launch(run)
+    deadline = time.time() + 120
+    while len(run.logged()) < 8 and time.time() < deadline:
+        time.sleep(0.2)
+    assert run.status() == "running"
+    t0 = time.time()
+    assert stop(run) == "stopped"
+    assert time.time() - t0 < 8
+    assert run.adapter is not None
+    assert list((run.dir / "checkpoints").glob("checkpoint-*"))
+    assert [r.id for r in list_runs()] == [run.id]
+
+
+def test_a_second_run_waits_for_the_first(tiny_model, runs_dir):
+    cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000, max_length=64)
+    first = create_run(cfg)
+    launch(first)
+    try:
+        with pytest.raises(RuntimeError, match="still training"):
+            launch(create_run(cfg))
+    finally:
+        stop(first)
+
+
+def test_bad_data_fails_with_the_line(tiny_model, runs_dir, write_jsonl):
+    bad = write_jsonl(['{"messages": [{"role": "user", "content": "x"}]}'])
+    run = create_run(RunConfig(model=tiny_model, data=str(bad), max_steps=2))
+    launch(run)
+    assert _wait(run) == "failed"
+    reason = run.summary()["reason"]
+    assert reason == "data.jsonl line 1: the conversation must end with an assistant message."
+
+
+def test_killed_process_is_marked_interrupted(tiny_model, runs_dir):
+    run = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000,
+                               max_length=64))
+    proc = launch(run)
+    while not run.logged():
+        time.sleep(0.2)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    time.sleep(0.2)
+    assert run.status() == "interrupted"
+    assert "ended without saying why" in run.summary()["reason"]

@@ -1,0 +1,249 @@
+"""The studio's web page: Data -> Train -> Compare. Layout and wiring only.
+
+Every handler here is a few lines that call `engine` or `rag`; training runs in a separate
+process (engine/runs.py) and this page only reads its events file, so a reload or a
+restart of the page loses nothing.
+
+    studio                 # or: python -m ui.app ; then open http://127.0.0.1:7860
+Environment: STUDIO_MODEL sets the model the form starts with; STUDIO_RUNS the runs
+folder; GRADIO_SERVER_PORT / GRADIO_SERVER_NAME where it listens.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from engine.config import SAMPLE_TRAIN, ConfigError, RunConfig
+from engine.data import DataError, read_chat_jsonl
+from engine.models import DEFAULT_MODEL, ModelError, hub_reachable
+from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
+from rag.compare import COLUMNS
+
+HELP = RunConfig.help()
+
+
+# ---- Data -----------------------------------------------------------------------------
+
+def load_data(path: str | None):
+    if not path:
+        return gr.update(), "Upload a .jsonl file or use the bundled sample.", None
+    try:
+        ds = read_chat_jsonl(path)
+    except DataError as err:
+        return None, f"**Cannot use this file.** {err}", None
+    name = "the bundled Zorvane sample" if Path(path) == SAMPLE_TRAIN else Path(path).name
+    note = f"**{len(ds)} examples** in {name}. Next: the **Train** tab."
+    return path, note, pd.DataFrame(ds.preview(), columns=["system", "user", "assistant"])
+
+
+# ---- Train ----------------------------------------------------------------------------
+
+def form_to_config(data, model, epochs, max_steps, learning_rate, lora_rank, batch_size, max_length) -> RunConfig:
+    """The one place where form widgets become a RunConfig."""
+    return RunConfig(
+        model=model, data=data or str(SAMPLE_TRAIN), method="lora", epochs=epochs,
+        max_steps=int(max_steps or -1), learning_rate=learning_rate, lora_rank=int(lora_rank),
+        lora_alpha=2 * int(lora_rank), batch_size=int(batch_size), max_length=int(max_length),
+    )
+
+
+def start_training(data, *form):
+    try:
+        run = create_run(form_to_config(data, *form))
+        launch(run)
+    except (ConfigError, RuntimeError) as err:
+        gr.Warning(str(err))
+        return gr.update()
+    return run.id
+
+
+def _minutes(seconds) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def run_view(run_id: str | None):
+    empty = pd.DataFrame({"step": [], "loss": []})
+    if not run_id:
+        return "No run yet: set the form and press **Start training**.", empty
+    run = Run(runs_root() / run_id)
+    s = run.summary()
+    logged = [r for r in run.logged() if isinstance(r.get("loss"), (int, float))]
+    curve = pd.DataFrame({"step": [r["step"] for r in logged], "loss": [r["loss"] for r in logged]})
+    parts = [f"**Run {s['id']}** · {s['status']}", f"step {s['step']}/{s['total_steps'] or '?'}"]
+    if s["tokens_per_s"]:
+        parts.append(f"{s['tokens_per_s']:.0f} tokens/s")
+    if s["status"] == "running":
+        parts.append(f"{_minutes(s['eta_s'])} left")
+    if isinstance(s["loss"], float):
+        parts.append(f"loss {s['loss']:.3f}")
+    text = " · ".join(parts)
+    if s["reason"]:
+        text += f"\n\n{s['reason']}"
+    if s["status"] in ("finished", "stopped") and run.adapter:
+        text += "\n\nAdapter saved. Next: the **Compare** tab."
+    return text, curve
+
+
+def current_run() -> str | None:
+    run = active_run() or next(iter(list_runs()), None)
+    return run.id if run else None
+
+
+def stop_training(run_id):
+    if run_id:
+        stop(Run(runs_root() / run_id))
+    return run_view(run_id)
+
+
+def finished_runs():
+    return [r.id for r in list_runs() if r.adapter]
+
+
+# ---- Compare --------------------------------------------------------------------------
+
+def index_documents(files, pipeline):
+    from rag.pipeline import SAMPLE_DOCS, RagPipeline
+
+    pipeline = RagPipeline()
+    report = pipeline.index([f for f in files] if files else [SAMPLE_DOCS])
+    source = "your documents" if files else "the bundled Zorvane documents"
+    return pipeline, f"{report.sentence()} ({source})"
+
+
+def _column_markdown(answer) -> str:
+    text = answer.text or "_(empty answer)_"
+    md = f"{text}\n\n<small>{answer.seconds:.1f} s · {answer.prompt_tokens} prompt + " \
+         f"{answer.answer_tokens} answer tokens</small>"
+    if answer.hits:
+        md += "\n\n**Sources**\n" + "\n".join(
+            f"{i}. `{h.chunk.source}` {h.chunk.heading} (score {h.score:.2f}): {h.chunk.text[:160]}"
+            for i, h in enumerate(answer.hits, start=1))
+    return md
+
+
+def ask(question, run_id, model, pipeline):
+    from engine.infer import get_chat_model
+    from rag.compare import compare
+    from rag.pipeline import sample_pipeline
+
+    waiting = ["_thinking ..._"] * 4
+    if not (question or "").strip():
+        gr.Warning("Type a question first.")
+        yield [gr.update()] * 4 + [pipeline]
+        return
+    yield waiting + [pipeline]
+    if pipeline is None:
+        pipeline = sample_pipeline()
+    run = Run(runs_root() / run_id) if run_id else None
+    try:
+        chat = get_chat_model(run.config.model if run else model, run.adapter if run else None)
+    except ModelError as err:
+        yield [f"**Cannot load the model.** {err}"] * 4 + [pipeline]
+        return
+    base = lambda m: chat.generate(m, use_adapter=False)  # noqa: E731
+    tuned = (lambda m: chat.generate(m, use_adapter=True)) if chat.has_adapter else None
+    shown = list(waiting)
+    if tuned is None:
+        shown[2] = shown[3] = "_Pick a finished run above to see the fine-tuned answers._"
+    for answer in compare(question, pipeline, base, tuned, columns=COLUMNS):
+        shown[COLUMNS.index(answer.column)] = _column_markdown(answer)
+        yield shown + [pipeline]
+
+
+# ---- Page -----------------------------------------------------------------------------
+
+def build() -> gr.Blocks:
+    default_model = os.environ.get("STUDIO_MODEL", DEFAULT_MODEL)
+    with gr.Blocks(title="Fine-tuning studio") as demo:
+        gr.Markdown("# Fine-tuning studio\nUpload chat data, fine-tune with LoRA, and compare the "
+                    "fine-tuned model with retrieval (RAG) on your own questions.")
+        data_path = gr.State(str(SAMPLE_TRAIN))
+        run_id = gr.State(None)
+        pipeline = gr.State(None)
+
+        with gr.Tab("1 · Data", id="data"):
+            with gr.Row():
+                upload = gr.File(label="Chat dataset (.jsonl, one {\"messages\": [...]} per line)",
+                                 file_types=[".jsonl"], type="filepath")
+                sample_btn = gr.Button("Use the bundled sample", variant="secondary")
+            data_status = gr.Markdown(elem_id="data-status")
+            preview = gr.Dataframe(label="Preview (first 20 examples)", interactive=False, wrap=True,
+                                   elem_id="data-preview")
+
+        with gr.Tab("2 · Train", id="train"):
+            with gr.Row():
+                model = gr.Textbox(default_model, label="Model", info=HELP["model"], elem_id="model", scale=3)
+                gr.Dropdown(["lora"], value="lora", label="Method", info=HELP["method"], scale=1)
+            with gr.Row():
+                epochs = gr.Number(5, label="Epochs", info=HELP["epochs"], minimum=0.1)
+                max_steps = gr.Number(-1, label="Max steps", info=HELP["max_steps"], precision=0, elem_id="max-steps")
+                lr = gr.Number(1e-3, label="Learning rate", info=HELP["learning_rate"])
+            with gr.Row():
+                rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
+                batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
+                max_len = gr.Number(256, label="Max length", info=HELP["max_length"], precision=0, minimum=16)
+            with gr.Row():
+                start_btn = gr.Button("Start training", variant="primary", elem_id="start")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+            status = gr.Markdown(elem_id="run-status")
+            plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=320, elem_id="loss-plot")
+            timer = gr.Timer(1.0)
+
+        with gr.Tab("3 · Compare", id="compare"):
+            with gr.Row():
+                docs = gr.File(label="Documents for RAG (.txt, .md); empty = the bundled documents",
+                               file_count="multiple", file_types=[".txt", ".md"], type="filepath")
+                index_btn = gr.Button("Index documents")
+            index_status = gr.Markdown("The bundled Zorvane documents are indexed on the first question.")
+            with gr.Row():
+                run_pick = gr.Dropdown(choices=[], label="Fine-tuned run", info="A finished run's adapter",
+                                       elem_id="run-pick", allow_custom_value=False)
+                refresh_btn = gr.Button("Refresh runs", scale=0)
+            question = gr.Textbox(label="Question", placeholder="How heavy is the Tilly T2?", elem_id="question")
+            ask_btn = gr.Button("Ask all four", variant="primary", elem_id="ask")
+            with gr.Row():
+                outs = [gr.Markdown(f"### {c}", elem_id=f"answer-{i}", container=True,
+                                    label=c, show_label=True) for i, c in enumerate(COLUMNS)]
+
+        form = [model, epochs, max_steps, lr, rank, batch, max_len]
+        upload.upload(load_data, upload, [data_path, data_status, preview])
+        sample_btn.click(lambda: load_data(str(SAMPLE_TRAIN)), None, [data_path, data_status, preview])
+        start_btn.click(start_training, [data_path, *form], run_id).then(run_view, run_id, [status, plot])
+        stop_btn.click(stop_training, run_id, [status, plot])
+        timer.tick(run_view, run_id, [status, plot], show_progress="hidden")
+        refresh_btn.click(lambda r: gr.update(choices=finished_runs(), value=r if r in finished_runs() else None),
+                          run_id, run_pick)
+        index_btn.click(index_documents, [docs, pipeline], [pipeline, index_status])
+        ask_btn.click(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
+        question.submit(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
+
+        def on_load():
+            rid, done = current_run(), finished_runs()
+            return (rid, *load_data(str(SAMPLE_TRAIN)),
+                    gr.update(choices=done, value=done[0] if done else None))
+
+        demo.load(on_load, None, [run_id, data_path, data_status, preview, run_pick])
+    return demo
+
+
+def main() -> int:
+    if not hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"  # fail fast instead of waiting on a hub that is not there
+    demo = build()
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        theme=gr.themes.Soft(), ssr_mode=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
