@@ -39,6 +39,11 @@ class ChatModel:
 
             base = PeftModel.from_pretrained(base, self.adapter)
         self.model = base.eval()
+        tok = self.tokenizer
+        # Never emit role markers or padding as answer text; only the end-of-turn token ends an answer.
+        ends = self.model.generation_config.eos_token_id
+        ends = set(ends if isinstance(ends, list) else [ends]) | {tok.eos_token_id}
+        self._suppress = [i for i in tok.all_special_ids if i not in ends] or None
         self._lock = threading.Lock()  # one generate at a time on shared weights
         self._torch = torch
 
@@ -67,7 +72,7 @@ class ChatModel:
     def _generate(self, inputs, max_new_tokens: int):
         return self.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.1,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=self.tokenizer.pad_token_id, suppress_tokens=self._suppress,
         )
 
 

@@ -46,7 +46,7 @@ def build_tiny_model(out_dir: str | Path, vocab_size: int = 1024) -> Path:
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None, tie_word_embeddings=True,
+        bos_token_id=None, tie_word_embeddings=True, initializer_range=0.3,
     )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

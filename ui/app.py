@@ -76,6 +76,8 @@ def run_view(run_id: str | None):
     s = run.summary()
     logged = [r for r in run.logged() if isinstance(r.get("loss"), (int, float))]
     curve = pd.DataFrame({"step": [r["step"] for r in logged], "loss": [r["loss"] for r in logged]})
+    if s["status"] == "running" and not s["total_steps"]:
+        return f"**Run {s['id']}** · starting: loading the model and the data ...", curve
     parts = [f"**Run {s['id']}** · {s['status']}", f"step {s['step']}/{s['total_steps'] or '?'}"]
     if s["tokens_per_s"]:
         parts.append(f"{s['tokens_per_s']:.0f} tokens/s")
@@ -106,6 +108,13 @@ def finished_runs():
     return [r.id for r in list_runs() if r.adapter]
 
 
+def refresh_runs(trained, picked):
+    """Offer finished runs; pick the one just trained on this page, else keep the choice."""
+    done = finished_runs()
+    value = trained if trained in done else picked if picked in done else (done[0] if done else None)
+    return gr.update(choices=done, value=value)
+
+
 # ---- Compare --------------------------------------------------------------------------
 
 def index_documents(files, pipeline):
@@ -119,7 +128,7 @@ def index_documents(files, pipeline):
 
 def _column_markdown(answer) -> str:
     text = answer.text or "_(empty answer)_"
-    md = f"{text}\n\n<small>{answer.seconds:.1f} s · {answer.prompt_tokens} prompt + " \
+    md = f"#### {answer.column}\n\n{text}\n\n<small>{answer.seconds:.1f} s · {answer.prompt_tokens} prompt + " \
          f"{answer.answer_tokens} answer tokens</small>"
     if answer.hits:
         md += "\n\n**Sources**\n" + "\n".join(
@@ -133,7 +142,7 @@ def ask(question, run_id, model, pipeline):
     from rag.compare import compare
     from rag.pipeline import sample_pipeline
 
-    waiting = ["_thinking ..._"] * 4
+    waiting = [f"#### {c}\n\n_thinking ..._" for c in COLUMNS]
     if not (question or "").strip():
         gr.Warning("Type a question first.")
         yield [gr.update()] * 4 + [pipeline]
@@ -145,13 +154,14 @@ def ask(question, run_id, model, pipeline):
     try:
         chat = get_chat_model(run.config.model if run else model, run.adapter if run else None)
     except ModelError as err:
-        yield [f"**Cannot load the model.** {err}"] * 4 + [pipeline]
+        yield [f"#### {c}\n\n**Cannot load the model.** {err}" for c in COLUMNS] + [pipeline]
         return
     base = lambda m: chat.generate(m, use_adapter=False)  # noqa: E731
     tuned = (lambda m: chat.generate(m, use_adapter=True)) if chat.has_adapter else None
     shown = list(waiting)
     if tuned is None:
-        shown[2] = shown[3] = "_Pick a finished run above to see the fine-tuned answers._"
+        for i in (2, 3):
+            shown[i] = f"#### {COLUMNS[i]}\n\n_Pick a finished run above to see the fine-tuned answers._"
     for answer in compare(question, pipeline, base, tuned, columns=COLUMNS):
         shown[COLUMNS.index(answer.column)] = _column_markdown(answer)
         yield shown + [pipeline]
@@ -196,7 +206,7 @@ def build() -> gr.Blocks:
             plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=320, elem_id="loss-plot")
             timer = gr.Timer(1.0)
 
-        with gr.Tab("3 · Compare", id="compare"):
+        with gr.Tab("3 · Compare", id="compare") as compare_tab:
             with gr.Row():
                 docs = gr.File(label="Documents for RAG (.txt, .md); empty = the bundled documents",
                                file_count="multiple", file_types=[".txt", ".md"], type="filepath")
@@ -218,8 +228,8 @@ def build() -> gr.Blocks:
         start_btn.click(start_training, [data_path, *form], run_id).then(run_view, run_id, [status, plot])
         stop_btn.click(stop_training, run_id, [status, plot])
         timer.tick(run_view, run_id, [status, plot], show_progress="hidden")
-        refresh_btn.click(lambda r: gr.update(choices=finished_runs(), value=r if r in finished_runs() else None),
-                          run_id, run_pick)
+        for event in (refresh_btn.click, compare_tab.select):
+            event(refresh_runs, [run_id, run_pick], run_pick)
         index_btn.click(index_documents, [docs, pipeline], [pipeline, index_status])
         ask_btn.click(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
         question.submit(ask, [question, run_pick, model, pipeline], [*outs, pipeline])

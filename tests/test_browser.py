@@ -1,0 +1,134 @@
+"""The studio in a real browser: headless Chromium driven by Playwright against `studio`.
+
+Path: load the sample -> train a few LoRA steps (the curve grows while the run is going,
+and a reload shows the same run) -> four non-empty answers in Compare, with sources.
+Runs on the tiny test model so it takes seconds; the app is started the way the README
+starts it, with STUDIO_MODEL pointing the form at that model.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model, tmp_path_factory):
+    port = _free_port()
+    home = tmp_path_factory.mktemp("app")
+    env = {**os.environ, "STUDIO_MODEL": tiny_model, "STUDIO_RUNS": str(home / "runs"),
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    studio = Path(sys.executable).with_name("studio")
+    log = open(home / "app.log", "wb")
+    proc = subprocess.Popen([str(studio)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, (home / "app.log").read_text()
+            time.sleep(0.5)
+    else:
+        pytest.fail("the studio did not answer within 120 s:\n" + (home / "app.log").read_text())
+    yield url
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed for the browser tests (.ci/run installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        yield b
+        b.close()
+
+
+def _plot_points(page) -> int:
+    """Steps on the loss plot, read from the x-axis range Vega states for screen readers."""
+    label = page.locator("#loss-plot [aria-roledescription=axis]").first.get_attribute("aria-label") or ""
+    m = re.search(r"values from (\S+) to (\S+)", label)
+    if not m or "Infinity" in label:
+        return 0
+    return int(float(m.group(2).replace(",", "")) - float(m.group(1).replace(",", ""))) + 1
+
+
+def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(app_url)
+
+    # Data: a malformed upload is named by line; the bundled sample loads with its preview.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                   '{"messages": [{"role": "user", "content": "hi"}\n')
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    expect(page.locator("#data-status")).to_contain_text("bad.jsonl line 2: not valid JSON", timeout=20000)
+    page.get_by_role("button", name="Use the bundled sample").click()
+    expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=20000)
+    expect(page.locator("#data-preview")).to_contain_text("Who founded Zorvane Robotics?")
+    page.screenshot(path=str(SHOTS / "data.png"), full_page=True)
+
+    # Train: the curve grows while the run is still running; a reload shows the same run.
+    page.get_by_role("tab", name="2 · Train").click()
+    page.locator("#max-steps input").fill("400")
+    page.locator("#start").click()
+    status = page.locator("#run-status")
+    expect(status).to_contain_text("running · step", timeout=60000)
+    deadline = time.time() + 60
+    while _plot_points(page) < 2 and time.time() < deadline:
+        page.wait_for_timeout(250)
+    text = status.inner_text()
+    assert "running" in text and _plot_points(page) >= 2, text
+    run_id = re.search(r"Run (\S+)", text).group(1)
+    page.reload()
+    page.get_by_role("tab", name="2 · Train").click()
+    expect(status).to_contain_text(f"Run {run_id}", timeout=20000)
+    page.wait_for_timeout(1500)
+    assert _plot_points(page) >= 2
+    page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
+    expect(status).to_contain_text("finished · step 400/400", timeout=180000)
+
+    # Compare: four non-empty answers, sources under the RAG ones.
+    page.get_by_role("tab", name="3 · Compare").click()
+    expect(page.locator("#run-pick input")).to_have_value(run_id, timeout=20000)
+    page.locator("#question textarea").fill("How heavy is the Tilly T2?")
+    page.locator("#ask").click()
+    answers = [page.locator(f"#answer-{i}") for i in range(4)]
+    for a in answers:
+        expect(a).to_contain_text("answer tokens", timeout=120000)
+    for i, a in enumerate(answers):
+        text = a.inner_text()
+        assert "(empty answer)" not in text and "Pick a finished run" not in text, text
+        assert ("Sources" in text) == (i in (1, 3)), text
+    expect(answers[1]).to_contain_text("02-tilly-t2.md")
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    assert not errors, errors
