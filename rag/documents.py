@@ -96,7 +96,7 @@ def chunk_document(doc: Document, max_words: int = 120, overlap_words: int = 20)
     chunks: list[Chunk] = []
     for heading, s_start, s_end in _sections(doc.text):
         paragraphs = [(m.start() + s_start, m.end() + s_start)
-                      for m in re.finditer(r"\S(?:.*?\S)?(?=\n\s*\n|\Z)", doc.text[s_start:s_end], re.S)]
+                      for m in re.finditer(r"\S(?:.*?\S)?(?=\s*\Z|\n\s*\n)", doc.text[s_start:s_end], re.S)]
         cur_start = cur_end = None
         cur_words = 0
         for p_start, p_end in paragraphs:

@@ -27,7 +27,7 @@ def _losses(run):
 @pytest.fixture(scope="module")
 def finished_run(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=40, learning_rate=3e-3,
+    cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=40, learning_rate=1e-2,
                     batch_size=8, save_steps=20, max_length=128)
     run = create_run(cfg, root)
     launch(run)
@@ -39,7 +39,7 @@ def test_loss_goes_down(finished_run):
     losses = _losses(finished_run)
     assert len(losses) == 40
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert last < 0.8 * first, (first, last)
+    assert last < 0.7 * first, (first, last)  # seeded: 9.9 -> 6.0 on this model
 
 
 def test_events_carry_progress_and_end_finished(finished_run):

@@ -12,7 +12,11 @@ folder; GRADIO_SERVER_PORT / GRADIO_SERVER_NAME where it listens.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file (Hugging Face Spaces runs `python ui/app.py`)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gradio as gr
 import pandas as pd

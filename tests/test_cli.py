@@ -1,0 +1,32 @@
+"""`studio train` and `studio runs` from the command line, as a person types them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SAMPLE
+
+STUDIO = str(Path(sys.executable).with_name("studio"))
+
+
+def test_studio_train_runs_a_config_with_overrides(tiny_model, runs_dir, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model: {tiny_model}\ndata: {SAMPLE / 'train.jsonl'}\nmax_steps: 50\nmax_length: 64\n")
+    out = subprocess.run([STUDIO, "train", str(cfg), "--max_steps", "4", "--batch_size", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "step 4/4" in out.stdout and "finished at step 4" in out.stdout
+    run_dir = next(runs_dir.iterdir())
+    assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert "max_steps: 4" in (run_dir / "config.yaml").read_text()
+    listing = subprocess.run([STUDIO, "runs"], capture_output=True, text=True, timeout=60).stdout
+    assert run_dir.name in listing and "finished" in listing
+
+
+def test_studio_train_refuses_a_bad_setting_in_one_line(runs_dir, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("learning_rate: -1\n")
+    out = subprocess.run([STUDIO, "train", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: learning_rate: -1.0 must be above 0 and at most 1."
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())

@@ -1,0 +1,69 @@
+"""The whole path through the UI on the real default model, timed, with README screenshots.
+
+    .venv/bin/python tests/ui_walkthrough.py [OUT_DIR]     (default: assets/screenshots)
+
+Starts `studio` on a fresh runs folder, loads the bundled sample, trains LoRA with the
+form's defaults, asks a held-back question in Compare, and prints how long training took
+through the page. Minutes on a CPU: run it alone, with nothing else using the cores.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def main(out: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="studio-walkthrough-"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "STUDIO_RUNS": str(home / "runs"), "GRADIO_SERVER_PORT": "7870"}
+    env.pop("STUDIO_MODEL", None)
+    app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, start_new_session=True,
+                           stdout=open(home / "app.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:7870/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto("http://127.0.0.1:7870/")
+            page.get_by_role("button", name="Use the bundled sample").click()
+            expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
+            page.screenshot(path=str(out / "data.png"), full_page=True)
+            page.get_by_role("tab", name="2 · Train").click()
+            t0 = time.time()
+            page.locator("#start").click()
+            status = page.locator("#run-status")
+            expect(status).to_contain_text("running · step 20/", timeout=600000)
+            page.screenshot(path=str(out / "train.png"), full_page=True)
+            expect(status).to_contain_text("finished", timeout=900000)
+            trained = time.time() - t0
+            print(f"training through the UI: {trained:.0f} s ({status.inner_text().splitlines()[0]})")
+            page.get_by_role("tab", name="3 · Compare").click()
+            page.locator("#question textarea").fill("What is the price of a Tilly T2?")
+            page.locator("#ask").click()
+            for i in range(4):
+                expect(page.locator(f"#answer-{i}")).to_contain_text("answer tokens", timeout=300000)
+            page.screenshot(path=str(out / "compare.png"), full_page=True)
+            for i in range(4):
+                print(page.locator(f"#answer-{i}").inner_text().split("\n\n")[:2])
+            browser.close()
+    finally:
+        os.killpg(app.pid, 15)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "assets" / "screenshots")
