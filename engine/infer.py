@@ -33,7 +33,9 @@ class ChatModel:
         self.model_name = model
         self.adapter = str(adapter) if adapter else None
         self.tokenizer = load_tokenizer(model)
-        base = load_causal_lm(model)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        gpu_bf16 = self.device == "cuda" and torch.cuda.is_bf16_supported()
+        base = load_causal_lm(model, dtype=torch.bfloat16 if gpu_bf16 else torch.float32).to(self.device)
         if self.adapter:
             from peft import PeftModel
 
@@ -55,7 +57,8 @@ class ChatModel:
         if use_adapter and not self.has_adapter:
             raise ValueError("This model has no adapter to switch on; pick a finished run.")
         tok = self.tokenizer
-        inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                         return_dict=True).to(self.device)
         n_prompt = inputs["input_ids"].shape[1]
         with self._lock, self._torch.inference_mode():
             start = time.perf_counter()

@@ -84,7 +84,8 @@ def _event_callback(events: EventLog, stop: _StopRequest):
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = time.monotonic()
             self.tokens0 = state.num_input_tokens_seen
-            events.write("started", pid=os.getpid(), total_steps=state.max_steps)
+            events.write("started", pid=os.getpid(), total_steps=state.max_steps, device=str(args.device),
+                         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}

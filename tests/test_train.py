@@ -58,7 +58,8 @@ def test_adapter_reloads_and_changes_the_output(finished_run, tiny_model):
 
     chat = ChatModel(tiny_model, finished_run.adapter)
     ids = chat.tokenizer.apply_chat_template([{"role": "user", "content": "How heavy is the Tilly T2?"}],
-                                             add_generation_prompt=True, return_tensors="pt", return_dict=True)
+                                             add_generation_prompt=True, return_tensors="pt",
+                                             return_dict=True).to(chat.device)
     with torch.no_grad():
         tuned = chat.model(**ids).logits
         with chat.model.disable_adapter():
