@@ -5,6 +5,11 @@
                                             train without the UI; same process, files and events
     studio train --resume RUN_ID            continue a stopped or interrupted run from its last checkpoint
     studio runs                             list runs
+    studio data check FILE [FILE ...] [--model M] [--max-length N] [--map prompt=COL,completion=COL]
+                                            the validation report; exit 1 when there is an error
+    studio data export FILE [FILE ...] -o OUT.jsonl
+                                            the cleaned examples as chat JSONL for hosted services
+    studio data bench [--rows N]            rows per second the validator reads
     studio eval [RUN_ID] [--questions FILE] [--limit N]
                                             score base / base+RAG / fine-tuned / fine-tuned+RAG
                                             on held-back questions (token F1 against references)
@@ -102,6 +107,55 @@ def cmd_runs() -> int:
     return 0
 
 
+def _mapping(text: str | None) -> dict | None:
+    from engine.formats import parse_mapping
+
+    try:
+        return parse_mapping(text)
+    except ValueError as err:
+        raise ConfigError(str(err).replace("columns:", "--map:") + ".") from None
+
+
+def cmd_data(argv: list[str]) -> int:
+    from engine.data import check_files, export_chat_jsonl, token_stats
+
+    p = argparse.ArgumentParser(prog="studio data")
+    p.add_argument("action", choices=["check", "export", "bench"])
+    p.add_argument("files", nargs="*")
+    p.add_argument("--model", help="count tokens with this model's tokenizer")
+    p.add_argument("--max-length", type=int, default=RunConfig.max_length)
+    p.add_argument("--map", help="column mapping for tables of no known format")
+    p.add_argument("-o", "--output", help="export: the chat JSONL to write")
+    p.add_argument("--rows", type=int, default=100_000, help="bench: rows in the generated file")
+    a = p.parse_args(argv)
+    if a.action == "bench":
+        from engine.data_bench import main as bench
+
+        return bench(a.rows)
+    if not a.files:
+        raise ConfigError(f"studio data {a.action}: name at least one file.")
+    report = check_files(a.files, _mapping(a.map))
+    if a.model and report.examples:
+        from engine.models import load_tokenizer
+
+        stats = token_stats(report.examples, load_tokenizer(a.model), a.max_length)
+        issue = stats.truncation_issue()
+        if issue:
+            report.warnings.append(issue)
+        print("\n".join(report.lines()))
+        print("\n".join(f"tokens: {line}" for line in stats.sentences()))
+    else:
+        print("\n".join(report.lines()))
+    if report.errors:
+        return 1
+    if a.action == "export":
+        if not a.output:
+            raise ConfigError("studio data export: give the output file with -o OUT.jsonl.")
+        n = export_chat_jsonl(report.examples, a.output)
+        print(f"wrote {n} chat examples to {a.output}")
+    return 0
+
+
 def cmd_eval(argv: list[str]) -> int:
     from engine.infer import get_chat_model
     from rag.compare import evaluate, format_summary, load_questions
@@ -148,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_runs()
         if command == "eval":
             return cmd_eval(rest)
+        if command == "data":
+            return cmd_data(rest)
         print(__doc__)
         return 0 if command in ("-h", "--help", "help") else 2
     except (ConfigError, ModelError, RuntimeError) as exc:

@@ -36,7 +36,13 @@ def _f(default: Any, help: str) -> Any:
 @dataclass
 class RunConfig:
     model: str = _f(DEFAULT_MODEL, "Hub id or local folder of the model to fine-tune.")
-    data: str = _f(str(SAMPLE_TRAIN), "Training data: a JSONL file of chat examples.")
+    data: str = _f(str(SAMPLE_TRAIN), "Training data: one file, or several separated by commas "
+                   "(JSONL, JSON, CSV, TSV, Parquet, TXT; chat, ShareGPT, Alpaca, prompt/completion or text).")
+    columns: str = _f("", "For tables of no known format: prompt=COLUMN,completion=COLUMN[,system=COLUMN].")
+    val_data: str = _f("", "Validation file; empty = split val_fraction off the training data.")
+    val_fraction: float = _f(0.0, "Share of the training examples held out for validation (seeded).")
+    eval_steps: int = _f(20, "Evaluate the validation loss every this many steps.")
+    train_on: str = _f("assistant", "Tokens the loss uses: assistant (answers only) or all.")
     method: str = _f("lora", "Fine-tuning method.")
     epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = _f(-1, "Stop after this many optimizer steps; -1 trains for `epochs`.")
@@ -60,6 +66,16 @@ class RunConfig:
                 setattr(self, f.name, _convert(f.name, float, value))
             elif f.type in ("int", int) and isinstance(value, (float, str)):
                 setattr(self, f.name, _convert(f.name, int, value))
+        from engine.formats import parse_mapping
+
+        try:
+            parse_mapping(self.columns)
+        except ValueError as err:
+            raise ConfigError(f"{err}.") from None
+        if self.train_on not in ("assistant", "all"):
+            raise ConfigError(f"train_on: {self.train_on!r} is not one of assistant, all.")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction: {self.val_fraction} must be in [0, 1).")
         if self.method not in METHODS:
             raise ConfigError(f"method: {self.method!r} is not one of {', '.join(METHODS)}.")
         if not self.model.strip():
@@ -68,7 +84,8 @@ class RunConfig:
             raise ConfigError(f"learning_rate: {self.learning_rate} must be above 0 and at most 1.")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("epochs: must be above 0 when max_steps is not set.")
-        for name in ("batch_size", "grad_accum", "lora_rank", "lora_alpha", "logging_steps", "save_steps"):
+        for name in ("batch_size", "grad_accum", "lora_rank", "lora_alpha", "logging_steps", "save_steps",
+                     "eval_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}.")
         if self.max_length < 16:
@@ -77,6 +94,9 @@ class RunConfig:
             raise ConfigError(f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1).")
+
+    def data_files(self) -> list[str]:
+        return [p.strip() for p in self.data.split(",") if p.strip()]
 
     @classmethod
     def help(cls) -> dict[str, str]:

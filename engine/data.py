@@ -1,29 +1,306 @@
-"""Reading chat training data and saying exactly what is wrong with it.
+"""Training data: read any supported file, report every problem by line and field, and tokenize.
 
-A chat dataset is a JSONL file, one example a line:
-    {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}
-`read_chat_jsonl` returns the examples and raises `DataError` with one sentence naming
-the first bad line and field. `to_prompt_completion` turns an example into the
-conversational prompt/completion form trl trains on, so the loss covers only the final
-assistant answer.
+`check_files(paths)` reads JSONL, JSON, CSV/TSV, Parquet or TXT files in any of the formats
+of engine/formats.py and returns a `DataReport`: the examples in one internal chat form,
+errors (which block training) and warnings (which do not), each naming the file, the line
+or row, and the field. `token_stats` adds lengths under a model's tokenizer;
+`tokenize_example` renders an example with the model's chat template and marks which
+tokens the loss uses (assistant turns by default, or all tokens).
 
-    python -m engine.data FILE.jsonl     # prints the count or the first problem
+    python -m engine.data FILE [FILE ...]       # the same report as `studio data check`
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("system", "user", "assistant")
+from engine.formats import SUFFIXES, Example, FileError, RecordError, iter_records, to_example
+
 MIN_EXAMPLES = 1
+FEW_EXAMPLES = 20
+MAX_LISTED = 50  # problems listed per kind; the rest are counted
 
 
 class DataError(ValueError):
     """A problem in a dataset, said in one sentence that names the line and field."""
 
+
+@dataclass
+class Issue:
+    where: str
+    message: str
+    field: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}." if self.where else f"{self.message}."
+
+
+@dataclass
+class DataReport:
+    files: list[str]
+    examples: list[Example] = field(default_factory=list)
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.examples)
+
+    def formats(self) -> Counter:
+        return Counter(e.format for e in self.examples)
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{n} {fmt}" for fmt, n in self.formats().most_common())
+        text = f"{len(self.examples)} examples ({kinds or 'none'}) from {self.rows} rows in {len(self.files)} file(s)"
+        return f"{text}; {len(self.errors)} errors, {len(self.warnings)} warnings"
+
+    def lines(self) -> list[str]:
+        out = [self.summary()]
+        for label, items in (("error", self.errors), ("warning", self.warnings)):
+            shown = items[:MAX_LISTED]
+            out += [f"{label}: {i}" for i in shown]
+            if len(items) > len(shown):
+                out.append(f"{label}: ... and {len(items) - len(shown)} more")
+        return out
+
+    def first_error(self) -> str:
+        more = f" (and {len(self.errors) - 1} more problems)" if len(self.errors) > 1 else ""
+        return f"{self.errors[0]}{more}" if self.errors else ""
+
+
+def _decode(path: Path, raw: bytes, report: DataReport) -> str | None:
+    name = path.name
+    if raw.startswith(b"\xef\xbb\xbf"):
+        report.warnings.append(Issue(name, "starts with a byte-order mark (BOM); it was ignored"))
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1)
+        report.errors.append(Issue(f"{name} line {line}", f"byte {exc.start} (column {col + 1}) is not UTF-8 "
+                                   "text; save the file as UTF-8"))
+        return None
+    crlf = text.count("\r\n")
+    if crlf:
+        report.warnings.append(Issue(name, f"{crlf} lines end with Windows line ends (\\r\\n); "
+                                     "they were read as plain line ends"))
+        text = text.replace("\r\n", "\n")
+    return text
+
+
+def _check_conversation(ex: Example) -> str | None:
+    msgs = ex.messages
+    for i, m in enumerate(msgs):
+        if not m["content"].strip():
+            return f"messages[{i}].content is empty"
+    if not any(m["role"] == "assistant" for m in msgs):
+        return "the conversation has no assistant message"
+    if not any(m["role"] == "user" for m in msgs):
+        return "the conversation has no user message"
+    if msgs[-1]["role"] != "assistant":
+        return "the conversation must end with an assistant message"
+    if all(m["weight"] == 0 for m in msgs if m["role"] == "assistant"):
+        return "every assistant message has weight 0, so nothing would be trained"
+    return None
+
+
+def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAMPLES) -> DataReport:
+    paths = [Path(p) for p in paths]
+    report = DataReport([str(p) for p in paths])
+    seen: dict[str, str] = {}
+    for path in paths:
+        suffix = path.suffix.lower()
+        if suffix not in SUFFIXES:
+            report.errors.append(Issue(path.name, f"{suffix or 'a file without an extension'} cannot be read; "
+                                       f"use one of {', '.join(SUFFIXES)}"))
+            continue
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            report.errors.append(Issue(str(path), "no such file"))
+            continue
+        text = None if suffix == ".parquet" else _decode(path, raw, report)
+        if text is None and suffix != ".parquet":
+            continue
+        file_formats: dict[str, str] = {}
+        try:
+            for where, record in iter_records(path.name, text, raw, suffix):
+                report.rows += 1
+                try:
+                    if isinstance(record, RecordError):
+                        raise record
+                    ex = to_example(record, mapping)
+                except RecordError as err:
+                    report.errors.append(Issue(where, err.message, err.field))
+                    continue
+                ex.where = where
+                if ex.messages is not None:
+                    problem = _check_conversation(ex)
+                    if problem:
+                        report.errors.append(Issue(where, problem))
+                        continue
+                elif not ex.text.strip():
+                    report.errors.append(Issue(where, "text is empty", "text"))
+                    continue
+                for key in ex.unknown_keys:
+                    report.warnings.append(Issue(where, f"unknown key {key!r} was ignored", key))
+                first = seen.setdefault(ex.key(), where)
+                if first != where:
+                    report.warnings.append(Issue(where, f"repeats {first}; duplicates weigh an example twice"))
+                file_formats.setdefault(ex.format, where)
+                report.examples.append(ex)
+        except FileError as err:
+            report.errors.append(Issue("", str(err).rstrip(".")))
+            continue
+        if len(file_formats) > 1:
+            (main, _), *others = sorted(file_formats.items(), key=lambda kv: kv[1])
+            for fmt, where in others:
+                issue = Issue(where, f"mixed formats in one file: this is {fmt}, the file began as {main}")
+                # chat-like formats convert to one form; plain text next to chat would change the loss.
+                (report.errors if "text" in (fmt, main) else report.warnings).append(issue)
+    if len(report.examples) < min_examples and not report.errors:
+        report.errors.append(Issue("", f"no examples found in {', '.join(Path(f).name for f in report.files)}"))
+    elif 0 < len(report.examples) < FEW_EXAMPLES:
+        report.warnings.append(Issue("", f"only {len(report.examples)} examples; fine-tuning usually needs "
+                                     f"{FEW_EXAMPLES} or more (a hundred or more is better)"))
+    return report
+
+
+def load_examples(paths, mapping: dict | None = None) -> list[Example]:
+    """The examples of files that have no errors; otherwise DataError with the first problem."""
+    report = check_files([paths] if isinstance(paths, (str, Path)) else paths, mapping)
+    if report.errors:
+        raise DataError(report.first_error())
+    return report.examples
+
+
+def split_examples(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded train / validation split; `fraction` of the examples (at least one) go to validation."""
+    if fraction <= 0 or len(examples) < 2:
+        return list(examples), []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(examples) * fraction))
+    val = set(order[:n_val])
+    return [e for i, e in enumerate(examples) if i not in val], [e for i, e in enumerate(examples) if i in val]
+
+
+def export_chat_jsonl(examples: list[Example], path: str | Path) -> int:
+    """Write the chat examples as {"messages": [...]} lines, the format hosted services accept."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for ex in examples:
+            if ex.messages is None:
+                continue
+            fh.write(json.dumps(ex.to_chat(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+# ---- tokens ---------------------------------------------------------------------------
+
+def _render(tokenizer, messages, generation_prompt=False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def tokenize_example(ex: Example, tokenizer, train_on: str = "assistant") -> dict:
+    """input_ids and assistant_masks (1 = the loss uses this token) for one example.
+
+    A chat is rendered with the model's own template; the span of each assistant message
+    (its content and end-of-turn marker, not the role header) is found by rendering the
+    conversation up to it, so this works for any template that renders prefixes as
+    prefixes. Messages with weight 0 are not trained.
+    """
+    if ex.messages is None:
+        ids = tokenizer(ex.text, add_special_tokens=False)["input_ids"]
+        if tokenizer.eos_token_id is not None:
+            ids = ids + [tokenizer.eos_token_id]
+        return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
+    chat = [{"role": m["role"], "content": m["content"]} for m in ex.messages]
+    full = _render(tokenizer, chat)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    if train_on == "all":
+        return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
+    spans = []
+    for i, m in enumerate(ex.messages):
+        if m["role"] != "assistant" or m["weight"] == 0:
+            continue
+        before = _render(tokenizer, chat[:i], generation_prompt=True)
+        upto = _render(tokenizer, chat[: i + 1])
+        start, end = len(before), len(upto)
+        if not (full.startswith(before) and full.startswith(upto)):
+            raise DataError("the model's chat template does not render conversations as prefixes of each "
+                            "other, so assistant turns cannot be found; train on all tokens instead")
+        spans.append((start, end))
+    mask = [int(any(s <= a < e for s, e in spans)) for a, _ in offsets]
+    return {"input_ids": ids, "assistant_masks": mask}
+
+
+def trained_pieces(ex: Example, tokenizer, train_on: str = "assistant") -> list[tuple[str, bool]]:
+    """(token text, trained?) pairs: what the loss sees, for a coloured view."""
+    t = tokenize_example(ex, tokenizer, train_on)
+    return [(tokenizer.decode([i]), bool(m)) for i, m in zip(t["input_ids"], t["assistant_masks"])]
+
+
+@dataclass
+class TokenStats:
+    lengths: list[int]
+    max_length: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.lengths)
+
+    @property
+    def truncated(self) -> list[int]:
+        return [n - self.max_length for n in self.lengths if n > self.max_length]
+
+    def histogram(self, bins: int = 20) -> list[tuple[int, int]]:
+        """(bin start, count) pairs over the token lengths."""
+        if not self.lengths:
+            return []
+        hi = max(self.lengths)
+        width = max(1, -(-hi // bins))
+        counts = Counter(n // width for n in self.lengths)
+        return [(b * width, counts.get(b, 0)) for b in range(hi // width + 1)]
+
+    def trained_tokens(self) -> int:
+        return sum(min(n, self.max_length) for n in self.lengths)
+
+    def sentences(self, tokens_per_s: float | None = None) -> list[str]:
+        n = len(self.lengths)
+        out = [f"{n} examples, {self.total} tokens; shortest {min(self.lengths)}, median "
+               f"{sorted(self.lengths)[n // 2]}, longest {max(self.lengths)} tokens"]
+        per_epoch = self.trained_tokens()
+        if tokens_per_s:
+            out.append(f"{per_epoch} tokens per epoch: about {per_epoch / tokens_per_s / 60:.1f} min per epoch at "
+                       f"the {tokens_per_s:.0f} tokens/s measured on this machine")
+        else:
+            out.append(f"{per_epoch} tokens per epoch (no throughput measured yet for a time estimate)")
+        return out
+
+    def truncation_issue(self) -> Issue | None:
+        cut = self.truncated
+        if not cut:
+            return None
+        return Issue("", f"{len(cut)} examples are longer than max_length {self.max_length} and would be cut, "
+                         f"by {sum(cut) / len(cut):.0f} tokens on average (at most {max(cut)})", "max_length")
+
+
+def token_stats(examples: list[Example], tokenizer, max_length: int) -> TokenStats:
+    lengths = [len(tokenize_example(ex, tokenizer, "all")["input_ids"]) for ex in examples]
+    return TokenStats(lengths, max_length)
+
+
+# ---- kept for the simple callers of issue #2 --------------------------------------------
 
 @dataclass
 class ChatDataset:
@@ -34,79 +311,25 @@ class ChatDataset:
         return len(self.examples)
 
     def preview(self, n: int = 20) -> list[list[str]]:
-        """Rows of (system, user, assistant) text for a table, the first n examples."""
         rows = []
         for ex in self.examples[:n]:
-            by_role = {r: "" for r in ROLES}
+            first = {}
             for m in ex["messages"]:
-                by_role[m["role"]] = by_role[m["role"]] or m["content"]
-            rows.append([by_role["system"], by_role["user"], by_role["assistant"]])
+                first.setdefault(m["role"], m["content"])
+            rows.append([first.get("system", ""), first.get("user", ""), first.get("assistant", "")])
         return rows
 
 
-def _check_example(obj, where: str) -> dict:
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object with a \"messages\" list, got {type(obj).__name__}.")
-    messages = obj.get("messages")
-    if messages is None:
-        raise DataError(f"{where}: no \"messages\" field (found {', '.join(map(repr, obj)) or 'no fields'}).")
-    if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where}: \"messages\" must be a non-empty list.")
-    for i, m in enumerate(messages):
-        field = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise DataError(f"{where}: {field} must be an object with role and content.")
-        for key in ("role", "content"):
-            if key not in m:
-                raise DataError(f"{where}: {field} has no \"{key}\".")
-        if m["role"] not in ROLES:
-            raise DataError(f"{where}: {field}.role {m['role']!r} is not one of {', '.join(ROLES)}.")
-        if not isinstance(m["content"], str):
-            raise DataError(f"{where}: {field}.content must be text, got {type(m['content']).__name__}.")
-        if not m["content"].strip():
-            raise DataError(f"{where}: {field}.content is empty.")
-    if messages[-1]["role"] != "assistant":
-        raise DataError(f"{where}: the conversation must end with an assistant message.")
-    if not any(m["role"] == "user" for m in messages):
-        raise DataError(f"{where}: the conversation has no user message.")
-    return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
-
-
 def read_chat_jsonl(path: str | Path) -> ChatDataset:
-    path = Path(path)
-    name = path.name
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file.") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{name} line {line}: byte {exc.start} is not UTF-8 text.") from None
-    examples = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name} line {number}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-        examples.append(_check_example(obj, f"{name} line {number}"))
-    if len(examples) < MIN_EXAMPLES:
-        raise DataError(f"{name}: no examples found; expected one JSON object per line.")
-    return ChatDataset(str(path), examples)
-
-
-def to_prompt_completion(example: dict) -> dict:
-    """Split a chat at its last assistant message: the loss is taken on that answer only."""
-    messages = example["messages"]
-    return {"prompt": messages[:-1], "completion": messages[-1:]}
+    """Chat examples of one file (any supported format), or DataError naming the first bad line."""
+    examples = load_examples(path)
+    texts = [e for e in examples if e.messages is None]
+    if texts:
+        raise DataError(f"{texts[0].where}: plain text cannot be read as a chat example.")
+    return ChatDataset(str(path), [e.to_chat() for e in examples])
 
 
 if __name__ == "__main__":
-    try:
-        ds = read_chat_jsonl(sys.argv[1])
-    except DataError as err:
-        sys.exit(f"error: {err}")
-    print(f"{len(ds)} examples in {ds.path}")
+    rep = check_files(sys.argv[1:])
+    print("\n".join(rep.lines()))
+    sys.exit(1 if rep.errors else 0)

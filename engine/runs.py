@@ -93,11 +93,15 @@ class Run:
         return "interrupted"
 
     def logged(self) -> list[dict]:
-        return [r for r in self.events.read() if r["event"] == "logged"]
+        """Training-loss records, in order (evaluation records are in `evaluations`)."""
+        return [r for r in self.events.read() if r["event"] == "logged" and "loss" in r]
+
+    def evaluations(self) -> list[dict]:
+        return [r for r in self.events.read() if r["event"] == "logged" and "eval_loss" in r]
 
     def summary(self) -> dict:
         records = self.events.read()
-        logged = [r for r in records if r["event"] == "logged"]
+        logged = [r for r in records if r["event"] == "logged" and "loss" in r]
         last = logged[-1] if logged else {}
         ended = next((r for r in reversed(records) if r["event"] in TERMINAL), None)
         return {
@@ -116,9 +120,11 @@ class Run:
 def create_run(config: RunConfig, root: Path | None = None) -> Run:
     """Write a new run folder with its config; relative paths are made absolute first."""
     root = root or runs_root()
-    for name in ("data", "model"):
+    config.data = ",".join(str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
+                           for p in config.data_files())
+    for name in ("val_data", "model"):
         path = Path(getattr(config, name)).expanduser()
-        if path.exists():
+        if getattr(config, name) and path.exists():
             setattr(config, name, str(path.resolve()))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = root / f"{stamp}-{config.method}"
@@ -135,6 +141,20 @@ def list_runs(root: Path | None = None) -> list[Run]:
     root = root or runs_root()
     runs = [Run(p) for p in root.iterdir() if (p / "config.yaml").exists()]
     return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def measured_throughput(model: str, root: Path | None = None) -> float | None:
+    """Tokens per second of the newest run of `model` that logged any, for time estimates."""
+    for run in list_runs(root):
+        logged = run.logged()
+        if logged and logged[-1].get("tokens_per_s"):
+            try:
+                used = run.config.model
+            except Exception:  # a run folder with an unreadable config is skipped, not fatal
+                continue
+            if used in (model, str(Path(model).expanduser().resolve())):
+                return float(logged[-1]["tokens_per_s"])
+    return None
 
 
 def active_run(root: Path | None = None) -> Run | None:

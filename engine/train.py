@@ -22,8 +22,9 @@ import traceback
 from pathlib import Path
 
 from engine.config import ConfigError, RunConfig
-from engine.data import DataError, read_chat_jsonl, to_prompt_completion
+from engine.data import DataError, load_examples, split_examples, tokenize_example
 from engine.events import EventLog
+from engine.formats import parse_mapping
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
 
 
@@ -49,7 +50,7 @@ def lora_config(cfg: RunConfig):
     )
 
 
-def sft_config(cfg: RunConfig, output_dir: Path):
+def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False):
     import torch
     from trl import SFTConfig
 
@@ -67,6 +68,8 @@ def sft_config(cfg: RunConfig, output_dir: Path):
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=2,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps,
         seed=cfg.seed,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         report_to="none",
@@ -89,6 +92,10 @@ def _event_callback(events: EventLog, stop: _StopRequest):
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
+            if "eval_loss" in logs:
+                events.write("logged", step=state.global_step, total_steps=state.max_steps,
+                             eval_loss=float(logs["eval_loss"]))
+                return
             if "loss" not in logs:
                 return
             elapsed = time.monotonic() - self.t0
@@ -128,19 +135,35 @@ def _save_atomic(trainer, tokenizer, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
+def datasets_for(cfg: RunConfig, tokenizer):
+    """Tokenized train and validation datasets (validation may be None) with loss masks."""
     from datasets import Dataset
+
+    mapping = parse_mapping(cfg.columns)
+    examples = load_examples(cfg.data_files(), mapping)
+    if cfg.val_data:
+        train_ex, val_ex = examples, load_examples(cfg.val_data, mapping)
+    else:
+        train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
+
+    def build(exs):
+        return Dataset.from_list([tokenize_example(e, tokenizer, cfg.train_on) for e in exs]) if exs else None
+
+    return build(train_ex), build(val_ex)
+
+
+def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
     from trl import SFTTrainer
 
-    data = read_chat_jsonl(cfg.data)
-    dataset = Dataset.from_list([to_prompt_completion(ex) for ex in data.examples])
     tokenizer = load_tokenizer(cfg.model)
+    train_set, val_set = datasets_for(cfg, tokenizer)
     model = load_causal_lm(cfg.model)
     callback = _event_callback(events, stop)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(cfg, run_dir / "checkpoints"),
-        train_dataset=dataset,
+        args=sft_config(cfg, run_dir / "checkpoints", has_eval=val_set is not None),
+        train_dataset=train_set,
+        eval_dataset=val_set,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
         callbacks=[callback],

@@ -105,7 +105,7 @@ def test_bad_data_fails_with_the_line(tiny_model, runs_dir, write_jsonl):
     launch(run)
     assert _wait(run) == "failed"
     reason = run.summary()["reason"]
-    assert reason == "data.jsonl line 1: the conversation must end with an assistant message."
+    assert reason == "data.jsonl line 1: the conversation has no assistant message."
 
 
 def test_killed_process_is_marked_interrupted(tiny_model, runs_dir):
@@ -119,3 +119,23 @@ def test_killed_process_is_marked_interrupted(tiny_model, runs_dir):
     time.sleep(0.2)
     assert run.status() == "interrupted"
     assert "ended without saying why" in run.summary()["reason"]
+
+
+def test_mapped_table_with_a_validation_split_logs_eval_loss(tiny_model, runs_dir, tmp_path):
+    import csv
+    import json
+
+    rows = [json.loads(line)["messages"] for line in (SAMPLE / "train.jsonl").read_text().splitlines()]
+    table = tmp_path / "qa.csv"
+    with open(table, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["question", "answer"])
+        w.writerows([m[0]["content"], m[1]["content"]] for m in rows)
+    run = create_run(RunConfig(model=tiny_model, data=str(table), columns="prompt=question,completion=answer",
+                               val_fraction=0.2, eval_steps=5, max_steps=10, batch_size=4, max_length=64))
+    launch(run)
+    assert _wait(run) == "finished", (run.dir / "train.log").read_text()[-2000:]
+    evals = run.evaluations()
+    assert [e["step"] for e in evals] == [5, 10]
+    assert all(isinstance(e["eval_loss"], float) for e in evals)
+    assert len(run.logged()) == 10  # eval records do not break the training curve

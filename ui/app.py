@@ -22,42 +22,34 @@ import gradio as gr
 import pandas as pd
 
 from engine.config import SAMPLE_TRAIN, ConfigError, RunConfig
-from engine.data import DataError, read_chat_jsonl
 from engine.models import DEFAULT_MODEL, ModelError, hub_reachable
 from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
 from rag.compare import COLUMNS
+from ui.data_tab import build_data_tab
 
 HELP = RunConfig.help()
 
 
-# ---- Data -----------------------------------------------------------------------------
-
-def load_data(path: str | None):
-    if not path:
-        return gr.update(), "Upload a .jsonl file or use the bundled sample.", None
-    try:
-        ds = read_chat_jsonl(path)
-    except DataError as err:
-        return None, f"**Cannot use this file.** {err}", None
-    name = "the bundled Zorvane sample" if Path(path) == SAMPLE_TRAIN else Path(path).name
-    note = f"**{len(ds)} examples** in {name}. Next: the **Train** tab."
-    return path, note, pd.DataFrame(ds.preview(), columns=["system", "user", "assistant"])
-
-
 # ---- Train ----------------------------------------------------------------------------
 
-def form_to_config(data, model, epochs, max_steps, learning_rate, lora_rank, batch_size, max_length) -> RunConfig:
-    """The one place where form widgets become a RunConfig."""
+def form_to_config(dataset, model, epochs, max_steps, learning_rate, lora_rank, batch_size, max_length) -> RunConfig:
+    """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
+    dataset = dataset or {"files": [str(SAMPLE_TRAIN)]}
     return RunConfig(
-        model=model, data=data or str(SAMPLE_TRAIN), method="lora", epochs=epochs,
+        model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
+        val_fraction=dataset.get("val_fraction", 0.0), val_data=dataset.get("val_data", ""),
+        train_on=dataset.get("train_on", "assistant"), method="lora", epochs=epochs,
         max_steps=int(max_steps or -1), learning_rate=learning_rate, lora_rank=int(lora_rank),
         lora_alpha=2 * int(lora_rank), batch_size=int(batch_size), max_length=int(max_length),
     )
 
 
-def start_training(data, *form):
+def start_training(dataset, *form):
+    if dataset is None:
+        gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
+        return gr.update()
     try:
-        run = create_run(form_to_config(data, *form))
+        run = create_run(form_to_config(dataset, *form))
         launch(run)
     except (ConfigError, RuntimeError) as err:
         gr.Warning(str(err))
@@ -178,22 +170,19 @@ def build() -> gr.Blocks:
     with gr.Blocks(title="Fine-tuning studio") as demo:
         gr.Markdown("# Fine-tuning studio\nUpload chat data, fine-tune with LoRA, and compare the "
                     "fine-tuned model with retrieval (RAG) on your own questions.")
-        data_path = gr.State(str(SAMPLE_TRAIN))
         run_id = gr.State(None)
         pipeline = gr.State(None)
+        # Defined here, shown on the Train tab: the Data tab's token counts use them too.
+        model = gr.Textbox(default_model, label="Model", info=HELP["model"], elem_id="model", scale=3, render=False)
+        max_len = gr.Number(256, label="Max length", info=HELP["max_length"], precision=0, minimum=16,
+                            render=False)
 
         with gr.Tab("1 · Data", id="data"):
-            with gr.Row():
-                upload = gr.File(label="Chat dataset (.jsonl, one {\"messages\": [...]} per line)",
-                                 file_types=[".jsonl"], type="filepath")
-                sample_btn = gr.Button("Use the bundled sample", variant="secondary")
-            data_status = gr.Markdown(elem_id="data-status")
-            preview = gr.Dataframe(label="Preview (first 20 examples)", interactive=False, wrap=True,
-                                   elem_id="data-preview")
+            dataset, (use_sample, data_outputs, data_after, data_view) = build_data_tab(model, max_len)
 
         with gr.Tab("2 · Train", id="train"):
             with gr.Row():
-                model = gr.Textbox(default_model, label="Model", info=HELP["model"], elem_id="model", scale=3)
+                model.render()
                 gr.Dropdown(["lora"], value="lora", label="Method", info=HELP["method"], scale=1)
             with gr.Row():
                 epochs = gr.Number(5, label="Epochs", info=HELP["epochs"], minimum=0.1)
@@ -202,7 +191,7 @@ def build() -> gr.Blocks:
             with gr.Row():
                 rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
                 batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
-                max_len = gr.Number(256, label="Max length", info=HELP["max_length"], precision=0, minimum=16)
+                max_len.render()
             with gr.Row():
                 start_btn = gr.Button("Start training", variant="primary", elem_id="start")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -227,9 +216,7 @@ def build() -> gr.Blocks:
                                     label=c, show_label=True) for i, c in enumerate(COLUMNS)]
 
         form = [model, epochs, max_steps, lr, rank, batch, max_len]
-        upload.upload(load_data, upload, [data_path, data_status, preview])
-        sample_btn.click(lambda: load_data(str(SAMPLE_TRAIN)), None, [data_path, data_status, preview])
-        start_btn.click(start_training, [data_path, *form], run_id).then(run_view, run_id, [status, plot])
+        start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])
         stop_btn.click(stop_training, run_id, [status, plot])
         timer.tick(run_view, run_id, [status, plot], show_progress="hidden")
         for event in (refresh_btn.click, compare_tab.select):
@@ -239,11 +226,11 @@ def build() -> gr.Blocks:
         question.submit(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
 
         def on_load():
-            rid, done = current_run(), finished_runs()
-            return (rid, *load_data(str(SAMPLE_TRAIN)),
-                    gr.update(choices=done, value=done[0] if done else None))
+            done = finished_runs()
+            return current_run(), gr.update(choices=done, value=done[0] if done else None)
 
-        demo.load(on_load, None, [run_id, data_path, data_status, preview, run_pick])
+        demo.load(on_load, None, [run_id, run_pick])
+        demo.load(use_sample, None, data_outputs).then(**data_after).then(**data_view)
     return demo
 
 

@@ -1,0 +1,301 @@
+"""Dataset shapes in, one internal form out: reading files and recognising each record's format.
+
+Files: JSONL, JSON (an array of objects), CSV / TSV, Parquet, TXT. Record formats:
+    chat        {"messages": [{"role", "content", optional "name", "weight" 0/1}]}
+    sharegpt    {"conversations": [{"from": "human"|"gpt"|"system", "value"}]}
+    alpaca      {"instruction", "input", "output", optional "system", "history": [[q, a], ...]}
+    completion  {"prompt", "completion"} (strings, or lists of chat messages)
+    text        {"text"} or a .txt file (continued pre-training; paragraphs split on blank lines)
+Every record becomes an `Example`: a list of chat messages (role, content, weight), or a
+plain `text`. Problems are raised as `RecordError(field, message)`; the caller adds where
+(file and line or row) it happened. Knows nothing about tokenizers or training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "bot": "assistant", "model": "assistant"}
+TOOL_TURNS = ("function_call", "observation", "tool", "function")
+KNOWN_KEYS = {
+    "chat": {"messages", "id", "metadata", "tools"},
+    "sharegpt": {"conversations", "system", "id", "tools"},
+    "alpaca": {"instruction", "input", "output", "system", "history", "id"},
+    "completion": {"prompt", "completion", "system", "id"},
+    "text": {"text", "id", "timestamp", "url", "meta", "metadata", "title"},
+}
+MESSAGE_KEYS = {"role", "content", "name", "weight", "loss_weight"}
+# Column names people use for a question and its answer, tried when no format matches.
+PROMPT_NAMES = ("question", "query", "input", "instruction", "prompt", "user", "human", "source")
+ANSWER_NAMES = ("answer", "response", "output", "completion", "target", "assistant", "reply", "label")
+
+
+class RecordError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class Example:
+    messages: list[dict] | None = None  # role, content, weight
+    text: str | None = None
+    format: str = "chat"
+    where: str = ""
+    unknown_keys: list[str] = field(default_factory=list)
+
+    def key(self) -> str:
+        """A canonical string: two examples with the same key are duplicates."""
+        if self.text is not None:
+            return self.text
+        return json.dumps([(m["role"], m["content"]) for m in self.messages], ensure_ascii=False)
+
+    def to_chat(self) -> dict:
+        return {"messages": [{"role": m["role"], "content": m["content"]} for m in self.messages]}
+
+
+def detect_format(record: dict, mapping: dict | None = None) -> str:
+    """The record's format; a column mapping applies only to records of no known format."""
+    if "chosen" in record and "rejected" in record:
+        return "preference"
+    for fmt, key in (("chat", "messages"), ("sharegpt", "conversations"), ("completion", "completion"),
+                     ("text", "text")):
+        if key in record:
+            return fmt
+    if "instruction" in record and "output" in record:
+        return "alpaca"
+    if mapping:
+        return "mapped"
+    if "prompt" in record:
+        return "completion"
+    return "unknown"
+
+
+def parse_mapping(text: str | None) -> dict | None:
+    """ "prompt=question,completion=answer[,system=sys]" as a dict; None for an empty text."""
+    if not text or not text.strip():
+        return None
+    try:
+        mapping = {k.strip(): v.strip() for k, v in (part.split("=", 1) for part in text.split(","))}
+    except ValueError:
+        raise ValueError("columns: write it as prompt=COLUMN,completion=COLUMN[,system=COLUMN]") from None
+    if not {"prompt", "completion"} <= set(mapping) or set(mapping) - {"prompt", "completion", "system"}:
+        raise ValueError("columns: name prompt= and completion= (and optionally system=), nothing else")
+    return mapping
+
+
+def mapping_text(mapping: dict | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in (mapping or {}).items() if v)
+
+
+def guess_mapping(columns: list[str]) -> dict | None:
+    """A {"prompt": col, "completion": col} guess from column names, or None."""
+    lower = {c.lower(): c for c in columns}
+    prompt = next((lower[n] for n in PROMPT_NAMES if n in lower), None)
+    answer = next((lower[n] for n in ANSWER_NAMES if n in lower and lower[n] != prompt), None)
+    if prompt and answer:
+        system = next((lower[n] for n in ("system", "system_prompt") if n in lower), None)
+        return {"prompt": prompt, "completion": answer, **({"system": system} if system else {})}
+    return None
+
+
+def _text(value, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(p, dict) for p in value):  # content parts
+        parts = []
+        for i, p in enumerate(value):
+            if p.get("type", "text") != "text":
+                raise RecordError(f"{field}[{i}]", f"{field}[{i}] is a {p.get('type')!r} part; only text is read")
+            parts.append(p.get("text", p.get("value", "")))
+        return "".join(str(x) for x in parts)
+    raise RecordError(field, f"{field} must be text, got {type(value).__name__}")
+
+
+def _message(role: str, content: str, weight=None, field: str = "") -> dict:
+    if weight not in (None, 0, 1, 0.0, 1.0, True, False):
+        raise RecordError(f"{field}.weight", f"{field}.weight must be 0 or 1, got {weight!r}")
+    return {"role": role, "content": content, "weight": None if weight is None else int(weight)}
+
+
+def _chat(messages, name: str) -> list[dict]:
+    if not isinstance(messages, list):
+        raise RecordError(name, f"\"{name}\" must be a list of messages, got {type(messages).__name__}")
+    if not messages:
+        raise RecordError(name, f"\"{name}\" is an empty list")
+    out = []
+    for i, m in enumerate(messages):
+        f = f"{name}[{i}]"
+        if not isinstance(m, dict):
+            raise RecordError(f, f"{f} must be an object with role and content")
+        for key in ("role", "content"):
+            if key not in m:
+                raise RecordError(f"{f}.{key}", f"{f} has no \"{key}\"")
+        if m["role"] in TOOL_TURNS:
+            raise RecordError(f"{f}.role", f"{f}.role {m['role']!r} is a tool turn; tool calls are not trained here")
+        if m["role"] not in ROLES:
+            raise RecordError(f"{f}.role", f"{f}.role {m['role']!r} is not one of {', '.join(ROLES)}")
+        out.append(_message(m["role"], _text(m["content"], f"{f}.content"),
+                            m.get("weight", m.get("loss_weight")), f))
+    return out
+
+
+def _sharegpt(turns) -> list[dict]:
+    if not isinstance(turns, list) or not turns:
+        raise RecordError("conversations", "\"conversations\" must be a non-empty list of turns")
+    out = []
+    for i, t in enumerate(turns):
+        f = f"conversations[{i}]"
+        if not isinstance(t, dict) or "from" not in t or "value" not in t:
+            raise RecordError(f, f"{f} needs \"from\" and \"value\"")
+        if t["from"] in TOOL_TURNS:
+            raise RecordError(f"{f}.from", f"{f}.from {t['from']!r} is a tool turn; tool calls are not trained here")
+        role = SHAREGPT_ROLES.get(t["from"])
+        if role is None:
+            raise RecordError(f"{f}.from", f"{f}.from {t['from']!r} is not one of human, gpt, system")
+        out.append(_message(role, _text(t["value"], f"{f}.value"), t.get("weight"), f))
+    return out
+
+
+def to_example(record, mapping: dict | None = None) -> Example:
+    """One record (a parsed JSON object or a table row) as an Example, or a RecordError."""
+    if not isinstance(record, dict):
+        raise RecordError("", f"expected a JSON object, got {type(record).__name__}")
+    fmt = detect_format(record, mapping)
+    if fmt == "preference":
+        raise RecordError("chosen", "this is preference data (chosen / rejected answers), which supervised "
+                                    "fine-tuning cannot use; give one answer per example")
+    if fmt == "unknown":
+        keys = ", ".join(map(repr, record)) or "no fields"
+        raise RecordError("", f"no known format (found {keys}); expected \"messages\", \"conversations\", "
+                              "\"instruction\"/\"output\", \"prompt\"/\"completion\" or \"text\"")
+    if fmt == "mapped":
+        used = {v for v in mapping.values() if v}
+        missing = [c for c in used if c not in record]
+        if missing:
+            raise RecordError(missing[0], f"the mapped column {missing[0]!r} is missing")
+        msgs = [_message("user", _text(str(record[mapping["prompt"]] if record[mapping["prompt"]] is not None
+                                           else ""), mapping["prompt"])),
+                _message("assistant", _text(str(record[mapping["completion"]] if record[mapping["completion"]]
+                                                is not None else ""), mapping["completion"]))]
+        if mapping.get("system") and record.get(mapping["system"]):
+            msgs.insert(0, _message("system", str(record[mapping["system"]])))
+        return Example(messages=msgs, format="mapped", unknown_keys=sorted(set(record) - used))
+    unknown = sorted(set(record) - KNOWN_KEYS[fmt])
+    if fmt == "text":
+        return Example(text=_text(record["text"], "text"), format="text", unknown_keys=unknown)
+    if fmt == "chat":
+        msgs = _chat(record["messages"], "messages")
+    elif fmt == "sharegpt":
+        msgs = _sharegpt(record["conversations"])
+        if record.get("system"):
+            msgs.insert(0, _message("system", _text(record["system"], "system")))
+    elif fmt == "alpaca":
+        msgs = []
+        if record.get("system"):
+            msgs.append(_message("system", _text(record["system"], "system")))
+        for i, pair in enumerate(record.get("history") or []):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise RecordError(f"history[{i}]", f"history[{i}] must be a [question, answer] pair")
+            msgs += [_message("user", _text(pair[0], f"history[{i}][0]")),
+                     _message("assistant", _text(pair[1], f"history[{i}][1]"))]
+        instruction = _text(record["instruction"], "instruction")
+        extra = _text(record.get("input") or "", "input")
+        msgs += [_message("user", f"{instruction}\n\n{extra}" if extra.strip() else instruction),
+                 _message("assistant", _text(record["output"], "output"))]
+    else:  # completion
+        prompt, completion = record.get("prompt"), record.get("completion")
+        if completion is None:
+            raise RecordError("completion", "has \"prompt\" but no \"completion\"")
+        if prompt is None:
+            raise RecordError("prompt", "has \"completion\" but no \"prompt\"")
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], dict) and "role" in prompt[0]:
+            msgs = _chat(prompt, "prompt") + _chat(completion, "completion")
+        else:
+            msgs = [_message("user", _text(prompt, "prompt")), _message("assistant", _text(completion, "completion"))]
+            if record.get("system"):
+                msgs.insert(0, _message("system", _text(record["system"], "system")))
+    return Example(messages=msgs, format=fmt, unknown_keys=unknown)
+
+
+# ---- files ----------------------------------------------------------------------------
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+
+
+class FileError(ValueError):
+    """A whole file that cannot be read, with where it went wrong."""
+
+
+def iter_records(name: str, text: str | None, raw: bytes, suffix: str):
+    """Yield (where, record-or-exception) for each record of a file; `where` names the line or row."""
+    if suffix == ".jsonl":
+        for n, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{name} line {n}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield f"{name} line {n}", RecordError("", f"not valid JSON ({exc.msg} at column {exc.colno})")
+    elif suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FileError(f"{name} line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if isinstance(data, dict):
+            data = [data]
+        if not isinstance(data, list):
+            raise FileError(f"{name}: the top level must be a list of objects, got {type(data).__name__}.")
+        for i, record in enumerate(data, start=1):
+            yield f"{name} item {i}", record
+    elif suffix in (".csv", ".tsv"):
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        for n, row in enumerate(reader, start=2):  # line 1 is the header
+            if None in row:
+                yield f"{name} row {n}", RecordError("", f"has {len(reader.fieldnames) + len(row[None])} "
+                                                         f"cells but the header has {len(reader.fieldnames)}")
+                continue
+            yield f"{name} row {n}", {k: v for k, v in row.items() if v not in (None, "")}
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(io.BytesIO(raw))
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise FileError(f"{name}: not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
+        for i, row in enumerate(table.to_pylist(), start=1):
+            yield f"{name} row {i}", {k: v for k, v in row.items() if v is not None}
+    elif suffix == ".txt":  # paragraphs, split on blank lines; each is one example
+        start, lines = None, []
+        for n, line in enumerate(text.split("\n") + [""], start=1):
+            if line.strip():
+                start = start or n
+                lines.append(line)
+            elif lines:
+                yield f"{name} line {start}", {"text": "\n".join(lines)}
+                start, lines = None, []
+    else:
+        raise FileError(f"{name}: {suffix or 'files without an extension'} cannot be read; "
+                        f"use {', '.join(SUFFIXES)}.")
+
+
+def columns_of(path: str | Path) -> list[str]:
+    """Column names of a table or the keys of the first JSON record, for a mapping form."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    raw = path.read_bytes()
+    text = None if suffix == ".parquet" else raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n")
+    for _, record in iter_records(path.name, text, raw, suffix):
+        if isinstance(record, dict):
+            return list(record)
+    return []

@@ -1,0 +1,182 @@
+"""The Data tab: upload, validation report, token statistics, what gets trained, export.
+
+Layout and wiring only; reading and checking is engine/data.py. The dataset chosen here
+is one `gr.State` dict (files, column mapping, validation split, train_on) that the Train
+tab turns into a RunConfig.
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from engine.config import SAMPLE_TRAIN
+from engine.data import check_files, export_chat_jsonl, token_stats, trained_pieces
+from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text, parse_mapping
+from engine.models import ModelError, load_tokenizer
+from engine.runs import measured_throughput
+
+SHOWN = 10  # problems listed on the page per kind; the CLI lists more
+
+
+def default_dataset() -> dict:
+    return {"files": [str(SAMPLE_TRAIN)], "columns": "", "val_fraction": 0.0, "val_data": "", "train_on": "assistant"}
+
+
+@lru_cache(maxsize=2)
+def _tokenizer(model: str):
+    return load_tokenizer(model)
+
+
+def _report_markdown(report, files) -> str:
+    names = "the bundled Zorvane sample" if files == [str(SAMPLE_TRAIN)] else ", ".join(Path(f).name for f in files)
+    if report.errors:
+        head = f"**Cannot train on {names} yet: {len(report.errors)} error(s).** Errors block training; warnings do not."
+    else:
+        head = f"**{len(report.examples)} examples** in {names}. Next: the **Train** tab."
+    lines = [head, "", report.summary() + "."]
+    for label, items in (("Error", report.errors), ("Warning", report.warnings)):
+        lines += [f"- {label}: {html.escape(str(i))}" for i in items[:SHOWN]]
+        if len(items) > SHOWN:
+            lines.append(f"- ... and {len(items) - SHOWN} more {label.lower()}s (`studio data check` lists them all)")
+    return "\n".join(lines)
+
+
+def _preview_html(examples, n: int = 20) -> str:
+    """A table whose cells set their own direction, so Arabic, Persian and Hebrew read right to left."""
+    def cell(text):
+        text = text if len(text) <= 300 else text[:300] + " ..."
+        return f'<td dir="auto" style="white-space:pre-wrap;vertical-align:top">{html.escape(text)}</td>'
+
+    rows = []
+    for ex in examples[:n]:
+        if ex.messages is None:
+            rows.append(f"<tr><td>{html.escape(ex.where)}</td>{cell('')}{cell(ex.text)}{cell('')}</tr>")
+            continue
+        first = {}
+        for m in ex.messages:
+            first.setdefault(m["role"], m["content"])
+        turns = sum(m["role"] == "assistant" for m in ex.messages)
+        extra = f" (+{turns - 1} more turns)" if turns > 1 else ""
+        rows.append(f"<tr><td>{html.escape(ex.where)}</td>{cell(first.get('system', ''))}"
+                    f"{cell(first.get('user', ''))}{cell(first.get('assistant', '') + extra)}</tr>")
+    return ('<table class="data-preview"><thead><tr><th>where</th><th>system</th><th>user (or text)</th>'
+            f'<th>assistant</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_file, train_on):
+    files = [str(f) for f in (files or [])] or [str(SAMPLE_TRAIN)]
+    mapping = {"prompt": prompt_col, "completion": completion_col, "system": system_col} \
+        if prompt_col and completion_col else None
+    report = check_files(files, mapping)
+    dataset = {"files": files, "columns": mapping_text(mapping), "val_fraction": float(val_fraction or 0),
+               "val_data": str(val_file) if val_file else "", "train_on": train_on}
+    unknown = any("no known format" in e.message for e in report.errors)
+    columns = columns_of(files[0]) if unknown or mapping else []
+    guess = guess_mapping(columns) or {}
+    mapping_row = gr.update(visible=bool(columns))
+    choices = [""] + columns
+    picks = [gr.update(choices=choices, value=(mapping or guess).get(k) or "") for k in ("prompt", "completion", "system")]
+    if unknown and guess and not mapping:
+        note = "\n\n**The columns fit no known format.** A mapping was guessed below: check it and press *Apply mapping*."
+    else:
+        note = ""
+    ok = not report.errors
+    return (dataset if ok else None, _report_markdown(report, files) + note, _preview_html(report.examples),
+            mapping_row, *picks, gr.update(interactive=ok))
+
+
+def use_sample():
+    return read_data([str(SAMPLE_TRAIN)], "", "", "", 0.0, None, "assistant")
+
+
+def token_view(dataset, model, max_length):
+    if not dataset:
+        return "", pd.DataFrame({"tokens": [], "examples": []})
+    report = check_files(dataset["files"], parse_mapping(dataset["columns"]))
+    try:
+        tokenizer = _tokenizer(model)
+    except (ModelError, OSError, ValueError) as err:
+        return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
+    stats = token_stats(report.examples, tokenizer, int(max_length))
+    lines = stats.sentences(measured_throughput(model))
+    issue = stats.truncation_issue()
+    if issue:
+        lines.append(f"Warning: {issue}")
+    hist = pd.DataFrame(stats.histogram(), columns=["tokens", "examples"])
+    return "\n".join(f"- {line}" for line in lines), hist
+
+
+def trained_view(dataset, model, index, train_on):
+    if not dataset:
+        return []
+    report = check_files(dataset["files"], parse_mapping(dataset["columns"]))
+    if not report.examples:
+        return []
+    ex = report.examples[min(max(int(index or 0), 0), len(report.examples) - 1)]
+    try:
+        pieces = trained_pieces(ex, _tokenizer(model), train_on)
+    except Exception as err:  # a template that cannot be split is reported, not raised
+        return [(f"{err}", None)]
+    return [(text, "trained" if used else None) for text, used in pieces]
+
+
+def export(dataset):
+    if not dataset:
+        gr.Warning("Load a dataset without errors first.")
+        return None
+    report = check_files(dataset["files"], parse_mapping(dataset["columns"]))
+    out = Path(tempfile.mkdtemp(prefix="studio-export-")) / "train.chat.jsonl"
+    n = export_chat_jsonl(report.examples, out)
+    gr.Info(f"Exported {n} chat examples.")
+    return str(out)
+
+
+def build_data_tab(model, max_len):
+    """The Data tab's layout and events; returns the dataset State the Train tab reads."""
+    dataset = gr.State(default_dataset())
+    with gr.Row():
+        upload = gr.File(label=f"Training data ({', '.join(SUFFIXES)}); several files at once are fine",
+                         file_count="multiple", file_types=list(SUFFIXES), type="filepath", elem_id="data-upload")
+        with gr.Column():
+            sample_btn = gr.Button("Use the bundled sample", variant="secondary")
+            val_fraction = gr.Slider(0, 0.5, value=0.0, step=0.05, label="Validation split",
+                                     info="Share held out (seeded) to measure evaluation loss")
+            val_file = gr.File(label="...or a validation file", file_types=list(SUFFIXES), type="filepath")
+    with gr.Row(visible=False) as mapping_row:
+        prompt_col = gr.Dropdown(label="Column with the question / prompt", choices=[], allow_custom_value=True)
+        completion_col = gr.Dropdown(label="Column with the answer", choices=[], allow_custom_value=True)
+        system_col = gr.Dropdown(label="System prompt column (optional)", choices=[], allow_custom_value=True)
+        apply_btn = gr.Button("Apply mapping")
+    status = gr.Markdown(elem_id="data-status")
+    preview = gr.HTML(elem_id="data-preview", label="Preview (first 20 examples)")
+    with gr.Row():
+        stats = gr.Markdown(elem_id="token-stats")
+        hist = gr.BarPlot(x="tokens", y="examples", title="Tokens per example", height=240, elem_id="token-hist")
+    with gr.Accordion("What gets trained", open=False):
+        with gr.Row():
+            index = gr.Number(0, label="Example number", precision=0, minimum=0)
+            train_on = gr.Radio(["assistant", "all"], value="assistant", label="The loss uses",
+                                info="assistant: only the answers (default); all: every token")
+        pieces = gr.HighlightedText(label="The example as the model sees it, with the chat template",
+                                    color_map={"trained": "green"}, combine_adjacent=True, elem_id="trained-view")
+    with gr.Row():
+        export_btn = gr.Button("Export as chat JSONL (for hosted fine-tuning services)", elem_id="export")
+        export_file = gr.File(label="Exported file", interactive=False)
+
+    read_inputs = [upload, prompt_col, completion_col, system_col, val_fraction, val_file, train_on]
+    read_outputs = [dataset, status, preview, mapping_row, prompt_col, completion_col, system_col, export_btn]
+    after = dict(fn=token_view, inputs=[dataset, model, max_len], outputs=[stats, hist])
+    view = dict(fn=trained_view, inputs=[dataset, model, index, train_on], outputs=pieces)
+    for event in (upload.upload, apply_btn.click, val_fraction.release, val_file.change, train_on.change):
+        event(read_data, read_inputs, read_outputs).then(**after).then(**view)
+    upload.clear(use_sample, None, read_outputs)
+    sample_btn.click(use_sample, None, read_outputs).then(**after).then(**view)
+    index.change(**view)
+    export_btn.click(export, dataset, export_file)
+    return dataset, (use_sample, read_outputs, after, view)
