@@ -90,12 +90,38 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
                    '{"messages": [{"role": "user", "content": "hi"}\n')
-    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.locator("#data-upload input[type=file]").set_input_files(str(bad))
     expect(page.locator("#data-status")).to_contain_text("bad.jsonl line 2: not valid JSON", timeout=20000)
     page.get_by_role("button", name="Use the bundled sample").click()
     expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=20000)
     expect(page.locator("#data-preview")).to_contain_text("Who founded Zorvane Robotics?")
+    expect(page.locator("#token-stats")).to_contain_text("tokens per epoch", timeout=30000)
+    page.get_by_text("What gets trained").click()
+    expect(page.locator("#trained-view")).to_contain_text("Zorvane Robotics was founded by", timeout=20000)
+    page.locator("#export").click()
+    link = page.locator("#export-file a[href$='train.chat.jsonl']")
+    expect(link).to_be_visible(timeout=30000)
+    exported = page.request.get(link.get_attribute("href")).text()
+    assert len(exported.splitlines()) == 68 and '"role": "assistant"' in exported
     page.screenshot(path=str(SHOTS / "data.png"), full_page=True)
+
+    # Right-to-left text reads right to left in the preview; a table of no known format gets a mapping.
+    rtl = tmp_path / "rtl.jsonl"
+    rtl.write_text('{"messages": [{"role": "user", "content": "ما هو تيلي؟"}, '
+                   '{"role": "assistant", "content": "روبوت حديقة."}]}\n', encoding="utf-8")
+    page.locator("#data-upload input[type=file]").set_input_files(str(rtl))
+    cell = page.locator("#data-preview td", has_text="ما هو تيلي؟")
+    expect(cell).to_be_visible(timeout=20000)
+    assert cell.evaluate("el => getComputedStyle(el).direction") == "rtl"
+    table = tmp_path / "qa.csv"
+    table.write_text("question,answer\nHow heavy is it?,6.4 kg\n")
+    page.locator("#data-upload button[aria-label='Clear']").click()
+    page.locator("#data-upload input[type=file]").set_input_files(str(table))
+    expect(page.locator("#data-status")).to_contain_text("A mapping was guessed", timeout=20000)
+    page.get_by_role("button", name="Apply mapping").click()
+    expect(page.locator("#data-status")).to_contain_text("1 examples", timeout=20000)
+    page.get_by_role("button", name="Use the bundled sample").click()
+    expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=20000)
 
     # Train: the curve grows while the run is still running; a reload shows the same run.
     page.get_by_role("tab", name="2 · Train").click()

@@ -76,8 +76,10 @@ def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_f
     report = check_files(files, mapping)
     dataset = {"files": files, "columns": mapping_text(mapping), "val_fraction": float(val_fraction or 0),
                "val_data": str(val_file) if val_file else "", "train_on": train_on}
-    unknown = any("no known format" in e.message for e in report.errors)
-    columns = columns_of(files[0]) if unknown or mapping else []
+    unmatched = [e.where.split(" ")[0] for e in report.errors if "no known format" in e.message]
+    table = next((f for f in files if Path(f).name in unmatched), None) or (files[0] if mapping else None)
+    unknown = bool(unmatched)
+    columns = columns_of(table) if table else []
     guess = guess_mapping(columns) or {}
     mapping_row = gr.update(visible=bool(columns))
     choices = [""] + columns
@@ -167,7 +169,7 @@ def build_data_tab(model, max_len):
                                     color_map={"trained": "green"}, combine_adjacent=True, elem_id="trained-view")
     with gr.Row():
         export_btn = gr.Button("Export as chat JSONL (for hosted fine-tuning services)", elem_id="export")
-        export_file = gr.File(label="Exported file", interactive=False)
+        export_file = gr.File(label="Exported file", interactive=False, elem_id="export-file")
 
     read_inputs = [upload, prompt_col, completion_col, system_col, val_fraction, val_file, train_on]
     read_outputs = [dataset, status, preview, mapping_row, prompt_col, completion_col, system_col, export_btn]
