@@ -19,7 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.formats import SUFFIXES, Example, FileError, RecordError, iter_records, to_example
+from engine.formats import (SUFFIXES, Example, FileError, RecordError, hub_records, iter_records,
+                            looks_like_hub_id, to_example)
 
 MIN_EXAMPLES = 1
 FEW_EXAMPLES = 20
@@ -117,6 +118,18 @@ def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAM
     seen: dict[str, str] = {}
     for path in paths:
         suffix = path.suffix.lower()
+        if looks_like_hub_id(str(path)):
+            from engine.models import hub_reachable
+
+            if not hub_reachable():
+                report.errors.append(Issue(str(path), "is not a file here, and the Hugging Face Hub cannot be "
+                                           "reached to load it as a dataset id"))
+                continue
+            try:
+                _read_records(hub_records(str(path)), mapping, report, seen)
+            except FileError as err:
+                report.errors.append(Issue("", str(err).rstrip(".")))
+            continue
         if suffix not in SUFFIXES:
             report.errors.append(Issue(path.name, f"{suffix or 'a file without an extension'} cannot be read; "
                                        f"use one of {', '.join(SUFFIXES)}"))
@@ -129,48 +142,49 @@ def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAM
         text = None if suffix == ".parquet" else _decode(path, raw, report)
         if text is None and suffix != ".parquet":
             continue
-        file_formats: dict[str, str] = {}
         try:
-            for where, record in iter_records(path.name, text, raw, suffix):
-                report.rows += 1
-                try:
-                    if isinstance(record, RecordError):
-                        raise record
-                    ex = to_example(record, mapping)
-                except RecordError as err:
-                    report.errors.append(Issue(where, err.message, err.field))
-                    continue
-                ex.where = where
-                if ex.messages is not None:
-                    problem = _check_conversation(ex)
-                    if problem:
-                        report.errors.append(Issue(where, problem))
-                        continue
-                elif not ex.text.strip():
-                    report.errors.append(Issue(where, "text is empty", "text"))
-                    continue
-                for key in ex.unknown_keys:
-                    report.warnings.append(Issue(where, f"unknown key {key!r} was ignored", key))
-                first = seen.setdefault(ex.key(), where)
-                if first != where:
-                    report.warnings.append(Issue(where, f"repeats {first}; duplicates weigh an example twice"))
-                file_formats.setdefault(ex.format, where)
-                report.examples.append(ex)
+            _read_records(iter_records(path.name, text, raw, suffix), mapping, report, seen)
         except FileError as err:
             report.errors.append(Issue("", str(err).rstrip(".")))
-            continue
-        if len(file_formats) > 1:
-            (main, _), *others = sorted(file_formats.items(), key=lambda kv: kv[1])
-            for fmt, where in others:
-                issue = Issue(where, f"mixed formats in one file: this is {fmt}, the file began as {main}")
-                # chat-like formats convert to one form; plain text next to chat would change the loss.
-                (report.errors if "text" in (fmt, main) else report.warnings).append(issue)
     if len(report.examples) < min_examples and not report.errors:
         report.errors.append(Issue("", f"no examples found in {', '.join(Path(f).name for f in report.files)}"))
     elif 0 < len(report.examples) < FEW_EXAMPLES:
         report.warnings.append(Issue("", f"only {len(report.examples)} examples; fine-tuning usually needs "
                                      f"{FEW_EXAMPLES} or more (a hundred or more is better)"))
     return report
+
+
+def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
+    """Check each (where, record) of one source and add its examples and problems to `report`."""
+    formats: dict[str, str] = {}
+    for where, record in records:
+        report.rows += 1
+        try:
+            if isinstance(record, RecordError):
+                raise record
+            ex = to_example(record, mapping)
+        except RecordError as err:
+            report.errors.append(Issue(where, err.message, err.field))
+            continue
+        ex.where = where
+        problem = _check_conversation(ex) if ex.messages is not None else (
+            "text is empty" if not ex.text.strip() else None)
+        if problem:
+            report.errors.append(Issue(where, problem))
+            continue
+        for key in ex.unknown_keys:
+            report.warnings.append(Issue(where, f"unknown key {key!r} was ignored", key))
+        first = seen.setdefault(ex.key(), where)
+        if first != where:
+            report.warnings.append(Issue(where, f"repeats {first}; duplicates weigh an example twice"))
+        formats.setdefault(ex.format, where)
+        report.examples.append(ex)
+    if len(formats) > 1:
+        (main, _), *others = sorted(formats.items(), key=lambda kv: kv[1])
+        for fmt, where in others:
+            issue = Issue(where, f"mixed formats in one file: this is {fmt}, the file began as {main}")
+            # chat-like formats convert to one form; plain text next to chat would change the loss.
+            (report.errors if "text" in (fmt, main) else report.warnings).append(issue)
 
 
 def load_examples(paths, mapping: dict | None = None) -> list[Example]:
@@ -254,10 +268,15 @@ def trained_pieces(ex: Example, tokenizer, train_on: str = "assistant") -> list[
 class TokenStats:
     lengths: list[int]
     max_length: int
+    population: int | None = None  # when `lengths` is a sample: how many examples there are in all
+
+    @property
+    def scale(self) -> float:
+        return (self.population or len(self.lengths)) / max(1, len(self.lengths))
 
     @property
     def total(self) -> int:
-        return sum(self.lengths)
+        return round(sum(self.lengths) * self.scale)
 
     @property
     def truncated(self) -> list[int]:
@@ -273,12 +292,13 @@ class TokenStats:
         return [(b * width, counts.get(b, 0)) for b in range(hi // width + 1)]
 
     def trained_tokens(self) -> int:
-        return sum(min(n, self.max_length) for n in self.lengths)
+        return round(sum(min(n, self.max_length) for n in self.lengths) * self.scale)
 
     def sentences(self, tokens_per_s: float | None = None) -> list[str]:
-        n = len(self.lengths)
-        out = [f"{n} examples, {self.total} tokens; shortest {min(self.lengths)}, median "
-               f"{sorted(self.lengths)[n // 2]}, longest {max(self.lengths)} tokens"]
+        n = self.population or len(self.lengths)
+        sampled = f" (estimated from a seeded sample of {len(self.lengths)})" if self.population else ""
+        out = [f"{n} examples, {self.total} tokens{sampled}; shortest {min(self.lengths)}, median "
+               f"{sorted(self.lengths)[len(self.lengths) // 2]}, longest {max(self.lengths)} tokens"]
         per_epoch = self.trained_tokens()
         if tokens_per_s:
             out.append(f"{per_epoch} tokens per epoch: about {per_epoch / tokens_per_s / 60:.1f} min per epoch at "
@@ -295,9 +315,13 @@ class TokenStats:
                          f"by {sum(cut) / len(cut):.0f} tokens on average (at most {max(cut)})", "max_length")
 
 
-def token_stats(examples: list[Example], tokenizer, max_length: int) -> TokenStats:
+def token_stats(examples: list[Example], tokenizer, max_length: int, sample: int | None = None) -> TokenStats:
+    """Token lengths of every example, or of a seeded sample of `sample` when there are more."""
+    population = None
+    if sample and len(examples) > sample:
+        population, examples = len(examples), random.Random(0).sample(examples, sample)
     lengths = [len(tokenize_example(ex, tokenizer, "all")["input_ids"]) for ex in examples]
-    return TokenStats(lengths, max_length)
+    return TokenStats(lengths, max_length, population)
 
 
 # ---- kept for the simple callers of issue #2 --------------------------------------------

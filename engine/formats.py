@@ -144,6 +144,7 @@ def _chat(messages, name: str) -> list[dict]:
             raise RecordError(f"{f}.role", f"{f}.role {m['role']!r} is not one of {', '.join(ROLES)}")
         out.append(_message(m["role"], _text(m["content"], f"{f}.content"),
                             m.get("weight", m.get("loss_weight")), f))
+        out[-1]["unknown"] = [f"{f}.{k}" for k in m if k not in MESSAGE_KEYS]
     return out
 
 
@@ -222,6 +223,7 @@ def to_example(record, mapping: dict | None = None) -> Example:
             msgs = [_message("user", _text(prompt, "prompt")), _message("assistant", _text(completion, "completion"))]
             if record.get("system"):
                 msgs.insert(0, _message("system", _text(record["system"], "system")))
+    unknown += [k for m in msgs for k in m.pop("unknown", [])]
     return Example(messages=msgs, format=fmt, unknown_keys=unknown)
 
 
@@ -287,6 +289,23 @@ def iter_records(name: str, text: str | None, raw: bytes, suffix: str):
     else:
         raise FileError(f"{name}: {suffix or 'files without an extension'} cannot be read; "
                         f"use {', '.join(SUFFIXES)}.")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    parts = str(name).split("/")
+    return len(parts) == 2 and all(parts) and not Path(name).suffix and not Path(name).exists()
+
+
+def hub_records(dataset_id: str, split: str = "train"):
+    """Yield (where, record) from a Hugging Face dataset; the caller checks the hub is reachable."""
+    from datasets import load_dataset
+
+    try:
+        data = load_dataset(dataset_id, split=split)
+    except Exception as exc:  # datasets raises many types for a missing or private dataset
+        raise FileError(f"{dataset_id}: the dataset could not be loaded ({str(exc).splitlines()[0]}).") from None
+    for i, record in enumerate(data, start=1):
+        yield f"{dataset_id} row {i}", record
 
 
 def columns_of(path: str | Path) -> list[str]:

@@ -30,3 +30,30 @@ def test_studio_train_refuses_a_bad_setting_in_one_line(runs_dir, tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == "error: learning_rate: -1.0 must be above 0 and at most 1."
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_studio_data_check_reports_and_exits_non_zero_on_an_error(tmp_path, tiny_model):
+    good = tmp_path / "good.jsonl"
+    good.write_text((SAMPLE / "train.jsonl").read_text())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,completion\nq,a\nq,\n")
+    out = subprocess.run([STUDIO, "data", "check", str(good), str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "error: bad.csv row 3: has \"prompt\" but no \"completion\"." in out.stdout
+    assert out.stdout.startswith("69 examples (68 chat, 1 completion) from 70 rows in 2 file(s); 1 errors")
+    out = subprocess.run([STUDIO, "data", "check", str(good), "--model", tiny_model, "--max-length", "40"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "examples are longer than max_length 40 and would be cut" in out.stdout
+    assert "tokens: 68 examples" in out.stdout
+
+
+def test_studio_data_export_writes_chat_jsonl(tmp_path):
+    src = tmp_path / "alpaca.json"
+    src.write_text('[{"instruction": "Hi", "input": "", "output": "Hello"}]')
+    target = tmp_path / "out.jsonl"
+    out = subprocess.run([STUDIO, "data", "export", str(src), "-o", str(target)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "wrote 1 chat examples" in out.stdout
+    assert target.read_text() == ('{"messages": [{"role": "user", "content": "Hi"}, '
+                                  '{"role": "assistant", "content": "Hello"}]}\n')

@@ -185,6 +185,7 @@ def test_a_bad_parquet_file_is_named(tmp_path):
      "2 lines end with Windows line ends"),
     ((J(GOOD) + "\n" + J(GOOD) + "\n").encode(), "w.jsonl line 2: repeats w.jsonl line 1"),
     (J({**GOOD, "colour": "red"}).encode(), "w.jsonl line 1: unknown key 'colour' was ignored"),
+    (J({"messages": [{**U, "mood": "happy"}, A]}).encode(), "line 1: unknown key 'messages[0].mood' was ignored"),
     (J(GOOD).encode(), "only 1 examples; fine-tuning usually needs 20"),
     ((J(GOOD) + "\n" + J({"prompt": "p", "completion": "c"}) + "\n").encode(),
      "line 2: mixed formats in one file: this is completion, the file began as chat"),
@@ -246,3 +247,11 @@ def test_export_round_trips_as_chat_jsonl(tmp_path):
     assert json.loads(out.read_text()) == {"messages": [{"role": "user", "content": "i"},
                                                         {"role": "assistant", "content": "o"}]}
     assert [e.to_chat() for e in load_examples(out)] == [json.loads(out.read_text())]
+
+
+def test_a_hub_dataset_id_offline_is_one_sentence(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report = check_files(["someone/some-dataset"])
+    assert [str(e) for e in report.errors] == [
+        "someone/some-dataset: is not a file here, and the Hugging Face Hub cannot be reached to load it as a "
+        "dataset id."]

@@ -72,3 +72,12 @@ def test_token_stats_count_lengths_and_truncation(tok, tmp_path):
     assert issue is not None and f"{len(cut)} examples are longer than max_length 32" in str(issue)
     assert token_stats(report.examples, tok, 4096).truncation_issue() is None
     assert "about" in stats.sentences(tokens_per_s=100)[1] and "min per epoch" in stats.sentences(100)[1]
+
+
+def test_stats_of_a_big_dataset_come_from_a_scaled_sample(tok):
+    exs = [Example(text="word " * (i % 50 + 1), format="text") for i in range(1000)]
+    full = token_stats(exs, tok, 64)
+    sampled = token_stats(exs, tok, 64, sample=200)
+    assert len(sampled.lengths) == 200 and "estimated from a seeded sample of 200" in sampled.sentences()[0]
+    assert sampled.sentences()[0].startswith("1000 examples")
+    assert abs(sampled.total - full.total) / full.total < 0.1

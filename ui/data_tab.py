@@ -28,9 +28,30 @@ def default_dataset() -> dict:
     return {"files": [str(SAMPLE_TRAIN)], "columns": "", "val_fraction": 0.0, "val_data": "", "train_on": "assistant"}
 
 
+STATS_SAMPLE = 20_000  # token statistics of bigger datasets come from a seeded sample
+
+
 @lru_cache(maxsize=2)
 def _tokenizer(model: str):
     return load_tokenizer(model)
+
+
+def _stamp(path: str):
+    try:
+        st = Path(path).stat()
+        return path, st.st_mtime_ns, st.st_size
+    except OSError:
+        return path, None, None
+
+
+@lru_cache(maxsize=4)
+def _cached_report(stamps: tuple, columns: str):
+    return check_files([s[0] for s in stamps], parse_mapping(columns))
+
+
+def _report(dataset: dict):
+    """The dataset's report, read once per file version: the three views of one upload share it."""
+    return _cached_report(tuple(_stamp(f) for f in dataset["files"]), dataset["columns"])
 
 
 def _report_markdown(report, files) -> str:
@@ -73,7 +94,7 @@ def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_f
     files = [str(f) for f in (files or [])] or [str(SAMPLE_TRAIN)]
     mapping = {"prompt": prompt_col, "completion": completion_col, "system": system_col} \
         if prompt_col and completion_col else None
-    report = check_files(files, mapping)
+    report = _cached_report(tuple(_stamp(f) for f in files), mapping_text(mapping))
     dataset = {"files": files, "columns": mapping_text(mapping), "val_fraction": float(val_fraction or 0),
                "val_data": str(val_file) if val_file else "", "train_on": train_on}
     unmatched = [e.where.split(" ")[0] for e in report.errors if "no known format" in e.message]
@@ -100,12 +121,12 @@ def use_sample():
 def token_view(dataset, model, max_length):
     if not dataset:
         return "", pd.DataFrame({"tokens": [], "examples": []})
-    report = check_files(dataset["files"], parse_mapping(dataset["columns"]))
+    report = _report(dataset)
     try:
         tokenizer = _tokenizer(model)
     except (ModelError, OSError, ValueError) as err:
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
-    stats = token_stats(report.examples, tokenizer, int(max_length))
+    stats = token_stats(report.examples, tokenizer, int(max_length), sample=STATS_SAMPLE)
     lines = stats.sentences(measured_throughput(model))
     issue = stats.truncation_issue()
     if issue:
@@ -117,7 +138,7 @@ def token_view(dataset, model, max_length):
 def trained_view(dataset, model, index, train_on):
     if not dataset:
         return []
-    report = check_files(dataset["files"], parse_mapping(dataset["columns"]))
+    report = _report(dataset)
     if not report.examples:
         return []
     ex = report.examples[min(max(int(index or 0), 0), len(report.examples) - 1)]
@@ -132,7 +153,7 @@ def export(dataset):
     if not dataset:
         gr.Warning("Load a dataset without errors first.")
         return None
-    report = check_files(dataset["files"], parse_mapping(dataset["columns"]))
+    report = _report(dataset)
     out = Path(tempfile.mkdtemp(prefix="studio-export-")) / "train.chat.jsonl"
     n = export_chat_jsonl(report.examples, out)
     gr.Info(f"Exported {n} chat examples.")
