@@ -79,18 +79,24 @@ class Run:
 
     def status(self) -> str:
         """queued, running, finished, stopped, failed or interrupted."""
-        records = self.events.read()
+        records = self._this_session()
         for record in reversed(records):
             if record["event"] in TERMINAL:
                 return record["event"]
         pid = self.pid()
         if pid is not None and _pid_alive(pid):
             return "running"
-        if pid is None and not records:
-            return "queued"
+        if pid is None:
+            return "queued"  # created, or being launched this instant
         reason = "the training process ended without saying why (killed, or out of memory)"
         self.events.write("interrupted", reason=reason)
         return "interrupted"
+
+    def _this_session(self) -> list[dict]:
+        """Events since the process was last launched: a resumed run is judged by its new process."""
+        records = self.events.read()
+        starts = [i for i, r in enumerate(records) if r["event"] == "launched"]
+        return records[starts[-1]:] if starts else records
 
     def logged(self) -> list[dict]:
         """Training-loss records, in order (evaluation records are in `evaluations`)."""
@@ -103,7 +109,7 @@ class Run:
         records = self.events.read()
         logged = [r for r in records if r["event"] == "logged" and "loss" in r]
         last = logged[-1] if logged else {}
-        ended = next((r for r in reversed(records) if r["event"] in TERMINAL), None)
+        ended = next((r for r in reversed(self._this_session()) if r["event"] in TERMINAL), None)
         return {
             "id": self.id,
             "status": self.status(),
@@ -166,6 +172,8 @@ def launch(run: Run) -> subprocess.Popen:
     busy = active_run(run.dir.parent)
     if busy is not None:
         raise RuntimeError(f"Run {busy.id} is still training; stop it or wait for it to end.")
+    (run.dir / "pid").unlink(missing_ok=True)
+    run.events.write("launched")  # before the process exists: its own events always come after
     log = open(run.dir / "train.log", "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -197,7 +205,7 @@ def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    if not any(r["event"] in TERMINAL for r in run.events.read()):
+    if not any(r["event"] in TERMINAL for r in run._this_session()):
         run.events.write("interrupted", reason=f"Stop did not end the trainer within {grace_s:.0f} s, "
                          "so its processes were ended; the last checkpoint is kept.")
     return run.status()

@@ -45,7 +45,7 @@ def test_loss_goes_down(finished_run):
 def test_events_carry_progress_and_end_finished(finished_run):
     records = finished_run.events.read()
     kinds = [r["event"] for r in records]
-    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert kinds[:2] == ["launched", "started"] and kinds[-1] == "finished"
     assert "checkpoint" in kinds
     last = finished_run.logged()[-1]
     assert last["step"] == last["total_steps"] == 40
@@ -139,3 +139,25 @@ def test_mapped_table_with_a_validation_split_logs_eval_loss(tiny_model, runs_di
     assert [e["step"] for e in evals] == [5, 10]
     assert all(isinstance(e["eval_loss"], float) for e in evals)
     assert len(run.logged()) == 10  # eval records do not break the training curve
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, runs_dir):
+    run = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=30, save_steps=5,
+                               batch_size=2, max_length=64, learning_rate=1e-2))
+    proc = launch(run)
+    deadline = time.time() + 120
+    while not (run.dir / "checkpoints" / "checkpoint-10").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    assert run.status() == "interrupted"
+    killed_at = run.logged()[-1]["step"]
+    assert 10 <= killed_at < 30
+    saved = max(int(p.name.split("-")[1]) for p in (run.dir / "checkpoints").glob("checkpoint-*"))
+    launch(run)
+    assert run.status() in ("running", "queued")  # the old "interrupted" belongs to the last process
+    assert _wait(run) == "finished", (run.dir / "train.log").read_text()[-2000:]
+    steps = [r["step"] for r in run.logged()]
+    resumed = steps[steps.index(killed_at) + 1:]
+    assert resumed[0] == saved + 1 and resumed[-1] == 30
+    assert run.adapter is not None

@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a file (Hugging Face Spaces runs `python
 import gradio as gr
 import pandas as pd
 
-from engine.config import SAMPLE_TRAIN, ConfigError, RunConfig
+from engine.config import ConfigError, RunConfig
 from engine.models import DEFAULT_MODEL, ModelError, hub_reachable
 from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
 from rag.compare import COLUMNS
@@ -34,7 +34,6 @@ HELP = RunConfig.help()
 
 def form_to_config(dataset, model, epochs, max_steps, learning_rate, lora_rank, batch_size, max_length) -> RunConfig:
     """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
-    dataset = dataset or {"files": [str(SAMPLE_TRAIN)]}
     return RunConfig(
         model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
         val_fraction=dataset.get("val_fraction", 0.0), val_data=dataset.get("val_data", ""),
@@ -113,11 +112,11 @@ def refresh_runs(trained, picked):
 
 # ---- Compare --------------------------------------------------------------------------
 
-def index_documents(files, pipeline):
+def index_documents(files):
     from rag.pipeline import SAMPLE_DOCS, RagPipeline
 
     pipeline = RagPipeline()
-    report = pipeline.index([f for f in files] if files else [SAMPLE_DOCS])
+    report = pipeline.index(files or [SAMPLE_DOCS])
     source = "your documents" if files else "the bundled Zorvane documents"
     return pipeline, f"{report.sentence()} ({source})"
 
@@ -217,11 +216,12 @@ def build() -> gr.Blocks:
 
         form = [model, epochs, max_steps, lr, rank, batch, max_len]
         start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])
-        stop_btn.click(stop_training, run_id, [status, plot])
-        timer.tick(run_view, run_id, [status, plot], show_progress="hidden")
+        # Reading the events file is cheap: progress and Stop never wait behind a long Compare.
+        stop_btn.click(stop_training, run_id, [status, plot], concurrency_limit=None)
+        timer.tick(run_view, run_id, [status, plot], show_progress="hidden", concurrency_limit=None)
         for event in (refresh_btn.click, compare_tab.select):
             event(refresh_runs, [run_id, run_pick], run_pick)
-        index_btn.click(index_documents, [docs, pipeline], [pipeline, index_status])
+        index_btn.click(index_documents, docs, [pipeline, index_status])
         ask_btn.click(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
         question.submit(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
 
