@@ -10,6 +10,9 @@
     studio data export FILE [FILE ...] -o OUT.jsonl
                                             the cleaned examples as chat JSONL for hosted services
     studio data bench [--rows N]            rows per second the validator reads
+    studio rag index PATH [PATH ...] --name NAME    add documents to a saved collection
+    studio rag search NAME "question" [--k K]       the top passages with scores
+    studio rag bench [--sizes 10000,100000]         ingest cost and query latency / recall
     studio eval [RUN_ID] [--questions FILE] [--limit N]
                                             score base / base+RAG / fine-tuned / fine-tuned+RAG
                                             on held-back questions (token F1 against references)
@@ -21,7 +24,6 @@ events; Ctrl-C asks it to save and stop.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -156,15 +158,53 @@ def cmd_data(argv: list[str]) -> int:
     return 0
 
 
+def cmd_rag(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="studio rag")
+    p.add_argument("action", choices=["index", "search", "bench"])
+    p.add_argument("args", nargs="*")
+    p.add_argument("--name", default="my-documents")
+    p.add_argument("--column", help="text column of .jsonl / .csv files")
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--sizes", default="10000,100000")
+    a = p.parse_args(argv)
+    if a.action == "bench":
+        from rag.bench import main as bench
+
+        return bench(tuple(int(x) for x in a.sizes.split(",")))
+    from rag.pipeline import RagPipeline
+
+    if a.action == "index":
+        if not a.args:
+            raise ConfigError("studio rag index: name at least one file or folder.")
+        pipeline = RagPipeline.open(a.name)
+        report = pipeline.index(a.args, column=a.column,
+                                progress=lambda i, n, f: print(f"\r{i}/{n} {f[:40]:<40}", end="", file=sys.stderr))
+        print(file=sys.stderr)
+        print(report.sentence())
+        return 0
+    if len(a.args) != 2:
+        raise ConfigError('studio rag search NAME "question"')
+    pipeline = RagPipeline.open(a.args[0], k=a.k)
+    if not len(pipeline.store):
+        raise ConfigError(f"no collection {a.args[0]!r} with documents; index some first.")
+    for h in pipeline.retrieve(a.args[1]):
+        print(f"{h.score:.3f}  {h.chunk.source}  {h.chunk.location()}  {h.chunk.text[:100]!r}")
+    return 0
+
+
 def cmd_eval(argv: list[str]) -> int:
     from engine.infer import get_chat_model
-    from rag.compare import evaluate, format_summary, load_questions
-    from rag.pipeline import sample_pipeline
+    from rag.evaluate import evaluate, format_summary, load_questions, write_csv, write_json
+    from rag.pipeline import RagPipeline, sample_pipeline
 
     p = argparse.ArgumentParser(prog="studio eval")
     p.add_argument("run", nargs="?", help="run id (default: the newest finished run)")
-    p.add_argument("--questions", default=str(SAMPLE_QUESTIONS))
+    p.add_argument("--questions", default=str(SAMPLE_QUESTIONS), help="JSONL or CSV with question and answer")
+    p.add_argument("--docs", nargs="*", help="documents for RAG (default: the bundled Zorvane documents)")
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--hit-k", type=int, default=5)
+    p.add_argument("--csv", help="write the per-question table here")
+    p.add_argument("--json", help="write the summary and rows here")
     a = p.parse_args(argv)
     if a.run:
         run = Run(runs_root() / a.run)
@@ -174,17 +214,31 @@ def cmd_eval(argv: list[str]) -> int:
             raise ConfigError("no finished run with an adapter; train one first.")
     if run.adapter is None:
         raise ConfigError(f"run {run.id} has no adapter yet.")
-    questions = load_questions(a.questions)[: a.limit or None]
+    try:
+        questions = load_questions(a.questions)[: a.limit or None]
+    except (ValueError, OSError) as err:
+        raise ConfigError(str(err)) from None
     chat = get_chat_model(run.config.model, run.adapter)
+    if a.docs:
+        pipeline = RagPipeline()
+        report = pipeline.index(a.docs)
+        print(report.sentence(), file=sys.stderr)
+    else:
+        pipeline = sample_pipeline()
     result = evaluate(
-        questions, sample_pipeline(),
+        questions, pipeline,
         base=lambda m: chat.generate(m, use_adapter=False), tuned=lambda m: chat.generate(m, use_adapter=True),
+        hit_k=a.hit_k, fit=(chat.tokenizer, chat.max_prompt_tokens()),
         progress=lambda i, n: print(f"\r{i}/{n} questions", end="", file=sys.stderr, flush=True),
     )
     print(file=sys.stderr)
-    print(f"run {run.id}, {len(questions)} held-back questions from {Path(a.questions).name}")
-    print(format_summary(result["summary"]))
-    (run.dir / "eval.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    print(f"run {run.id}, {len(questions)} questions from {Path(a.questions).name}")
+    print(format_summary(result["summary"], a.hit_k))
+    write_json(result, run.dir / "eval.json")
+    if a.csv:
+        write_csv(result["rows"], a.csv)
+    if a.json:
+        write_json(result, a.json)
     return 0
 
 
@@ -204,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(rest)
         if command == "data":
             return cmd_data(rest)
+        if command == "rag":
+            return cmd_rag(rest)
         print(__doc__)
         return 0 if command in ("-h", "--help", "help") else 2
     except (ConfigError, ModelError, RuntimeError) as exc:

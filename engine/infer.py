@@ -72,10 +72,47 @@ class ChatModel:
         text = tok.decode(new, skip_special_tokens=True).strip()
         return Generation(text, n_prompt, int(new.shape[0]), seconds)
 
-    def _generate(self, inputs, max_new_tokens: int):
+    def stream(self, messages: list[dict], use_adapter: bool = True, max_new_tokens: int = 96):
+        """Yield the answer's text as it grows, then a final Generation with its counts and time."""
+        from transformers import TextIteratorStreamer
+
+        if use_adapter and not self.has_adapter:
+            raise ValueError("This model has no adapter to switch on; pick a finished run.")
+        tok = self.tokenizer
+        inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                         return_dict=True).to(self.device)
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        result = {}
+
+        def run():
+            with self._lock, self._torch.inference_mode():
+                if self.has_adapter and not use_adapter:
+                    with self.model.disable_adapter():
+                        result["out"] = self._generate(inputs, max_new_tokens, streamer)
+                else:
+                    result["out"] = self._generate(inputs, max_new_tokens, streamer)
+
+        start = time.perf_counter()
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        worker.join()
+        n_prompt = inputs["input_ids"].shape[1]
+        n_new = int(result["out"][0].shape[0] - n_prompt) if "out" in result else 0
+        yield Generation(text.strip(), n_prompt, n_new, time.perf_counter() - start)
+
+    def max_prompt_tokens(self, max_new_tokens: int = 96) -> int:
+        """How long a prompt may be so the answer still fits the model's context window."""
+        window = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        return max(64, window - max_new_tokens)
+
+    def _generate(self, inputs, max_new_tokens: int, streamer=None):
         return self.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.1,
-            pad_token_id=self.tokenizer.pad_token_id, suppress_tokens=self._suppress,
+            pad_token_id=self.tokenizer.pad_token_id, suppress_tokens=self._suppress, streamer=streamer,
         )
 
 

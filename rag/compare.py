@@ -1,21 +1,18 @@
-"""Four answers side by side, and their scores against reference answers.
+"""Four answers side by side: base, base + RAG, fine-tuned, fine-tuned + RAG.
 
-Columns: base, base + RAG, fine-tuned, fine-tuned + RAG. The caller hands in two plain
-generate callables (base and fine-tuned: messages -> object with .text, .seconds,
-.prompt_tokens, .answer_tokens); this module adds retrieval for the RAG columns, times
-each answer and scores answers with token F1 / exact match (SQuAD-style normalisation).
+The caller hands in plain callables for the base and fine-tuned model (messages -> an
+object with .text, .seconds, .prompt_tokens, .answer_tokens; or, for streaming, messages
+-> an iterator of growing texts that ends with such an object). This module adds
+retrieval for the RAG columns and times each answer; retrieval time counts toward the
+RAG columns' latency. Scores against references live in rag/evaluate.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import string
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
 
 from rag.pipeline import RagPipeline
 from rag.store import Hit
@@ -32,84 +29,56 @@ class ColumnAnswer:
     answer_tokens: int = 0
     hits: list[Hit] = field(default_factory=list)
 
+    def cited(self) -> set[int]:
+        """Source numbers the answer cites as [n]."""
+        return {int(n) for n in re.findall(r"\[(\d+)\]", self.text) if 0 < int(n) <= len(self.hits)}
 
-def compare(question: str, pipeline: RagPipeline, base: Callable, tuned: Callable | None,
-            columns=COLUMNS) -> list[ColumnAnswer]:
-    """Answer `question` in each column; fine-tuned columns are left out when `tuned` is None."""
+
+def _plan(question, pipeline, base, tuned, columns, fit):
+    """(column, generate, messages, hits) for each column that can be answered."""
     plain = [{"role": "user", "content": question}]
-    hits: list[Hit] | None = None
-    answers = []
+    hits = None
     for column in columns:
         generate = tuned if column.startswith("fine-tuned") else base
         if generate is None:
             continue
-        start = time.perf_counter()
         if column.endswith("RAG"):
+            start = time.perf_counter()
             if hits is None:
                 hits = pipeline.retrieve(question)
-            out, used = generate(pipeline.messages(question, hits)), hits
+            messages = pipeline.messages(question, hits, *(fit or ()))
+            yield column, generate, messages, hits, time.perf_counter() - start
         else:
-            out, used = generate(plain), []
-        seconds = time.perf_counter() - start  # retrieval counts toward the RAG columns' latency
-        answers.append(ColumnAnswer(column, out.text, seconds, getattr(out, "prompt_tokens", 0),
-                                    getattr(out, "answer_tokens", 0), used))
+            yield column, generate, plain, [], 0.0
+
+
+def compare(question: str, pipeline: RagPipeline, base: Callable, tuned: Callable | None,
+            columns=COLUMNS, fit: tuple | None = None) -> list[ColumnAnswer]:
+    """Answer `question` in each column; fine-tuned columns are left out when `tuned` is None.
+
+    `fit` = (tokenizer, max_prompt_tokens) trims the RAG prompt to the model's context window.
+    """
+    answers = []
+    for column, generate, messages, hits, retrieval_s in _plan(question, pipeline, base, tuned, columns, fit):
+        start = time.perf_counter()
+        out = generate(messages)
+        answers.append(ColumnAnswer(column, out.text, time.perf_counter() - start + retrieval_s,
+                                    getattr(out, "prompt_tokens", 0), getattr(out, "answer_tokens", 0), hits))
     return answers
 
 
-def _normalise(text: str) -> list[str]:
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation) or ch in ".,")
-    text = re.sub(r"(?<!\d)[.,]|[.,](?!\d)", " ", text)  # keep 6.4 and 1,290 whole
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return text.split()
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    pred, ref = _normalise(prediction), _normalise(reference)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if not pred or not ref or common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def exact_match(prediction: str, reference: str) -> float:
-    return float(_normalise(prediction) == _normalise(reference))
-
-
-def load_questions(path: str | Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if not isinstance(row, dict) or "question" not in row or "answer" not in row:
-            raise ValueError(f"{Path(path).name} line {n}: needs \"question\" and \"answer\" fields.")
-        rows.append(row)
-    return rows
-
-
-def evaluate(questions: list[dict], pipeline: RagPipeline, base: Callable, tuned: Callable | None,
-             columns=COLUMNS, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Per-question rows and a per-column summary (mean token F1, exact match, latency)."""
-    rows = []
-    for i, q in enumerate(questions):
-        for a in compare(q["question"], pipeline, base, tuned, columns):
-            rows.append({"question": q["question"], "reference": q["answer"], "column": a.column,
-                         "answer": a.text, "f1": token_f1(a.text, q["answer"]),
-                         "em": exact_match(a.text, q["answer"]), "seconds": a.seconds})
-        if progress:
-            progress(i + 1, len(questions))
-    summary = {}
-    for column in columns:
-        mine = [r for r in rows if r["column"] == column]
-        if mine:
-            summary[column] = {k: sum(r[k] for r in mine) / len(mine) for k in ("f1", "em", "seconds")}
-    return {"summary": summary, "rows": rows}
-
-
-def format_summary(summary: dict) -> str:
-    lines = [f"{'column':<18}{'token F1':>10}{'exact':>8}{'latency s':>11}"]
-    for column, s in summary.items():
-        lines.append(f"{column:<18}{s['f1']:>10.3f}{s['em']:>8.2f}{s['seconds']:>11.2f}")
-    return "\n".join(lines)
+def stream_compare(question: str, pipeline: RagPipeline, base: Callable, tuned: Callable | None,
+                   columns=COLUMNS, fit: tuple | None = None) -> Iterator[tuple[ColumnAnswer, bool]]:
+    """Like `compare`, streamed: yields (answer so far, finished?) as each column's text grows."""
+    for column, generate, messages, hits, retrieval_s in _plan(question, pipeline, base, tuned, columns, fit):
+        start = time.perf_counter()
+        answer = ColumnAnswer(column, "", 0.0, hits=hits)
+        for piece in generate(messages):
+            answer.seconds = time.perf_counter() - start + retrieval_s
+            if isinstance(piece, str):
+                answer.text = piece
+                yield replace(answer), False
+            else:
+                answer.text = piece.text
+                answer.prompt_tokens, answer.answer_tokens = piece.prompt_tokens, piece.answer_tokens
+        yield answer, True

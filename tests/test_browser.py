@@ -157,4 +157,27 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
         assert ("Sources" in text) == (i in (1, 3)), text
     expect(answers[1]).to_contain_text("02-tilly-t2.md")
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+    # Batch evaluation on an uploaded question file: a summary row per column and downloads.
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "How heavy is the Tilly T2?", "answer": "6.4 kg"}\n'
+                         '{"question": "What does E31 mean?", "answer": "The boundary wire signal is lost."}\n')
+    page.get_by_text("Evaluate on questions with reference answers").click()
+    page.locator("#evaluate").locator("xpath=..").locator("input[type=file]").set_input_files(str(questions))
+    page.locator("#evaluate").click()
+    summary = page.locator("#eval-summary")
+    expect(summary).to_contain_text("fine-tuned + RAG", timeout=180000)
+    expect(summary).to_contain_text("token F1")
+
+    # Your own documents: an HTML page becomes a saved collection that answers from it.
+    doc = tmp_path / "dock.html"
+    doc.write_text("<h1>Dock</h1><p>The Zorvane dock glows purple when the firmware updates.</p>")
+    page.get_by_text("Documents for retrieval").click()
+    page.locator("#rag-docs input[type=file]").set_input_files(str(doc))
+    page.locator("#index").click()
+    expect(page.locator("#index-status")).to_contain_text("Indexed 1 passages from 1 documents", timeout=60000)
+    expect(page.locator("#collection input")).to_have_value("my-documents")
+    page.locator("#question textarea").fill("What colour does the dock glow?")
+    page.locator("#ask").click()
+    expect(answers[1]).to_contain_text("dock.html", timeout=120000)
     assert not errors, errors

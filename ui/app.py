@@ -22,9 +22,9 @@ import gradio as gr
 import pandas as pd
 
 from engine.config import ConfigError, RunConfig
-from engine.models import DEFAULT_MODEL, ModelError, hub_reachable
+from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
-from rag.compare import COLUMNS
+from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
 
 HELP = RunConfig.help()
@@ -110,58 +110,6 @@ def refresh_runs(trained, picked):
     return gr.update(choices=done, value=value)
 
 
-# ---- Compare --------------------------------------------------------------------------
-
-def index_documents(files):
-    from rag.pipeline import SAMPLE_DOCS, RagPipeline
-
-    pipeline = RagPipeline()
-    report = pipeline.index(files or [SAMPLE_DOCS])
-    source = "your documents" if files else "the bundled Zorvane documents"
-    return pipeline, f"{report.sentence()} ({source})"
-
-
-def _column_markdown(answer) -> str:
-    text = answer.text or "_(empty answer)_"
-    md = f"#### {answer.column}\n\n{text}\n\n<small>{answer.seconds:.1f} s · {answer.prompt_tokens} prompt + " \
-         f"{answer.answer_tokens} answer tokens</small>"
-    if answer.hits:
-        md += "\n\n**Sources**\n" + "\n".join(
-            f"{i}. `{h.chunk.source}` {h.chunk.heading} (score {h.score:.2f}): {h.chunk.text[:160]}"
-            for i, h in enumerate(answer.hits, start=1))
-    return md
-
-
-def ask(question, run_id, model, pipeline):
-    from engine.infer import get_chat_model
-    from rag.compare import compare
-    from rag.pipeline import sample_pipeline
-
-    waiting = [f"#### {c}\n\n_thinking ..._" for c in COLUMNS]
-    if not (question or "").strip():
-        gr.Warning("Type a question first.")
-        yield [gr.update()] * 4 + [pipeline]
-        return
-    yield waiting + [pipeline]
-    if pipeline is None:
-        pipeline = sample_pipeline()
-    run = Run(runs_root() / run_id) if run_id else None
-    try:
-        chat = get_chat_model(run.config.model if run else model, run.adapter if run else None)
-    except ModelError as err:
-        yield [f"#### {c}\n\n**Cannot load the model.** {err}" for c in COLUMNS] + [pipeline]
-        return
-    base = lambda m: chat.generate(m, use_adapter=False)  # noqa: E731
-    tuned = (lambda m: chat.generate(m, use_adapter=True)) if chat.has_adapter else None
-    shown = list(waiting)
-    if tuned is None:
-        for i in (2, 3):
-            shown[i] = f"#### {COLUMNS[i]}\n\n_Pick a finished run above to see the fine-tuned answers._"
-    for answer in compare(question, pipeline, base, tuned, columns=COLUMNS):
-        shown[COLUMNS.index(answer.column)] = _column_markdown(answer)
-        yield shown + [pipeline]
-
-
 # ---- Page -----------------------------------------------------------------------------
 
 def build() -> gr.Blocks:
@@ -170,7 +118,6 @@ def build() -> gr.Blocks:
         gr.Markdown("# Fine-tuning studio\nUpload chat data, fine-tune with LoRA, and compare the "
                     "fine-tuned model with retrieval (RAG) on your own questions.")
         run_id = gr.State(None)
-        pipeline = gr.State(None)
         # Defined here, shown on the Train tab: the Data tab's token counts use them too.
         model = gr.Textbox(default_model, label="Model", info=HELP["model"], elem_id="model", scale=3, render=False)
         max_len = gr.Number(256, label="Max length", info=HELP["max_length"], precision=0, minimum=16,
@@ -199,20 +146,7 @@ def build() -> gr.Blocks:
             timer = gr.Timer(1.0)
 
         with gr.Tab("3 · Compare", id="compare") as compare_tab:
-            with gr.Row():
-                docs = gr.File(label="Documents for RAG (.txt, .md); empty = the bundled documents",
-                               file_count="multiple", file_types=[".txt", ".md"], type="filepath")
-                index_btn = gr.Button("Index documents")
-            index_status = gr.Markdown("The bundled Zorvane documents are indexed on the first question.")
-            with gr.Row():
-                run_pick = gr.Dropdown(choices=[], label="Fine-tuned run", info="A finished run's adapter",
-                                       elem_id="run-pick", allow_custom_value=False)
-                refresh_btn = gr.Button("Refresh runs", scale=0)
-            question = gr.Textbox(label="Question", placeholder="How heavy is the Tilly T2?", elem_id="question")
-            ask_btn = gr.Button("Ask all four", variant="primary", elem_id="ask")
-            with gr.Row():
-                outs = [gr.Markdown(f"### {c}", elem_id=f"answer-{i}", container=True,
-                                    label=c, show_label=True) for i, c in enumerate(COLUMNS)]
+            run_pick, refresh_btn = build_compare_tab(run_id, model)
 
         form = [model, epochs, max_steps, lr, rank, batch, max_len]
         start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])
@@ -221,9 +155,6 @@ def build() -> gr.Blocks:
         timer.tick(run_view, run_id, [status, plot], show_progress="hidden", concurrency_limit=None)
         for event in (refresh_btn.click, compare_tab.select):
             event(refresh_runs, [run_id, run_pick], run_pick)
-        index_btn.click(index_documents, docs, [pipeline, index_status])
-        ask_btn.click(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
-        question.submit(ask, [question, run_pick, model, pipeline], [*outs, pipeline])
 
         def on_load():
             done = finished_runs()

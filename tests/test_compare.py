@@ -1,0 +1,114 @@
+"""Four columns, streamed and batch-evaluated, with a stand-in model and the real retrieval."""
+
+import csv
+import json
+
+import pytest
+
+from conftest import SAMPLE
+from rag.compare import COLUMNS, compare, stream_compare
+from rag.evaluate import (contains_reference, evaluate, exact_match, format_summary, groundedness, load_questions,
+                          rouge_l, token_f1, write_csv, write_json)
+from rag.pipeline import RagPipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    rag = RagPipeline()
+    rag.index([SAMPLE / "docs"])
+    return rag
+
+
+class Out:
+    def __init__(self, text):
+        self.text, self.prompt_tokens, self.answer_tokens, self.seconds = text, 10, len(text.split()), 0.01
+
+
+def echo(name):
+    """A stand-in model: answers with its name and the first source line it was given, if any."""
+    def generate(messages):
+        content = messages[-1]["content"]
+        line = next((ln for ln in content.splitlines() if ln.startswith("[1]")), content)
+        return Out(f"{name}: {line.split(') ', 1)[-1]}")
+    return generate
+
+
+def test_compare_gives_four_columns_with_sources_under_rag_only(pipeline):
+    answers = compare("How heavy is the Tilly T2?", pipeline, echo("base"), echo("tuned"))
+    assert [a.column for a in answers] == list(COLUMNS)
+    assert [bool(a.hits) for a in answers] == [False, True, False, True]
+    assert answers[1].text == "base: The Tilly T2 weighs 6.4 kg and measures 58 cm long, 44 cm wide and 26 cm high."
+    assert all(a.seconds >= 0 for a in answers)
+    assert len(compare("x", pipeline, echo("base"), None)) == 2
+
+
+def test_stream_compare_yields_growing_text_then_the_final_answer(pipeline):
+    def streaming(messages):
+        for i in range(1, 4):
+            yield "word " * i
+        yield Out("word word word [1]")
+
+    seen = list(stream_compare("How heavy is the Tilly T2?", pipeline, streaming, None))
+    columns = [a.column for a, done in seen if done]
+    assert columns == ["base", "base + RAG"]
+    partial = [a.text for a, done in seen if not done and a.column == "base"]
+    assert partial == ["word ", "word word ", "word word word "]
+    final = [a for a, done in seen if done][1]
+    assert final.answer_tokens == 4 and final.cited() == {1}
+
+
+def test_metrics():
+    assert token_f1("The Tilly T2 weighs 6.4 kg.", "The Tilly T2 weighs 6.4 kg") == 1.0
+    assert token_f1("It weighs 6.4 kg", "The Tilly T2 weighs 6.4 kg.") == pytest.approx(2 * 0.75 * 0.6 / 1.35)
+    assert token_f1("It costs 1,290 euros.", "1,290 euros") == pytest.approx(2 / 3)  # "1,290" stays one token
+    assert exact_match("6.4 kg.", "6.4 KG") == 1.0
+    assert rouge_l("the robot weighs 6.4 kg", "robot weighs exactly 6.4 kg") == pytest.approx(8 / 9)  # LCS 4 of 4 / 5
+    assert rouge_l("kg 6.4 weighs", "weighs 6.4 kg") == pytest.approx(1 / 3)
+    assert contains_reference("The Tilly T2 weighs 6.4 kg and measures 58 cm.", "The Tilly T2 weighs 6.4 kg.")
+    assert not contains_reference("The Tilly T2 weighs 7.1 kg.", "The Tilly T2 weighs 6.4 kg.")
+    assert groundedness("It weighs 6.4 kg", "The Tilly T2 weighs 6.4 kg.") == 1.0
+    assert groundedness("It weighs 9 tonnes", "The Tilly T2 weighs 6.4 kg.") == pytest.approx(1 / 3)
+
+
+def test_batch_evaluation_on_the_bundled_questions(pipeline, tmp_path):
+    questions = load_questions(SAMPLE / "eval.jsonl")
+    seen = []
+    result = evaluate(questions, pipeline, echo("base"), echo("tuned"), progress=lambda i, n: seen.append(i))
+    summary = result["summary"]
+    assert list(summary) == list(COLUMNS) and seen[-1] == 20
+    assert summary["base + RAG"]["hit"] >= 0.9 and summary["base"]["hit"] is None
+    # an answer copied from the top passage is better grounded and closer to the reference than the question
+    assert summary["base + RAG"]["grounded"] > 0.9
+    assert summary["base + RAG"]["f1"] > summary["base"]["f1"]
+    assert all(-1 <= r["semantic"] <= 1 for r in result["rows"])
+    table = format_summary(summary)
+    assert table.splitlines()[0].split()[:3] == ["column", "token", "F1"] and len(table.splitlines()) == 5
+    write_csv(result["rows"], tmp_path / "rows.csv")
+    write_json(result, tmp_path / "result.json")
+    rows = list(csv.DictReader(open(tmp_path / "rows.csv")))
+    assert len(rows) == 80 and rows[1]["column"] == "base + RAG" and rows[1]["sources"]
+    assert json.loads((tmp_path / "result.json").read_text())["summary"]["fine-tuned"]["f1"] == summary["fine-tuned"]["f1"]
+
+
+def test_question_files_name_their_bad_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "a", "answer": "b"}\n{"question": "c"}\n')
+    with pytest.raises(ValueError, match=r"q.jsonl line 2: needs \"question\" and \"answer\""):
+        load_questions(path)
+    csv_path = tmp_path / "q.csv"
+    csv_path.write_text("question,answer\nWho?,Aiko\n")
+    assert load_questions(csv_path) == [{"question": "Who?", "answer": "Aiko"}]
+
+
+def test_an_answer_equal_to_the_reference_scores_full_marks(pipeline):
+    questions = load_questions(SAMPLE / "eval.jsonl")[:3]
+    truth = {q["question"]: q["answer"] for q in questions}
+
+    def oracle(messages):
+        asked = messages[-1]["content"].rsplit("Question: ", 1)[-1]
+        return Out(truth[asked])
+
+    summary = evaluate(questions, pipeline, oracle, oracle)["summary"]
+    for column in COLUMNS:
+        assert summary[column]["f1"] == summary[column]["em"] == summary[column]["rouge_l"] == 1.0
+        assert summary[column]["semantic"] > 0.99

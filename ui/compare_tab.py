@@ -1,0 +1,205 @@
+"""The Compare tab: a document collection, four streamed answers side by side, and batch evaluation.
+
+Layout and wiring only: retrieval and scoring are rag/, the model is engine/infer.py.
+Collections are saved on disk (rag.pipeline.collections_root) and listed at start.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from engine.infer import get_chat_model
+from engine.models import ModelError
+from engine.runs import Run, runs_root
+from rag.compare import COLUMNS, stream_compare
+from rag.documents import SUFFIXES
+from rag.evaluate import evaluate, groundedness, load_questions, write_csv, write_json
+from rag.pipeline import RagPipeline, collections_root, sample_pipeline
+
+SAMPLE_COLLECTION = "zorvane-sample"
+SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "eval.jsonl"
+METRIC_NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic",
+                "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
+
+
+def collections() -> list[str]:
+    saved = sorted(p.name for p in collections_root().iterdir() if (p / "meta.json").exists())
+    return [SAMPLE_COLLECTION] + [c for c in saved if c != SAMPLE_COLLECTION]
+
+
+def _pipeline(name: str, k, min_score, mmr) -> RagPipeline:
+    pipe = sample_pipeline() if name in (None, "", SAMPLE_COLLECTION) else RagPipeline.open(name)
+    pipe.k, pipe.min_score, pipe.mmr = int(k), float(min_score), float(mmr)
+    return pipe
+
+
+def _describe(pipe: RagPipeline, name: str) -> str:
+    sources = pipe.store.sources()
+    return (f"Collection **{name}**: {len(pipe.store)} passages from {len(sources)} documents "
+            f"({pipe.store.kind} index).")
+
+
+def index_documents(files, name, column, progress=gr.Progress()):
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", (name or "").strip()) or "my-documents"
+    if not files:
+        gr.Warning("Choose documents to index first.")
+        return gr.update(), gr.update(), gr.update()
+    pipe = RagPipeline.open(name)
+    report = pipe.index(files, column=column or None,
+                        progress=lambda i, n, f: progress((i, n), desc=f"reading {f}"))
+    return (gr.update(choices=collections(), value=name), f"{report.sentence()}\n\n{_describe(pipe, name)}",
+            gr.update(choices=pipe.store.sources(), value=None))
+
+
+def choose_collection(name):
+    pipe = _pipeline(name, 3, 0, 0)
+    return _describe(pipe, name), gr.update(choices=pipe.store.sources(), value=None)
+
+
+def remove_document(name, source):
+    if not source or name in ("", SAMPLE_COLLECTION):
+        gr.Warning("Pick a document of one of your own collections to remove.")
+        return gr.update(), gr.update()
+    pipe = RagPipeline.open(name)
+    n = pipe.remove(source)
+    return f"Removed {n} passages of {source}. {_describe(pipe, name)}", gr.update(choices=pipe.store.sources(),
+                                                                                   value=None)
+
+
+def _sources_markdown(answer) -> str:
+    """Sources with the passages the answer cites highlighted (or, citing none, the one it overlaps most)."""
+    cited, label = answer.cited(), "cited"
+    if not cited and answer.hits and answer.text:
+        overlaps = [groundedness(h.chunk.text, answer.text) for h in answer.hits]
+        if max(overlaps) > 0:
+            cited, label = {overlaps.index(max(overlaps)) + 1}, "closest to the answer"
+    lines = []
+    for i, h in enumerate(answer.hits, start=1):
+        passage = html.escape(h.chunk.text[:240])
+        if i in cited:
+            passage = f"<mark>{passage}</mark>"
+        where = f" · {h.chunk.location()}" if h.chunk.location() else ""
+        lines.append(f"{i}. <code>{html.escape(h.chunk.source)}</code>{html.escape(where)} "
+                     f"(score {h.score:.2f}){f' · {label}' if i in cited else ''}: {passage}")
+    return "\n\n**Sources**\n\n" + "\n".join(lines) if lines else ""
+
+
+def _column_markdown(answer, done: bool) -> str:
+    text = answer.text or ("_(empty answer)_" if done else "_thinking ..._")
+    md = f"#### {answer.column}\n\n{html.escape(text)}"
+    if done:
+        md += f"\n\n<small>{answer.seconds:.1f} s · {answer.prompt_tokens} prompt + {answer.answer_tokens} " \
+              "answer tokens</small>"
+    else:
+        md += f"\n\n<small>{answer.seconds:.1f} s ...</small>"
+    return md + (_sources_markdown(answer) if done else "")
+
+
+def _chat(run_id, model):
+    run = Run(runs_root() / run_id) if run_id else None
+    return get_chat_model(run.config.model if run else model, run.adapter if run else None)
+
+
+def ask(question, run_id, model, collection, k, min_score, mmr):
+    if not (question or "").strip():
+        gr.Warning("Type a question first.")
+        yield [gr.update()] * 4
+        return
+    shown = [f"#### {c}\n\n_waiting ..._" for c in COLUMNS]
+    yield shown
+    try:
+        chat = _chat(run_id, model)
+    except (ModelError, OSError) as err:
+        yield [f"#### {c}\n\n**Cannot load the model.** {err}" for c in COLUMNS]
+        return
+    pipe = _pipeline(collection, k, min_score, mmr)
+    base = lambda m: chat.stream(m, use_adapter=False)  # noqa: E731
+    tuned = (lambda m: chat.stream(m, use_adapter=True)) if chat.has_adapter else None
+    if tuned is None:
+        for i in (2, 3):
+            shown[i] = f"#### {COLUMNS[i]}\n\n_Pick a finished run above to see the fine-tuned answers._"
+    fit = (chat.tokenizer, chat.max_prompt_tokens())
+    for answer, done in stream_compare(question, pipe, base, tuned, fit=fit):
+        shown[COLUMNS.index(answer.column)] = _column_markdown(answer, done)
+        yield list(shown)
+
+
+def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr, progress=gr.Progress()):
+    try:
+        questions = load_questions(questions_file or SAMPLE_QUESTIONS)
+        chat = _chat(run_id, model)
+    except (ValueError, ModelError, OSError) as err:
+        gr.Warning(str(err))
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    pipe = _pipeline(collection, k, min_score, mmr)
+    tuned = (lambda m: chat.generate(m, use_adapter=True)) if chat.has_adapter else None
+    result = evaluate(questions, pipe, lambda m: chat.generate(m, use_adapter=False), tuned,
+                      fit=(chat.tokenizer, chat.max_prompt_tokens()),
+                      progress=lambda i, n: progress((i, n), desc=f"question {i} of {n}"))
+    summary = pd.DataFrame([{"column": c, **{METRIC_NAMES[m]: (round(v, 3) if v is not None else None)
+                                             for m, v in s.items() if m in METRIC_NAMES}}
+                            for c, s in result["summary"].items()])
+    chart = pd.DataFrame([{"column": c, "metric": METRIC_NAMES[m], "value": v}
+                          for c, s in result["summary"].items() for m, v in s.items()
+                          if m in ("f1", "rouge_l", "semantic", "grounded") and v is not None])
+    rows = pd.DataFrame([{k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in r.items() if k2 != "sources"}
+                         for r in result["rows"]])
+    out = Path(tempfile.mkdtemp(prefix="studio-eval-"))
+    write_csv(result["rows"], out / "evaluation.csv")
+    write_json(result, out / "evaluation.json")
+    return summary, chart, rows, [str(out / "evaluation.csv"), str(out / "evaluation.json")]
+
+
+def build_compare_tab(run_id, model):
+    """The Compare tab's layout and events; returns (run picker, tab-select hook inputs)."""
+    with gr.Accordion("Documents for retrieval", open=False):
+        with gr.Row():
+            docs = gr.File(label=f"Documents ({', '.join(SUFFIXES)}); several files at once are fine",
+                           file_count="multiple", file_types=list(SUFFIXES), type="filepath", elem_id="rag-docs")
+            with gr.Column():
+                name = gr.Textbox("my-documents", label="Collection name")
+                column = gr.Textbox("", label="Text column (for .jsonl / .csv)", placeholder="text")
+                index_btn = gr.Button("Index documents", elem_id="index")
+        with gr.Row():
+            forget = gr.Dropdown([], label="Document in this collection", allow_custom_value=False)
+            remove_btn = gr.Button("Remove it from the collection", scale=0)
+    with gr.Row():
+        collection = gr.Dropdown(collections(), value=SAMPLE_COLLECTION, label="Collection", elem_id="collection")
+        run_pick = gr.Dropdown(choices=[], label="Fine-tuned run", info="A finished run's adapter",
+                               elem_id="run-pick", allow_custom_value=False)
+        refresh_btn = gr.Button("Refresh runs", scale=0)
+    index_status = gr.Markdown(elem_id="index-status")
+    with gr.Accordion("Retrieval settings", open=False):
+        with gr.Row():
+            k = gr.Slider(1, 10, value=3, step=1, label="Passages per answer (top-k)")
+            min_score = gr.Slider(0, 1, value=0.0, step=0.05, label="Minimum score")
+            mmr = gr.Slider(0, 1, value=0.0, step=0.1, label="Diversity (MMR); 0 = off")
+    question = gr.Textbox(label="Question", placeholder="How heavy is the Tilly T2?", elem_id="question")
+    ask_btn = gr.Button("Ask all four", variant="primary", elem_id="ask")
+    with gr.Row():
+        outs = [gr.Markdown(f"#### {c}", elem_id=f"answer-{i}", container=True) for i, c in enumerate(COLUMNS)]
+    with gr.Accordion("Evaluate on questions with reference answers", open=False):
+        with gr.Row():
+            qfile = gr.File(label="Questions (.jsonl or .csv with question, answer); empty = the 20 held-back "
+                                  "Zorvane questions", file_types=[".jsonl", ".csv"], type="filepath")
+            eval_btn = gr.Button("Evaluate the four columns", elem_id="evaluate")
+        summary = gr.Dataframe(label="Summary per column", interactive=False, elem_id="eval-summary")
+        chart = gr.BarPlot(x="metric", y="value", color="column", title="Scores per column", height=280,
+                           elem_id="eval-chart")
+        rows = gr.Dataframe(label="Per question", interactive=False, wrap=True)
+        files = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
+
+    settings = [collection, k, min_score, mmr]
+    index_btn.click(index_documents, [docs, name, column], [collection, index_status, forget])
+    collection.change(choose_collection, collection, [index_status, forget])
+    remove_btn.click(remove_document, [collection, forget], [index_status, forget])
+    ask_btn.click(ask, [question, run_pick, model, *settings], outs)
+    question.submit(ask, [question, run_pick, model, *settings], outs)
+    eval_btn.click(run_evaluation, [qfile, run_pick, model, *settings], [summary, chart, rows, files])
+    return run_pick, refresh_btn
