@@ -165,6 +165,8 @@ def cmd_rag(argv: list[str]) -> int:
     p.add_argument("--name", default="my-documents")
     p.add_argument("--column", help="text column of .jsonl / .csv files")
     p.add_argument("--k", type=int, default=3)
+    p.add_argument("--embedder", help="sentence-transformers model id or folder (default: all-MiniLM-L6-v2)")
+    p.add_argument("--reranker", help="cross-encoder model id or folder to re-rank the passages")
     p.add_argument("--sizes", default="10000,100000")
     a = p.parse_args(argv)
     if a.action == "bench":
@@ -176,7 +178,7 @@ def cmd_rag(argv: list[str]) -> int:
     if a.action == "index":
         if not a.args:
             raise ConfigError("studio rag index: name at least one file or folder.")
-        pipeline = RagPipeline.open(a.name)
+        pipeline = RagPipeline.open(a.name, a.embedder)
         report = pipeline.index(a.args, column=a.column,
                                 progress=lambda i, n, f: print(f"\r{i}/{n} {f[:40]:<40}", end="", file=sys.stderr))
         print(file=sys.stderr)
@@ -184,7 +186,9 @@ def cmd_rag(argv: list[str]) -> int:
         return 0
     if len(a.args) != 2:
         raise ConfigError('studio rag search NAME "question"')
-    pipeline = RagPipeline.open(a.args[0], k=a.k)
+    from rag.pipeline import Reranker
+
+    pipeline = RagPipeline.open(a.args[0], a.embedder, k=a.k, reranker=Reranker(a.reranker) if a.reranker else None)
     if not len(pipeline.store):
         raise ConfigError(f"no collection {a.args[0]!r} with documents; index some first.")
     for h in pipeline.retrieve(a.args[1]):
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_rag(rest)
         print(__doc__)
         return 0 if command in ("-h", "--help", "help") else 2
-    except (ConfigError, ModelError, RuntimeError) as exc:
+    except (ConfigError, ModelError, RuntimeError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

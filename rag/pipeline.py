@@ -13,6 +13,7 @@ by the answering model's tokenizer to fit its context window.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -92,16 +93,27 @@ class RagPipeline:
         return collections_root() / self.name if self.name else None
 
     @classmethod
-    def open(cls, name: str, embedder: Embedder | None = None, **settings) -> "RagPipeline":
-        """The saved collection `name`, or a new empty one."""
+    def open(cls, name: str, embedder: Embedder | str | None = None, **settings) -> "RagPipeline":
+        """The saved collection `name` with the embedder it was built with, or a new empty one.
+
+        `embedder` may be an Embedder, a sentence-transformers model id or folder, or None
+        (the collection's own embedder, else the embedded default).
+        """
+        meta_file = collections_root() / name / "meta.json"
+        saved = json.loads(meta_file.read_text()).get("embedder") if meta_file.exists() else None
+        if isinstance(embedder, str) and saved and embedder != saved:
+            raise ValueError(f"collection {name!r} was built with {saved}; it cannot be searched with {embedder}")
+        if not isinstance(embedder, Embedder):
+            wanted = embedder or saved
+            embedder = default_embedder() if wanted in (None, default_embedder().name) else Embedder(wanted)
         pipeline = cls(embedder, name=name, **settings)
-        if pipeline.folder and (pipeline.folder / "meta.json").exists():
+        if meta_file.exists():
             pipeline.store = FaissStore.load(pipeline.folder)
         return pipeline
 
     def save(self) -> None:
         if self.folder:
-            self.store.save(self.folder)
+            self.store.save(self.folder, embedder=self.embedder.name)
 
     # ---- documents ------------------------------------------------------------------
 

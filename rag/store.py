@@ -2,7 +2,7 @@
 
 Vectors are L2-normalised, so inner product is cosine similarity. Up to `hnsw_threshold`
 live chunks the index is exact (`IndexFlatIP`); above it the store rebuilds itself as an
-HNSW graph (M=32), whose recall against exact search `recall()` measures (the benchmark
+HNSW graph (M=32, efConstruction 200, efSearch 512), whose recall against exact search `recall()` measures (the benchmark
 prints it). Documents are added and removed without a full rebuild: the exact index
 removes ids in place; HNSW keeps tombstones that searches skip, and compacts itself once a
 quarter of it is removed. A saved store is written to a temporary folder and renamed, so
@@ -23,7 +23,7 @@ import numpy as np
 from rag.documents import Chunk
 
 HNSW_THRESHOLD = 20_000
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 96
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 512
 
 
 @dataclass
@@ -45,6 +45,7 @@ class FaissStore:
         self.hnsw_threshold = hnsw_threshold
         self.vectors = np.zeros((0, dim), dtype=np.float32)  # row i is id i
         self.chunks: list[Chunk | None] = []  # None: removed
+        self.live = 0  # chunks not removed, kept as a count so a search costs no scan
         self.kind = "flat"
         self.index = self._new_index("flat")
 
@@ -59,6 +60,7 @@ class FaissStore:
         ids = np.arange(len(self.chunks), len(self.chunks) + len(chunks), dtype=np.int64)
         self.vectors = np.concatenate([self.vectors, vectors])
         self.chunks.extend(chunks)
+        self.live += len(chunks)
         if self.kind == "flat" and len(self) > self.hnsw_threshold:
             self.rebuild()
         else:
@@ -69,6 +71,7 @@ class FaissStore:
         ids = np.array([i for i, c in enumerate(self.chunks) if c is not None and c.source == source], dtype=np.int64)
         for i in ids:
             self.chunks[i] = None
+        self.live -= len(ids)
         if self.kind == "flat" and len(ids):
             self.index.remove_ids(ids)
         elif self.kind == "hnsw" and self.removed() > 0.25 * len(self.chunks):
@@ -86,7 +89,7 @@ class FaissStore:
                 if i >= 0 and self.chunks[i] is not None]
         return hits[:k]
 
-    def save(self, folder: str | Path) -> None:
+    def save(self, folder: str | Path, **meta) -> None:
         if self.removed():
             self.rebuild()  # saved stores hold no tombstones
         folder = Path(folder)
@@ -99,7 +102,7 @@ class FaissStore:
             for c in self.chunks:
                 fh.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
         (tmp / "meta.json").write_text(json.dumps({"kind": self.kind, "dim": self.dim,
-                                                   "hnsw_threshold": self.hnsw_threshold}))
+                                                   "hnsw_threshold": self.hnsw_threshold, **meta}))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
 
@@ -113,6 +116,7 @@ class FaissStore:
         store.vectors = np.load(folder / "vectors.npy")
         with open(folder / "chunks.jsonl", encoding="utf-8") as fh:
             store.chunks = [Chunk(**json.loads(line)) for line in fh if line.strip()]
+        store.live = len(store.chunks)
         if store.kind == "hnsw":
             faiss.downcast_index(store.index.index).hnsw.efSearch = HNSW_EF_SEARCH
         return store
@@ -120,7 +124,7 @@ class FaissStore:
     # ---- upkeep and measurement -----------------------------------------------------
 
     def __len__(self) -> int:
-        return sum(c is not None for c in self.chunks)
+        return self.live
 
     def removed(self) -> int:
         return len(self.chunks) - len(self)
@@ -141,6 +145,7 @@ class FaissStore:
         keep = [i for i, c in enumerate(self.chunks) if c is not None]
         self.vectors = np.ascontiguousarray(self.vectors[keep]) if keep else np.zeros((0, self.dim), np.float32)
         self.chunks = [self.chunks[i] for i in keep]
+        self.live = len(self.chunks)
         self.kind = "hnsw" if len(self.chunks) > self.hnsw_threshold else "flat"
         self.index = self._new_index(self.kind)
         if len(self.chunks):

@@ -57,3 +57,19 @@ def test_studio_data_export_writes_chat_jsonl(tmp_path):
     assert out.returncode == 0 and "wrote 1 chat examples" in out.stdout
     assert target.read_text() == ('{"messages": [{"role": "user", "content": "Hi"}, '
                                   '{"role": "assistant", "content": "Hello"}]}\n')
+
+
+def test_studio_rag_index_and_search(tmp_path):
+    env = {**__import__("os").environ, "STUDIO_INDEXES": str(tmp_path / "idx")}
+    out = subprocess.run([STUDIO, "rag", "index", str(SAMPLE / "docs"), "--name", "zorvane"], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Indexed 33 passages from 10 documents")
+    out = subprocess.run([STUDIO, "rag", "search", "zorvane", "What does error E31 mean?", "--k", "2"], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0].split()
+    assert first[1] == "06-troubleshooting.md" and float(first[0]) > 0.3
+    out = subprocess.run([STUDIO, "rag", "search", "nothing-here", "x"], env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 2 and "no collection 'nothing-here' with documents" in out.stderr

@@ -171,6 +171,8 @@ def test_collection_is_saved_reloaded_and_documents_removed(tmp_path, monkeypatc
     assert [(h.chunk.source, h.chunk.start) for h in again.retrieve("battery capacity", k=3)] == before
     assert again.remove("03-battery.md") == 3
     assert RagPipeline.open("mine", embedder).store.sources() == ["04-app.md"]
+    with pytest.raises(ValueError, match="was built with .*; it cannot be searched with some/other-model"):
+        RagPipeline.open("mine", "some/other-model")
     assert not (tmp_path / "mine.tmp").exists()
 
 

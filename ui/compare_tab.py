@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
@@ -20,7 +21,7 @@ from engine.runs import Run, runs_root
 from rag.compare import COLUMNS, stream_compare
 from rag.documents import SUFFIXES
 from rag.evaluate import evaluate, groundedness, load_questions, write_csv, write_json
-from rag.pipeline import RagPipeline, collections_root, sample_pipeline
+from rag.pipeline import RagPipeline, Reranker, collections_root, sample_pipeline
 
 SAMPLE_COLLECTION = "zorvane-sample"
 SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "eval.jsonl"
@@ -33,9 +34,15 @@ def collections() -> list[str]:
     return [SAMPLE_COLLECTION] + [c for c in saved if c != SAMPLE_COLLECTION]
 
 
-def _pipeline(name: str, k, min_score, mmr) -> RagPipeline:
+@lru_cache(maxsize=2)
+def _reranker(name: str) -> Reranker:
+    return Reranker(name)
+
+
+def _pipeline(name: str, k, min_score, mmr, reranker: str = "") -> RagPipeline:
     pipe = sample_pipeline() if name in (None, "", SAMPLE_COLLECTION) else RagPipeline.open(name)
     pipe.k, pipe.min_score, pipe.mmr = int(k), float(min_score), float(mmr)
+    pipe.reranker = _reranker(reranker.strip()) if (reranker or "").strip() else None
     return pipe
 
 
@@ -106,7 +113,7 @@ def _chat(run_id, model):
     return get_chat_model(run.config.model if run else model, run.adapter if run else None)
 
 
-def ask(question, run_id, model, collection, k, min_score, mmr):
+def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
     if not (question or "").strip():
         gr.Warning("Type a question first.")
         yield [gr.update()] * 4
@@ -115,10 +122,10 @@ def ask(question, run_id, model, collection, k, min_score, mmr):
     yield shown
     try:
         chat = _chat(run_id, model)
-    except (ModelError, OSError) as err:
+        pipe = _pipeline(collection, k, min_score, mmr, reranker)
+    except (ModelError, OSError, ValueError) as err:
         yield [f"#### {c}\n\n**Cannot load the model.** {err}" for c in COLUMNS]
         return
-    pipe = _pipeline(collection, k, min_score, mmr)
     base = lambda m: chat.stream(m, use_adapter=False)  # noqa: E731
     tuned = (lambda m: chat.stream(m, use_adapter=True)) if chat.has_adapter else None
     if tuned is None:
@@ -130,14 +137,15 @@ def ask(question, run_id, model, collection, k, min_score, mmr):
         yield list(shown)
 
 
-def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr, progress=gr.Progress()):
+def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr, reranker,
+                   progress=gr.Progress()):
     try:
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
         chat = _chat(run_id, model)
+        pipe = _pipeline(collection, k, min_score, mmr, reranker)
     except (ValueError, ModelError, OSError) as err:
         gr.Warning(str(err))
         return gr.update(), gr.update(), gr.update(), gr.update()
-    pipe = _pipeline(collection, k, min_score, mmr)
     tuned = (lambda m: chat.generate(m, use_adapter=True)) if chat.has_adapter else None
     result = evaluate(questions, pipe, lambda m: chat.generate(m, use_adapter=False), tuned,
                       fit=(chat.tokenizer, chat.max_prompt_tokens()),
@@ -180,6 +188,8 @@ def build_compare_tab(run_id, model):
             k = gr.Slider(1, 10, value=3, step=1, label="Passages per answer (top-k)")
             min_score = gr.Slider(0, 1, value=0.0, step=0.05, label="Minimum score")
             mmr = gr.Slider(0, 1, value=0.0, step=0.1, label="Diversity (MMR); 0 = off")
+            reranker = gr.Textbox("", label="Cross-encoder reranker (optional)",
+                                  placeholder="a model id (hub reachable) or a local folder")
     question = gr.Textbox(label="Question", placeholder="How heavy is the Tilly T2?", elem_id="question")
     ask_btn = gr.Button("Ask all four", variant="primary", elem_id="ask")
     with gr.Row():
@@ -195,7 +205,7 @@ def build_compare_tab(run_id, model):
         rows = gr.Dataframe(label="Per question", interactive=False, wrap=True)
         files = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
 
-    settings = [collection, k, min_score, mmr]
+    settings = [collection, k, min_score, mmr, reranker]
     index_btn.click(index_documents, [docs, name, column], [collection, index_status, forget])
     collection.change(choose_collection, collection, [index_status, forget])
     remove_btn.click(remove_document, [collection, forget], [index_status, forget])
