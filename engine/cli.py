@@ -197,7 +197,7 @@ def cmd_rag(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from engine.infer import get_chat_model
+    from engine.infer import run_answerers
     from rag.evaluate import evaluate, format_summary, load_questions, write_csv, write_json
     from rag.pipeline import RagPipeline, sample_pipeline
 
@@ -213,16 +213,16 @@ def cmd_eval(argv: list[str]) -> int:
     if a.run:
         run = Run(runs_root() / a.run)
     else:
-        run = next((r for r in list_runs() if r.adapter), None)
+        run = next((r for r in list_runs() if r.adapter or r.model_dir), None)
         if run is None:
-            raise ConfigError("no finished run with an adapter; train one first.")
-    if run.adapter is None:
-        raise ConfigError(f"run {run.id} has no adapter yet.")
+            raise ConfigError("no finished run with an adapter or model; train one first.")
+    if run.adapter is None and run.model_dir is None:
+        raise ConfigError(f"run {run.id} has no adapter or model yet.")
     try:
         questions = load_questions(a.questions)[: a.limit or None]
     except (ValueError, OSError) as err:
         raise ConfigError(str(err)) from None
-    chat = get_chat_model(run.config.model, run.adapter)
+    base, tuned = run_answerers(run)
     if a.docs:
         pipeline = RagPipeline()
         report = pipeline.index(a.docs)
@@ -231,8 +231,8 @@ def cmd_eval(argv: list[str]) -> int:
         pipeline = sample_pipeline()
     result = evaluate(
         questions, pipeline,
-        base=lambda m: chat.generate(m, use_adapter=False), tuned=lambda m: chat.generate(m, use_adapter=True),
-        hit_k=a.hit_k, fit=(chat.tokenizer, chat.max_prompt_tokens()),
+        base=base.generate, tuned=tuned.generate,
+        hit_k=a.hit_k, fit=(base.chat.tokenizer, base.chat.max_prompt_tokens()),
         progress=lambda i, n: print(f"\r{i}/{n} questions", end="", file=sys.stderr, flush=True),
     )
     print(file=sys.stderr)

@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
+from engine.methods import METHODS
 from engine.models import DEFAULT_MODEL
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
 
-METHODS = ("lora",)
 
 
 class ConfigError(ValueError):
@@ -43,7 +43,7 @@ class RunConfig:
     val_fraction: float = _f(0.0, "Share of the training examples held out for validation (seeded).")
     eval_steps: int = _f(20, "Evaluate the validation loss every this many steps.")
     train_on: str = _f("assistant", "Tokens the loss uses: assistant (answers only) or all.")
-    method: str = _f("lora", "Fine-tuning method.")
+    method: str = _f("lora", "Fine-tuning method: " + ", ".join(METHODS) + ".")
     epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = _f(-1, "Stop after this many optimizer steps; -1 trains for `epochs`.")
     learning_rate: float = _f(2e-4, "Peak learning rate.")
@@ -54,6 +54,10 @@ class RunConfig:
     lora_alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.")
     lora_dropout: float = _f(0.05, "Dropout on the LoRA input.")
     target_modules: str = _f("all-linear", "Layers that get adapters: all-linear or a comma list.")
+    compute_dtype: str = _f("float32", "QLoRA compute dtype: float32, bfloat16 or float16.")
+    virtual_tokens: int = _f(16, "Prompt and prefix tuning: number of trained virtual tokens.")
+    oft_block_size: int = _f(8, "OFT: block size of the orthogonal matrices (divides the layer width).")
+    freeze_last_n: int = _f(2, "Method freeze: how many of the last decoder layers train.")
     warmup_ratio: float = _f(0.05, "Fraction of steps spent warming the learning rate up.")
     seed: int = _f(42, "Random seed for data order and adapter initialisation.")
     logging_steps: int = _f(1, "Log the loss every this many steps.")
@@ -84,8 +88,10 @@ class RunConfig:
             raise ConfigError(f"learning_rate: {self.learning_rate} must be above 0 and at most 1.")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("epochs: must be above 0 when max_steps is not set.")
+        if self.compute_dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"compute_dtype: {self.compute_dtype!r} is not one of float32, bfloat16, float16.")
         for name in ("batch_size", "grad_accum", "lora_rank", "lora_alpha", "logging_steps", "save_steps",
-                     "eval_steps"):
+                     "eval_steps", "virtual_tokens", "oft_block_size", "freeze_last_n"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}.")
         if self.max_length < 16:

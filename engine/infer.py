@@ -35,7 +35,10 @@ class ChatModel:
         self.tokenizer = load_tokenizer(model)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         gpu_bf16 = self.device == "cuda" and torch.cuda.is_bf16_supported()
-        base = load_causal_lm(model, dtype=torch.bfloat16 if gpu_bf16 else torch.float32).to(self.device)
+        # Prefix-tuning adapters need eager attention (SDPA rejects their past key/values).
+        eager = self.adapter and '"PREFIX_TUNING"' in (Path(self.adapter) / "adapter_config.json").read_text()
+        base = load_causal_lm(model, dtype=torch.bfloat16 if gpu_bf16 else torch.float32,
+                              **({"attn_implementation": "eager"} if eager else {})).to(self.device)
         if self.adapter:
             from peft import PeftModel
 
@@ -118,16 +121,47 @@ class ChatModel:
 
 _cache: dict[tuple, ChatModel] = {}
 _cache_lock = threading.Lock()
+KEEP = 2  # models kept in memory: a full fine-tune needs its base beside it
 
 
 def get_chat_model(model: str, adapter: str | Path | None = None) -> ChatModel:
-    """The one ChatModel kept in memory; loading another replaces it."""
+    """A ChatModel from a small cache; loading a third replaces the least recently used."""
     key = (model, str(adapter) if adapter else None)
     with _cache_lock:
-        if key not in _cache:
-            _cache.clear()
-            _cache[key] = ChatModel(model, adapter)
-        return _cache[key]
+        chat = _cache.pop(key, None) or ChatModel(model, adapter)
+        _cache[key] = chat  # most recently used last
+        while len(_cache) > KEEP:
+            _cache.pop(next(iter(_cache)))
+        return chat
+
+
+@dataclass
+class Answerer:
+    """One column's model: a ChatModel with its adapter on or off."""
+    chat: ChatModel
+    use_adapter: bool = False
+
+    def generate(self, messages: list[dict], **kw) -> Generation:
+        return self.chat.generate(messages, use_adapter=self.use_adapter, **kw)
+
+    def stream(self, messages: list[dict], **kw):
+        return self.chat.stream(messages, use_adapter=self.use_adapter, **kw)
+
+
+def answerers(model: str, adapter=None, tuned_model=None) -> tuple[Answerer, Answerer | None]:
+    """The base and fine-tuned answerers: one set of weights with the adapter switched off and on,
+    or, after full fine-tuning, the base and the fine-tuned model side by side."""
+    if tuned_model:
+        return Answerer(get_chat_model(model)), Answerer(get_chat_model(str(tuned_model)))
+    chat = get_chat_model(model, adapter)
+    return Answerer(chat, False), (Answerer(chat, True) if chat.has_adapter else None)
+
+
+def run_answerers(run, model: str | None = None) -> tuple[Answerer, Answerer | None]:
+    """Answerers for a run from the registry (adapter or full model), or for `model` alone."""
+    if run is None:
+        return answerers(model)
+    return answerers(run.config.model, run.adapter, run.model_dir)
 
 
 if __name__ == "__main__":

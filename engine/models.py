@@ -123,13 +123,13 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def load_causal_lm(name: str, dtype=None):
+def load_causal_lm(name: str, dtype=None, **kwargs):
     import torch
     from transformers import AutoModelForCausalLM
 
     try:
         return AutoModelForCausalLM.from_pretrained(
-            resolve_model(name), dtype=dtype or torch.float32, use_safetensors=True
+            resolve_model(name), dtype=dtype or torch.float32, use_safetensors=True, **kwargs
         )
     except OSError as exc:
         raise ModelError(f"The model {name!r} could not be loaded: {str(exc).splitlines()[0]}") from exc

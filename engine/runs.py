@@ -71,6 +71,12 @@ class Run:
         path = self.dir / "adapter"
         return path if (path / "adapter_config.json").exists() else None
 
+    @property
+    def model_dir(self) -> Path | None:
+        """The whole fine-tuned model, for methods that train the model's own weights (full, freeze)."""
+        path = self.dir / "model"
+        return path if (path / "config.json").exists() else None
+
     def pid(self) -> int | None:
         try:
             return int((self.dir / "pid").read_text())
@@ -124,7 +130,16 @@ class Run:
 
 
 def create_run(config: RunConfig, root: Path | None = None) -> Run:
-    """Write a new run folder with its config; relative paths are made absolute first."""
+    """Write a new run folder with its config; relative paths are made absolute first.
+
+    A method this machine cannot run is refused here, before any folder or process exists.
+    """
+    from engine.config import ConfigError
+    from engine.methods import refusal
+
+    refused = refusal(config)
+    if refused:
+        raise ConfigError(refused)
     root = root or runs_root()
     config.data = ",".join(str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
                            for p in config.data_files())

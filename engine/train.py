@@ -25,6 +25,7 @@ from engine.config import ConfigError, RunConfig
 from engine.data import DataError, load_examples, split_examples, tokenize_example
 from engine.events import EventLog
 from engine.formats import parse_mapping
+from engine import methods
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
 
 
@@ -34,20 +35,6 @@ class _StopRequest:
 
     def __call__(self, signum, frame) -> None:
         self.requested = True
-
-
-def lora_config(cfg: RunConfig):
-    """Map the LoRA settings of a RunConfig to a peft LoraConfig."""
-    from peft import LoraConfig
-
-    targets = cfg.target_modules.strip()
-    return LoraConfig(
-        r=cfg.lora_rank,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
-        task_type="CAUSAL_LM",
-    )
 
 
 def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False):
@@ -155,18 +142,27 @@ def datasets_for(cfg: RunConfig, tokenizer):
 def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
     from trl import SFTTrainer
 
+    refused = methods.refusal(cfg)
+    if refused:
+        raise ConfigError(refused)
     tokenizer = load_tokenizer(cfg.model)
     train_set, val_set = datasets_for(cfg, tokenizer)
-    model = load_causal_lm(cfg.model)
+    quant = methods.quantization_config(cfg)
+    model = load_causal_lm(cfg.model, **methods.model_kwargs(cfg), **({"quantization_config": quant} if quant else {}))
+    if cfg.method == "freeze":
+        methods.freeze_all_but_last(model, cfg.freeze_last_n)
+    args = sft_config(cfg, run_dir / "checkpoints", has_eval=val_set is not None)
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
+        len(train_set) / (cfg.batch_size * cfg.grad_accum)) * math.ceil(cfg.epochs)
     callback = _event_callback(events, stop)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(cfg, run_dir / "checkpoints", has_eval=val_set is not None),
+        args=args,
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=[callback],
+        peft_config=methods.peft_config(cfg, steps),
+        callbacks=[callback] + ([methods.adalora_callback()] if cfg.method == "adalora" else []),
     )
     checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
@@ -176,7 +172,7 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
             f"The loss became {callback.bad_loss} at step {step}; lower the learning rate. "
             "The last good checkpoint is kept."))
         return "failed"
-    adapter = run_dir / "adapter"
+    adapter = run_dir / ("adapter" if methods.peft_config(cfg, steps) is not None else "model")
     _save_atomic(trainer, tokenizer, adapter)
     losses = [r["loss"] for r in events.read() if r["event"] == "logged" and isinstance(r.get("loss"), float)]
     outcome = "stopped" if stop.requested else "finished"

@@ -41,3 +41,12 @@ def test_broken_yaml_is_one_sentence(tmp_path):
     path.write_text("epochs: [1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         RunConfig.from_yaml(path)
+
+
+def test_every_example_config_is_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parent.parent / "assets" / "configs").glob("*.yaml"))
+    assert len(configs) >= 5
+    methods = {RunConfig.from_yaml(c).method for c in configs}
+    assert {"lora", "dora", "qlora", "ia3", "full"} <= methods

@@ -22,6 +22,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.config import ConfigError, RunConfig
+from engine.methods import METHODS
 from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
 from ui.compare_tab import build_compare_tab
@@ -32,12 +33,13 @@ HELP = RunConfig.help()
 
 # ---- Train ----------------------------------------------------------------------------
 
-def form_to_config(dataset, model, epochs, max_steps, learning_rate, lora_rank, batch_size, max_length) -> RunConfig:
+def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lora_rank, batch_size,
+                   max_length) -> RunConfig:
     """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
     return RunConfig(
         model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
         val_fraction=dataset.get("val_fraction", 0.0), val_data=dataset.get("val_data", ""),
-        train_on=dataset.get("train_on", "assistant"), method="lora", epochs=epochs,
+        train_on=dataset.get("train_on", "assistant"), method=method, epochs=epochs,
         max_steps=int(max_steps or -1), learning_rate=learning_rate, lora_rank=int(lora_rank),
         lora_alpha=2 * int(lora_rank), batch_size=int(batch_size), max_length=int(max_length),
     )
@@ -100,7 +102,7 @@ def stop_training(run_id):
 
 
 def finished_runs():
-    return [r.id for r in list_runs() if r.adapter]
+    return [r.id for r in list_runs() if r.adapter or r.model_dir]
 
 
 def refresh_runs(trained, picked):
@@ -129,7 +131,9 @@ def build() -> gr.Blocks:
         with gr.Tab("2 · Train", id="train"):
             with gr.Row():
                 model.render()
-                gr.Dropdown(["lora"], value="lora", label="Method", info=HELP["method"], scale=1)
+                method = gr.Dropdown([(f"{k}: {v}", k) for k, v in METHODS.items()], value="lora", label="Method",
+                                     info="See the method list in README; QLoRA and 8-bit need bitsandbytes",
+                                     scale=1, elem_id="method")
             with gr.Row():
                 epochs = gr.Number(5, label="Epochs", info=HELP["epochs"], minimum=0.1)
                 max_steps = gr.Number(-1, label="Max steps", info=HELP["max_steps"], precision=0, elem_id="max-steps")
@@ -148,7 +152,7 @@ def build() -> gr.Blocks:
         with gr.Tab("3 · Compare", id="compare") as compare_tab:
             run_pick, refresh_btn = build_compare_tab(run_id, model)
 
-        form = [model, epochs, max_steps, lr, rank, batch, max_len]
+        form = [model, method, epochs, max_steps, lr, rank, batch, max_len]
         start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])
         # Reading the events file is cheap: progress and Stop never wait behind a long Compare.
         stop_btn.click(stop_training, run_id, [status, plot], concurrency_limit=None)

@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine.infer import get_chat_model
+from engine.infer import run_answerers
 from engine.models import ModelError
 from engine.runs import Run, runs_root
 from rag.compare import COLUMNS, stream_compare
@@ -108,9 +108,8 @@ def _column_markdown(answer, done: bool) -> str:
     return md + (_sources_markdown(answer) if done else "")
 
 
-def _chat(run_id, model):
-    run = Run(runs_root() / run_id) if run_id else None
-    return get_chat_model(run.config.model if run else model, run.adapter if run else None)
+def _answerers(run_id, model):
+    return run_answerers(Run(runs_root() / run_id) if run_id else None, model)
 
 
 def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
@@ -121,18 +120,16 @@ def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
     shown = [f"#### {c}\n\n_waiting ..._" for c in COLUMNS]
     yield shown
     try:
-        chat = _chat(run_id, model)
+        base, tuned = _answerers(run_id, model)
         pipe = _pipeline(collection, k, min_score, mmr, reranker)
     except (ModelError, OSError, ValueError) as err:
         yield [f"#### {c}\n\n**Cannot load the model.** {err}" for c in COLUMNS]
         return
-    base = lambda m: chat.stream(m, use_adapter=False)  # noqa: E731
-    tuned = (lambda m: chat.stream(m, use_adapter=True)) if chat.has_adapter else None
     if tuned is None:
         for i in (2, 3):
             shown[i] = f"#### {COLUMNS[i]}\n\n_Pick a finished run above to see the fine-tuned answers._"
-    fit = (chat.tokenizer, chat.max_prompt_tokens())
-    for answer, done in stream_compare(question, pipe, base, tuned, fit=fit):
+    fit = (base.chat.tokenizer, base.chat.max_prompt_tokens())
+    for answer, done in stream_compare(question, pipe, base.stream, tuned.stream if tuned else None, fit=fit):
         shown[COLUMNS.index(answer.column)] = _column_markdown(answer, done)
         yield list(shown)
 
@@ -141,14 +138,13 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
                    progress=gr.Progress()):
     try:
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
-        chat = _chat(run_id, model)
+        base, tuned = _answerers(run_id, model)
         pipe = _pipeline(collection, k, min_score, mmr, reranker)
     except (ValueError, ModelError, OSError) as err:
         gr.Warning(str(err))
         return gr.update(), gr.update(), gr.update(), gr.update()
-    tuned = (lambda m: chat.generate(m, use_adapter=True)) if chat.has_adapter else None
-    result = evaluate(questions, pipe, lambda m: chat.generate(m, use_adapter=False), tuned,
-                      fit=(chat.tokenizer, chat.max_prompt_tokens()),
+    result = evaluate(questions, pipe, base.generate, tuned.generate if tuned else None,
+                      fit=(base.chat.tokenizer, base.chat.max_prompt_tokens()),
                       progress=lambda i, n: progress((i, n), desc=f"question {i} of {n}"))
     summary = pd.DataFrame([{"column": c, **{METRIC_NAMES[m]: (round(v, 3) if v is not None else None)
                                              for m, v in s.items() if m in METRIC_NAMES}}
