@@ -59,6 +59,10 @@ class RunConfig:
     oft_block_size: int = _f(8, "OFT: block size of the orthogonal matrices (divides the layer width).")
     freeze_last_n: int = _f(2, "Method freeze: how many of the last decoder layers train.")
     warmup_ratio: float = _f(0.05, "Fraction of steps spent warming the learning rate up.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, "
+                                             "about a third more compute.")
+    early_stopping_patience: int = _f(0, "Stop after this many evaluations without a better eval loss; "
+                                         "0 = off (needs a validation split).")
     seed: int = _f(42, "Random seed for data order and adapter initialisation.")
     logging_steps: int = _f(1, "Log the loss every this many steps.")
     save_steps: int = _f(20, "Save a checkpoint every this many steps.")
@@ -70,6 +74,8 @@ class RunConfig:
                 setattr(self, f.name, _convert(f.name, float, value))
             elif f.type in ("int", int) and isinstance(value, (float, str)):
                 setattr(self, f.name, _convert(f.name, int, value))
+            elif f.type in ("bool", bool) and not isinstance(value, bool):
+                setattr(self, f.name, _boolean(f.name, value))
         from engine.formats import parse_mapping
 
         try:
@@ -90,6 +96,11 @@ class RunConfig:
             raise ConfigError("epochs: must be above 0 when max_steps is not set.")
         if self.compute_dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"compute_dtype: {self.compute_dtype!r} is not one of float32, bfloat16, float16.")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience: must be 0 (off) or more, got {self.early_stopping_patience}.")
+        if self.early_stopping_patience and self.save_steps % self.eval_steps:
+            raise ConfigError(f"save_steps: {self.save_steps} must be a multiple of eval_steps ({self.eval_steps}) "
+                              "when early stopping keeps the best checkpoint.")
         for name in ("batch_size", "grad_accum", "lora_rank", "lora_alpha", "logging_steps", "save_steps",
                      "eval_steps", "virtual_tokens", "oft_block_size", "freeze_last_n"):
             if getattr(self, name) < 1:
@@ -138,6 +149,15 @@ class RunConfig:
             lines.append(f"# {f.metadata['help']}")
             lines.append(yaml.safe_dump({f.name: getattr(self, f.name)}, sort_keys=False).strip())
         return "\n".join(lines) + "\n"
+
+
+def _boolean(name: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: {value!r} is not true or false.")
 
 
 def _convert(name: str, kind: type, value: Any) -> Any:

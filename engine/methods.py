@@ -28,6 +28,12 @@ METHODS = {
     "freeze": "full fine-tuning of the last N layers only",
 }
 QUANTIZED = ("qlora", "lora-8bit")
+# Starting learning rates for a ~100M-1B model and a small dataset; few-parameter methods need more.
+SUGGESTED_LR = {"full": 5e-5, "freeze": 1e-4, "ia3": 5e-2, "prompt-tuning": 3e-2, "vera": 1e-2}
+
+
+def suggested_learning_rate(method: str) -> float:
+    return SUGGESTED_LR.get(method, 1e-3)
 
 
 def _targets(cfg):

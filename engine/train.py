@@ -57,6 +57,11 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False):
         save_total_limit=2,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.eval_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,  # trl turns it on by default; it costs time
+        # Early stopping compares evaluations and keeps the best checkpoint.
+        load_best_model_at_end=has_eval and cfg.early_stopping_patience > 0,
+        metric_for_best_model="eval_loss" if has_eval and cfg.early_stopping_patience > 0 else None,
+        greater_is_better=False if has_eval and cfg.early_stopping_patience > 0 else None,
         seed=cfg.seed,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         report_to="none",
@@ -140,6 +145,7 @@ def datasets_for(cfg: RunConfig, tokenizer):
 
 
 def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
+    from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
     refused = methods.refusal(cfg)
@@ -162,7 +168,9 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
         eval_dataset=val_set,
         processing_class=tokenizer,
         peft_config=methods.peft_config(cfg, steps),
-        callbacks=[callback] + ([methods.adalora_callback()] if cfg.method == "adalora" else []),
+        callbacks=[callback] + ([methods.adalora_callback()] if cfg.method == "adalora" else [])
+        + ([EarlyStoppingCallback(cfg.early_stopping_patience)] if val_set is not None
+           and cfg.early_stopping_patience > 0 else []),
     )
     checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)

@@ -161,3 +161,21 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, runs_dir):
     resumed = steps[steps.index(killed_at) + 1:]
     assert resumed[0] == saved + 1 and resumed[-1] == 30
     assert run.adapter is not None
+
+
+def test_gradient_checkpointing_is_off_unless_asked(tmp_path):
+    from engine.train import sft_config
+
+    assert sft_config(RunConfig(), tmp_path).gradient_checkpointing is False
+    assert sft_config(RunConfig(gradient_checkpointing="true"), tmp_path).gradient_checkpointing is True
+
+
+def test_early_stopping_ends_a_run_whose_eval_loss_stops_improving(tiny_model, runs_dir):
+    run = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=200, val_fraction=0.2,
+                               eval_steps=2, save_steps=2, early_stopping_patience=1, learning_rate=0.5,
+                               batch_size=8, max_length=64, warmup_ratio=0.0))
+    launch(run)
+    assert _wait(run) == "finished", (run.dir / "train.log").read_text()[-2000:]
+    evals = [e["eval_loss"] for e in run.evaluations()]
+    assert run.logged()[-1]["step"] < 200
+    assert evals[-1] >= min(evals[:-1])  # it stopped because the last evaluation did not improve

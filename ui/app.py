@@ -22,7 +22,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.config import ConfigError, RunConfig
-from engine.methods import METHODS
+from engine.methods import METHODS, suggested_learning_rate
 from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
 from ui.compare_tab import build_compare_tab
@@ -153,6 +153,7 @@ def build() -> gr.Blocks:
             run_pick, refresh_btn = build_compare_tab(run_id, model)
 
         form = [model, method, epochs, max_steps, lr, rank, batch, max_len]
+        method.change(suggested_learning_rate, method, lr)
         start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])
         # Reading the events file is cheap: progress and Stop never wait behind a long Compare.
         stop_btn.click(stop_training, run_id, [status, plot], concurrency_limit=None)
