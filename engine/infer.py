@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from contextlib import nullcontext
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,23 +58,9 @@ class ChatModel:
         return self.adapter is not None
 
     def generate(self, messages: list[dict], use_adapter: bool = True, max_new_tokens: int = 96) -> Generation:
-        if use_adapter and not self.has_adapter:
-            raise ValueError("This model has no adapter to switch on; pick a finished run.")
-        tok = self.tokenizer
-        inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                         return_dict=True).to(self.device)
-        n_prompt = inputs["input_ids"].shape[1]
-        with self._lock, self._torch.inference_mode():
-            start = time.perf_counter()
-            if self.has_adapter and not use_adapter:
-                with self.model.disable_adapter():
-                    out = self._generate(inputs, max_new_tokens)
-            else:
-                out = self._generate(inputs, max_new_tokens)
-            seconds = time.perf_counter() - start
-        new = out[0][n_prompt:]
-        text = tok.decode(new, skip_special_tokens=True).strip()
-        return Generation(text, n_prompt, int(new.shape[0]), seconds)
+        """The whole answer at once: the last thing `stream` yields."""
+        *_, final = self.stream(messages, use_adapter, max_new_tokens)
+        return final
 
     def stream(self, messages: list[dict], use_adapter: bool = True, max_new_tokens: int = 96):
         """Yield the answer's text as it grows, then a final Generation with its counts and time."""
@@ -88,12 +75,9 @@ class ChatModel:
         result = {}
 
         def run():
-            with self._lock, self._torch.inference_mode():
-                if self.has_adapter and not use_adapter:
-                    with self.model.disable_adapter():
-                        result["out"] = self._generate(inputs, max_new_tokens, streamer)
-                else:
-                    result["out"] = self._generate(inputs, max_new_tokens, streamer)
+            switch = self.model.disable_adapter() if self.has_adapter and not use_adapter else nullcontext()
+            with self._lock, self._torch.inference_mode(), switch:
+                result["out"] = self._generate(inputs, max_new_tokens, streamer)
 
         start = time.perf_counter()
         worker = threading.Thread(target=run, daemon=True)
