@@ -63,6 +63,11 @@ class RunConfig:
                                              "about a third more compute.")
     early_stopping_patience: int = _f(0, "Stop after this many evaluations without a better eval loss; "
                                          "0 = off (needs a validation split).")
+    zero_stage: int = _f(0, "DeepSpeed ZeRO stage: 0 off, 1 shards optimizer states, 2 also gradients, "
+                            "3 also the weights, across the training processes.")
+    offload: str = _f("none", "ZeRO offload to CPU memory: none, optimizer, or all (optimizer and weights; stage 3).")
+    num_processes: int = _f(1, "Training processes: one per GPU; on a machine without a GPU, CPU processes (gloo).")
+    report_to: str = _f("tensorboard", "Where metrics also go: tensorboard, wandb, mlflow (comma list), or none.")
     seed: int = _f(42, "Random seed for data order and adapter initialisation.")
     logging_steps: int = _f(1, "Log the loss every this many steps.")
     save_steps: int = _f(20, "Save a checkpoint every this many steps.")
@@ -109,8 +114,29 @@ class RunConfig:
             raise ConfigError(f"max_length: {self.max_length} tokens is too short; use at least 16.")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ConfigError(f"zero_stage: {self.zero_stage} is not one of 0, 1, 2, 3.")
+        if self.offload not in ("none", "optimizer", "all"):
+            raise ConfigError(f"offload: {self.offload!r} is not one of none, optimizer, all.")
+        if self.offload != "none" and self.zero_stage == 0:
+            raise ConfigError("offload: needs ZeRO; set zero_stage to 2 (optimizer) or 3 (all).")
+        if self.offload == "all" and self.zero_stage != 3:
+            raise ConfigError("offload: all (weights too) needs zero_stage 3; use offload: optimizer with stage "
+                              f"{self.zero_stage}.")
+        if self.num_processes < 1:
+            raise ConfigError(f"num_processes: must be at least 1, got {self.num_processes}.")
+        unknown = sorted(set(self.reporters()) - {"tensorboard", "wandb", "mlflow"})
+        if unknown:
+            raise ConfigError(f"report_to: {unknown[0]!r} is not one of tensorboard, wandb, mlflow, none.")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1).")
+
+    def reporters(self) -> list[str]:
+        return [x.strip() for x in self.report_to.split(",") if x.strip() and x.strip() != "none"]
+
+    def distributed(self) -> bool:
+        """Whether the run goes through `accelerate launch` with DeepSpeed (ZeRO or several processes)."""
+        return self.zero_stage > 0 or self.num_processes > 1
 
     def data_files(self) -> list[str]:
         return [p.strip() for p in self.data.split(",") if p.strip()]

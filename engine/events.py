@@ -13,11 +13,12 @@ import os
 import time
 from pathlib import Path
 
+# queued / dequeued: the run waited for the machine's one training slot (see engine.train.queue_slot) |
 # launched: (written by the registry just before it starts a process, also on resume) |
 # started: pid, total_steps, device, precision | logged: step, total_steps, loss, learning_rate, epoch,
 # tokens_per_s, elapsed_s, eta_s | checkpoint: step, path | finished / stopped: step,
 # adapter | failed: reason | interrupted: reason (written by the registry for a dead run)
-EVENTS = ("launched", "started", "logged", "checkpoint", "finished", "stopped", "failed", "interrupted")
+EVENTS = ("launched", "queued", "dequeued", "started", "logged", "checkpoint", "finished", "stopped", "failed", "interrupted")
 TERMINAL = ("finished", "stopped", "failed", "interrupted")
 
 

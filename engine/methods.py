@@ -132,6 +132,27 @@ def refusal(cfg) -> str | None:
         # attention the causal mask is built without the prefix length (81 vs 97 columns).
         return ("method prefix-tuning: it does not train with this version of transformers (the prefix "
                 "breaks the attention mask); pick prompt-tuning or lora instead.")
+    if cfg.method in QUANTIZED and cfg.zero_stage == 3:
+        return (f"method {cfg.method} with zero_stage 3: the quantised base cannot be sharded here; "
+                "use zero_stage 2, or lora with zero_stage 3.")
+    if cfg.distributed():
+        import os
+
+        import torch
+
+        try:
+            import deepspeed  # noqa: F401
+        except Exception:
+            return ("zero_stage / num_processes: DeepSpeed is not installed (pip install deepspeed); "
+                    "or set zero_stage 0 and num_processes 1.")
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus and cfg.num_processes > gpus:
+            return (f"num_processes {cfg.num_processes}: this machine has {gpus} GPU{'s' * (gpus > 1)}; "
+                    f"set num_processes to {gpus} or less, or launch on several machines (see README).")
+        cores = os.cpu_count() or 1
+        if not gpus and cfg.num_processes > cores:
+            return (f"num_processes {cfg.num_processes}: this machine has no GPU and {cores} CPU cores, "
+                    f"so at most {cores} CPU processes; set num_processes to {cores} or less.")
     if cfg.method in QUANTIZED:
         try:
             import bitsandbytes

@@ -3,7 +3,8 @@
 Each run is a folder holding `config.yaml`, `events.jsonl`, `train.log`, `pid`, its
 checkpoints and the final `adapter/`. A run is started as a separate process
 (`python -m engine.train runs/<id>/config.yaml`) in its own process group, so Stop can end
-the trainer and anything it spawned. Everything here is derived from those files: a
+the trainer and anything it spawned (the ranks of a DeepSpeed run included). One run trains
+at a time per machine; others wait in a queue. Everything here is derived from those files: a
 restarted app finds the same runs.
 
 The runs folder is `$STUDIO_RUNS`, else `/data/runs` when `/data` is writable (persistent
@@ -91,6 +92,9 @@ class Run:
                 return record["event"]
         pid = self.pid()
         if pid is not None and _pid_alive(pid):
+            kinds = [r["event"] for r in records]
+            if "queued" in kinds and "dequeued" not in kinds:
+                return "queued"
             return "running"
         if pid is None:
             return "queued"  # created, or being launched this instant
@@ -126,6 +130,7 @@ class Run:
             "tokens_per_s": last.get("tokens_per_s"),
             "eta_s": last.get("eta_s"),
             "reason": (ended or {}).get("reason"),
+            "queue_position": queue_position(self),
         }
 
 
@@ -182,11 +187,27 @@ def active_run(root: Path | None = None) -> Run | None:
     return next((r for r in list_runs(root) if r.status() == "running"), None)
 
 
+def queue_position(run: Run) -> int | None:
+    """1 for the next run to train, 2 for the one after, ...; None when `run` is not waiting."""
+    if run.status() != "queued":
+        return None
+    waiting = []
+    for other in list_runs(run.dir.parent):
+        if other.status() == "queued":
+            queued = [r for r in other._this_session() if r["event"] in ("queued", "launched")]
+            waiting.append((queued[-1]["time"] if queued else float("inf"), other.id))
+    return 1 + [rid for _, rid in sorted(waiting)].index(run.id)
+
+
 def launch(run: Run) -> subprocess.Popen:
-    """Start the training process for `run` in its own process group."""
-    busy = active_run(run.dir.parent)
-    if busy is not None:
-        raise RuntimeError(f"Run {busy.id} is still training; stop it or wait for it to end.")
+    """Start the training process for `run` in its own process group.
+
+    Only one run trains at a time on a machine: if another holds the slot, the new process
+    waits in the queue (status "queued", see `queue_position`) and starts when it is free.
+    """
+    pid = run.pid()
+    if pid is not None and _pid_alive(pid):
+        raise RuntimeError(f"Run {run.id} is already {run.status()}.")
     (run.dir / "pid").unlink(missing_ok=True)
     run.events.write("launched")  # before the process exists: its own events always come after
     log = open(run.dir / "train.log", "ab")

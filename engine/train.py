@@ -12,20 +12,23 @@ to train.log only.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.config import ConfigError, RunConfig
 from engine.data import DataError, load_examples, split_examples, tokenize_example
-from engine.events import EventLog
+from engine.events import TERMINAL, EventLog
 from engine.formats import parse_mapping
-from engine import methods
+from engine import distributed, methods
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
 
 
@@ -37,12 +40,25 @@ class _StopRequest:
         self.requested = True
 
 
-def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False):
+def _reporters(cfg: RunConfig) -> list[str]:
+    import importlib.util
+
+    modules = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+    for name in cfg.reporters():
+        if importlib.util.find_spec(modules[name]) is None:
+            raise ConfigError(f"report_to: {name} is not installed (pip install {name}); "
+                              "or leave it out of report_to.")
+    return cfg.reporters()
+
+
+def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_config: Path | None = None):
     import torch
     from trl import SFTConfig
 
     on_gpu = torch.cuda.is_available()
+    extra = {"deepspeed": str(ds_config), "accelerator_config": {"use_configured_state": True}} if ds_config else {}
     return SFTConfig(
+        **extra,
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -64,7 +80,7 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False):
         greater_is_better=False if has_eval and cfg.early_stopping_patience > 0 else None,
         seed=cfg.seed,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        report_to="none",
+        report_to=_reporters(cfg) or "none",
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not hidden
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
@@ -76,10 +92,13 @@ def _event_callback(events: EventLog, stop: _StopRequest):
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
+        losses: list[float] = []
+
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = time.monotonic()
             self.tokens0 = state.num_input_tokens_seen
             events.write("started", pid=os.getpid(), total_steps=state.max_steps, device=str(args.device),
+                         processes=args.world_size,
                          precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")
 
         def on_log(self, args, state, control, logs=None, **kw):
@@ -94,6 +113,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
             step, total = state.global_step, state.max_steps
             tokens = state.num_input_tokens_seen - self.tokens0
             loss = float(logs["loss"])
+            self.losses.append(loss)
             events.write(
                 "logged", step=step, total_steps=total,
                 loss=loss if math.isfinite(loss) else str(loss),
@@ -102,15 +122,19 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 elapsed_s=round(elapsed, 1),
                 eta_s=round(elapsed / step * (total - step), 1) if step else None,
             )
-            if not math.isfinite(loss):
+            if not math.isfinite(loss):  # stop now, and never save the broken weights as a checkpoint
                 stop.requested = True
                 self.bad_loss = loss
+                control.should_training_stop = True
+                control.should_save = False
+                control.should_evaluate = False
 
         def on_save(self, args, state, control, **kw):
             events.write("checkpoint", step=state.global_step,
                          path=str(Path(args.output_dir) / f"checkpoint-{state.global_step}"))
 
         def on_step_end(self, args, state, control, **kw):
+            stop.requested = distributed.any_rank(stop.requested)  # every rank stops at the same step
             if stop.requested:
                 control.should_training_stop = True
                 control.should_save = not hasattr(self, "bad_loss")
@@ -119,12 +143,44 @@ def _event_callback(events: EventLog, stop: _StopRequest):
 
 
 def _save_atomic(trainer, tokenizer, target: Path) -> None:
+    """Write the output to a temporary name, then rename: a half-written output never looks finished."""
     tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    main = distributed.rank() == 0
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # every rank takes part (ZeRO-3 gathers the weights); rank 0 writes
+    if main:
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+
+
+def _fault() -> tuple[str, int] | None:
+    """STUDIO_FAULT=nan@STEP or oom@STEP injects a fault into training (for the fault tests)."""
+    text = os.environ.get("STUDIO_FAULT", "")
+    kind, _, step = text.partition("@")
+    return (kind, int(step)) if kind in ("nan", "oom") and step.isdigit() else None
+
+
+def _trainer_class():
+    import torch
+    from trl import SFTTrainer
+
+    class StudioTrainer(SFTTrainer):
+        fault = _fault()
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                       num_items_in_batch=num_items_in_batch)
+            if self.fault and model.training and self.state.global_step + 1 == self.fault[1]:
+                if self.fault[0] == "oom":
+                    raise torch.OutOfMemoryError("out of memory: tried to allocate 2.00 GiB (injected by STUDIO_FAULT)")
+                if return_outputs:
+                    return out[0] * float("nan"), out[1]
+                return out * float("nan")
+            return out
+
+    return StudioTrainer
 
 
 def datasets_for(cfg: RunConfig, tokenizer):
@@ -146,7 +202,6 @@ def datasets_for(cfg: RunConfig, tokenizer):
 
 def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
     from transformers import EarlyStoppingCallback
-    from trl import SFTTrainer
 
     refused = methods.refusal(cfg)
     if refused:
@@ -157,11 +212,16 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     model = load_causal_lm(cfg.model, **methods.model_kwargs(cfg), **({"quantization_config": quant} if quant else {}))
     if cfg.method == "freeze":
         methods.freeze_all_but_last(model, cfg.freeze_last_n)
-    args = sft_config(cfg, run_dir / "checkpoints", has_eval=val_set is not None)
+    ds_config = None
+    if cfg.distributed():
+        distributed.prepare_rank_state()
+        ds_config = run_dir / "ds_config.json"
+    args = sft_config(cfg, run_dir / "checkpoints", has_eval=val_set is not None, ds_config=ds_config)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
         len(train_set) / (cfg.batch_size * cfg.grad_accum)) * math.ceil(cfg.epochs)
     callback = _event_callback(events, stop)
-    trainer = SFTTrainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -182,7 +242,7 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
         return "failed"
     adapter = run_dir / ("adapter" if methods.peft_config(cfg, steps) is not None else "model")
     _save_atomic(trainer, tokenizer, adapter)
-    losses = [r["loss"] for r in events.read() if r["event"] == "logged" and isinstance(r.get("loss"), float)]
+    losses = callback.losses
     outcome = "stopped" if stop.requested else "finished"
     events.write(outcome, step=step, adapter=str(adapter), final_loss=losses[-1] if losses else None)
     return outcome
@@ -192,10 +252,65 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, (DataError, ConfigError, ModelError)):
         return str(exc)
     text = str(exc)
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return "Out of memory: lower batch_size or max_length, or pick a smaller model."
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
+        return ("Out of memory: lower batch_size (raise grad_accum to keep the same effective batch) or "
+                "max_length, turn on gradient_checkpointing, or pick qlora or a smaller model. "
+                "The last checkpoint is kept.")
     first = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {first}".strip(": ")
+
+
+class _NoEvents(EventLog):
+    """Ranks other than 0 of a distributed run write no events (rank 0 speaks for all)."""
+
+    def write(self, event: str, **fields) -> dict:
+        return {"event": event, **fields}
+
+
+@contextmanager
+def queue_slot(lock_path: Path, events: EventLog, stop: _StopRequest):
+    """Hold the machine's one training slot; while another run holds it, wait in the queue.
+
+    Yields True once the slot is held, False when a Stop came while waiting. The slot is an
+    flock, so it is released however this process ends.
+    """
+    fh = open(lock_path, "a+")
+    try:
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    events.write("queued")
+                    waiting = True
+                if stop.requested:
+                    yield False
+                    return
+                time.sleep(0.5)
+        if waiting:
+            events.write("dequeued")
+        yield True
+    finally:
+        fh.close()
+
+
+def _run_ranks(cfg: RunConfig, config_path: Path, events: EventLog, stop: _StopRequest) -> int:
+    """Start the ranks with `accelerate launch` and wait; they get Stop's signal with this process group."""
+    run_dir = config_path.parent
+    ds_path = distributed.write_deepspeed_config(cfg, run_dir)
+    cmd = distributed.launch_command(cfg, config_path.resolve(), ds_path)
+    proc = subprocess.Popen(cmd, env=distributed.launch_env(), cwd=Path(__file__).resolve().parent.parent)
+    code = proc.wait()
+    records = events.read()
+    launched = max((i for i, r in enumerate(records) if r["event"] == "launched"), default=-1)
+    if not any(r["event"] in TERMINAL for r in records[launched + 1:]):
+        what = "was stopped" if stop.requested else f"ended with code {code}"
+        events.write("stopped" if stop.requested else "failed",
+                     reason=f"A training process {what} before saying why; see train.log.")
+        return 1
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,14 +320,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config_path = Path(argv[0])
     run_dir = config_path.parent
-    events = EventLog(run_dir / "events.jsonl")
+    rank_process = distributed.is_rank_process()
+    events = EventLog(run_dir / "events.jsonl") if distributed.rank() == 0 else _NoEvents(run_dir / "none")
     stop = _StopRequest()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
         cfg = RunConfig.from_yaml(config_path)
-        resolve_model(cfg.model)
-        return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
+        if rank_process:  # one rank of a distributed run: its launcher already holds the slot
+            return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
+        with queue_slot(run_dir.parent / ".training.lock", events, stop) as held:
+            if not held:
+                events.write("stopped", reason="Stopped while waiting in the queue; nothing was trained.")
+                return 0
+            resolve_model(cfg.model)
+            if cfg.distributed():
+                refused = methods.refusal(cfg)
+                if refused:
+                    raise ConfigError(refused)
+                return _run_ranks(cfg, config_path, events, stop)
+            return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
     except Exception as exc:  # every failure ends as one sentence in the events
         traceback.print_exc()
         events.write("failed", reason=_reason(exc))

@@ -88,15 +88,31 @@ def test_stop_ends_the_run_quickly_and_keeps_a_checkpoint(tiny_model, runs_dir):
     assert [r.id for r in list_runs()] == [run.id]
 
 
-def test_a_second_run_waits_for_the_first(tiny_model, runs_dir):
+def test_a_second_run_waits_in_the_queue_and_starts_when_the_first_ends(tiny_model, runs_dir):
+    from engine.runs import queue_position
+
     cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000, max_length=64)
-    first = create_run(cfg)
+    first, second, third = create_run(cfg), create_run(cfg), create_run(cfg)
     launch(first)
+    deadline = time.time() + 120
+    while not first.logged() and time.time() < deadline:
+        time.sleep(0.2)
+    launch(second)
+    launch(third)
+    while not any(r["event"] == "queued" for r in third.events.read()) and time.time() < deadline:
+        time.sleep(0.2)
     try:
-        with pytest.raises(RuntimeError, match="still training"):
-            launch(create_run(cfg))
-    finally:
+        assert (first.status(), second.status(), third.status()) == ("running", "queued", "queued")
+        assert (queue_position(second), queue_position(third)) == (1, 2)
+        assert third.summary()["queue_position"] == 2
+        assert stop(third) == "stopped"  # leaving the queue trains nothing
+        assert "waiting in the queue" in third.summary()["reason"] and third.adapter is None
         stop(first)
+        while not second.logged() and time.time() < deadline + 60:
+            time.sleep(0.2)
+        assert second.status() == "running" and first.status() == "stopped"
+    finally:
+        stop(first), stop(second)
 
 
 def test_bad_data_fails_with_the_line(tiny_model, runs_dir, write_jsonl):
@@ -179,3 +195,89 @@ def test_early_stopping_ends_a_run_whose_eval_loss_stops_improving(tiny_model, r
     evals = [e["eval_loss"] for e in run.evaluations()]
     assert run.logged()[-1]["step"] < 200
     assert evals[-1] >= min(evals[:-1])  # it stopped because the last evaluation did not improve
+
+
+def _config_with_checkpoints(tiny_model, **kw):
+    return RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=12, learning_rate=1e-2,
+                     batch_size=8, max_length=96, save_steps=4, warmup_ratio=0.0, **kw)
+
+
+def test_a_nan_loss_stops_the_run_with_its_reason_and_keeps_the_last_good_checkpoint(
+        tiny_model, runs_dir, monkeypatch):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("STUDIO_FAULT", "nan@6")
+    run = create_run(_config_with_checkpoints(tiny_model))
+    launch(run)
+    assert _wait(run) == "failed"
+    assert run.summary()["reason"].startswith("The loss became nan at step 6; lower the learning rate.")
+    losses = _losses(run)
+    assert all(isinstance(x, float) for x in losses[:5]) and losses[5:] == ["nan"]
+    checkpoints = sorted(p.name for p in (run.dir / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-4"]  # step 6 was not saved, and nothing after it
+    weights = load_file(run.dir / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert run.adapter is None
+
+
+def test_out_of_memory_says_what_to_lower_and_keeps_the_checkpoint(tiny_model, runs_dir, monkeypatch):
+    monkeypatch.setenv("STUDIO_FAULT", "oom@6")
+    run = create_run(_config_with_checkpoints(tiny_model))
+    launch(run)
+    assert _wait(run) == "failed"
+    reason = run.summary()["reason"]
+    assert reason.startswith("Out of memory: lower batch_size") and "gradient_checkpointing" in reason
+    assert "Traceback" not in reason
+    assert (run.dir / "checkpoints" / "checkpoint-4").is_dir()
+
+
+def test_a_cpu_allocator_failure_reads_as_out_of_memory():
+    from engine.train import _reason
+
+    err = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 8589934592 bytes.")
+    assert _reason(err).startswith("Out of memory:")
+
+
+def test_kill_and_resume_ends_near_the_loss_of_an_uninterrupted_run(tiny_model, runs_dir):
+    straight = create_run(_config_with_checkpoints(tiny_model))
+    launch(straight)
+    assert _wait(straight) == "finished"
+
+    broken = create_run(_config_with_checkpoints(tiny_model))
+    proc = launch(broken)
+    deadline = time.time() + 120
+    while not any(r["event"] == "checkpoint" and r["step"] == 8 for r in broken.events.read()):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    assert broken.status() == "interrupted"
+    launch(broken)  # what `studio train --resume` and the Resume button do
+    assert _wait(broken) == "finished"
+    assert broken.logged()[-1]["step"] == 12
+    assert any(r["event"] == "interrupted" for r in broken.events.read())
+    a, b = _losses(straight)[-1], _losses(broken)[-1]
+    assert abs(a - b) <= 0.02 * abs(a), (a, b)  # same seed, same data order: within 2 %
+
+
+def test_metrics_also_go_to_tensorboard(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = list((finished_run.dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert files
+    acc = EventAccumulator(str(files[0].parent))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    assert len(losses) == 40 and losses[-1] == pytest.approx(_losses(finished_run)[-1], rel=1e-4)
+
+
+def test_reporting_to_a_tool_that_is_not_installed_is_refused(tiny_model):
+    from engine.config import ConfigError
+    from engine.train import _reporters
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ConfigError, match="report_to: wandb is not installed"):
+        _reporters(RunConfig(report_to="tensorboard,wandb"))
