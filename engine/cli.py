@@ -4,6 +4,12 @@
     studio train CONFIG.yaml [--field value ...]
                                             train without the UI; same process, files and events
     studio train --resume RUN_ID            continue a stopped or interrupted run from its last checkpoint
+    studio train CONFIG.yaml --print-command [--machines N --machine-rank R --main-ip IP]
+                                            create the run and print its `accelerate launch` command
+                                            (ZeRO / several processes; run it on each machine)
+    studio export RUN_ID [--merge] [--archive] [--onnx] [--push USER/REPO] [--what adapter|merged]
+                                            merged model, zip, ONNX (checked under ONNX Runtime), Hub upload
+                                            (token from HF_TOKEN; the repo is private unless --public)
     studio runs                             list runs
     studio data check FILE [FILE ...] [--model M] [--max-length N] [--map prompt=COL,completion=COL]
                                             the validation report; exit 1 when there is an error
@@ -95,10 +101,69 @@ def cmd_train(args: list[str]) -> int:
     else:
         if not args or args[0].startswith("--"):
             raise ConfigError("usage: studio train CONFIG.yaml [--field value ...]")
+        if "--print-command" in args:
+            return _print_command(args)
         run = create_run(RunConfig.from_yaml(args[0], _overrides(args[1:])))
     print(f"run {run.id} in {run.dir}", flush=True)
     launch(run)
     return _follow(run)
+
+
+def _print_command(args: list[str]) -> int:
+    from engine.distributed import launch_command, write_deepspeed_config
+
+    args = [a for a in args if a != "--print-command"]
+    fields = _overrides(args[1:])
+    machines = int(fields.pop("machines", 1))
+    machine_rank = int(fields.pop("machine_rank", 0))
+    main_ip = fields.pop("main_ip", None)
+    cfg = RunConfig.from_yaml(args[0], fields)
+    if not cfg.distributed():
+        raise ConfigError("--print-command: this config trains in one process; set zero_stage or num_processes.")
+    run = create_run(cfg)
+    ds = write_deepspeed_config(run.config, run.dir)
+    cmd = launch_command(run.config, run.dir / "config.yaml", ds, port=29500, machines=machines,
+                         machine_rank=machine_rank, main_ip=main_ip)
+    print(f"# run {run.id}: the same folder must exist at {run.dir} on every machine (copy it, or share it)")
+    if machines > 1:
+        print("# on each machine, with --machine_rank 0 .. " f"{machines - 1} (rank 0 writes events and outputs):")
+    print(" ".join(cmd))
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    from engine import export
+
+    p = argparse.ArgumentParser(prog="studio export")
+    p.add_argument("run_id")
+    p.add_argument("--merge", action="store_true")
+    p.add_argument("--archive", action="store_true")
+    p.add_argument("--onnx", action="store_true")
+    p.add_argument("--push", metavar="USER/REPO")
+    p.add_argument("--what", choices=("adapter", "merged"), default="adapter")
+    p.add_argument("--public", action="store_true")
+    p.add_argument("--endpoint", help="another Hub endpoint (a mirror, or a test server)")
+    a = p.parse_args(argv)
+    run = Run(runs_root() / a.run_id)
+    if not (run.dir / "config.yaml").exists():
+        raise ConfigError(f"{a.run_id}: no such run in {runs_root()}.")
+    if not (a.merge or a.archive or a.onnx or a.push):
+        raise ConfigError("studio export: say what to make: --merge, --archive, --onnx or --push USER/REPO.")
+
+    def show(fraction: float, text: str) -> None:
+        print(f"[{fraction:4.0%}] {text}", flush=True)
+
+    if a.merge:
+        print(f"merged model: {export.merge(run, show)}")
+    if a.archive:
+        print(f"archive: {export.archive(run, a.what, show)}")
+    if a.onnx:
+        path, diff = export.export_onnx(run, show)
+        print(f"ONNX: {path} (largest logit difference under ONNX Runtime {diff:.2e})")
+    if a.push:
+        url = export.push_to_hub(run, a.push, what=a.what, private=not a.public, endpoint=a.endpoint, progress=show)
+        print(f"pushed: {url}")
+    return 0
 
 
 def cmd_runs() -> int:
@@ -258,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(rest)
         if command == "runs":
             return cmd_runs()
+        if command == "export":
+            return cmd_export(rest)
         if command == "eval":
             return cmd_eval(rest)
         if command == "data":
