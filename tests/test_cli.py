@@ -73,3 +73,17 @@ def test_studio_rag_index_and_search(tmp_path):
     out = subprocess.run([STUDIO, "rag", "search", "nothing-here", "x"], env=env, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 2 and "no collection 'nothing-here' with documents" in out.stderr
+
+
+def test_print_command_prepares_a_multi_machine_zero_run(runs_dir):
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([STUDIO, "train", "assets/configs/zero2-sample.yaml", "--print-command", "--machines", "2",
+                          "--machine-rank", "1", "--main-ip", "10.0.0.1"], capture_output=True, text=True,
+                         timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    command = out.stdout.strip().splitlines()[-1]
+    run_dir = next(runs_dir.iterdir())
+    assert "--use_deepspeed" in command and "--num_processes 4 --num_machines 2" in command
+    assert "--machine_rank 1" in command and "--main_process_ip 10.0.0.1" in command
+    assert command.endswith(f"-m engine.train {run_dir / 'config.yaml'}")
+    assert '"stage": 2' in (run_dir / "ds_config.json").read_text()

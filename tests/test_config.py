@@ -48,5 +48,9 @@ def test_every_example_config_is_valid():
 
     configs = sorted((Path(__file__).resolve().parent.parent / "assets" / "configs").glob("*.yaml"))
     assert len(configs) >= 5
-    methods = {RunConfig.from_yaml(c).method for c in configs}
-    assert {"lora", "dora", "qlora", "ia3", "full"} <= methods
+    loaded = {c.stem: RunConfig.from_yaml(c) for c in configs}
+    from engine.methods import METHODS
+
+    assert set(METHODS) - {"prefix-tuning"} <= {c.method for c in loaded.values()}
+    assert loaded["zero2-sample"].zero_stage == 2 and loaded["zero3-sample"].zero_stage == 3
+    assert all(c.distributed() for name, c in loaded.items() if name.startswith("zero"))

@@ -105,6 +105,10 @@ def test_a_second_run_waits_in_the_queue_and_starts_when_the_first_ends(tiny_mod
         assert (first.status(), second.status(), third.status()) == ("running", "queued", "queued")
         assert (queue_position(second), queue_position(third)) == (1, 2)
         assert third.summary()["queue_position"] == 2
+        from ui.app import run_view  # what the Train tab shows to the person waiting
+
+        text, _ = run_view(second.id)
+        assert f"queued, position 1: run {first.id} is training" in text
         assert stop(third) == "stopped"  # leaving the queue trains nothing
         assert "waiting in the queue" in third.summary()["reason"] and third.adapter is None
         stop(first)

@@ -73,6 +73,11 @@ def run_view(run_id: str | None):
     s = run.summary()
     logged = [r for r in run.logged() if isinstance(r.get("loss"), (int, float))]
     curve = pd.DataFrame({"step": [r["step"] for r in logged], "loss": [r["loss"] for r in logged]})
+    if s["status"] == "queued":
+        busy = active_run()
+        ahead = f"run {busy.id} is training" if busy else "another run is starting"
+        return (f"**Run {s['id']}** · queued, position {s['queue_position'] or 1}: {ahead}, and one run trains "
+                "at a time on this machine. It starts by itself; Stop takes it out of the queue."), curve
     if s["status"] == "running" and not s["total_steps"]:
         return f"**Run {s['id']}** · starting: loading the model and the data ...", curve
     parts = [f"**Run {s['id']}** · {s['status']}", f"step {s['step']}/{s['total_steps'] or '?'}"]
