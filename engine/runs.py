@@ -209,7 +209,10 @@ def launch(run: Run) -> subprocess.Popen:
     if pid is not None and _pid_alive(pid):
         raise RuntimeError(f"Run {run.id} is already {run.status()}.")
     (run.dir / "pid").unlink(missing_ok=True)
+    others_busy = any(r.id != run.id and r.status() in ("running", "queued") for r in list_runs(run.dir.parent))
     run.events.write("launched")  # before the process exists: its own events always come after
+    if others_busy:
+        run.events.write("queued")  # shown at once; the process leaves the queue when the slot is free
     log = open(run.dir / "train.log", "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

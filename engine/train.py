@@ -276,7 +276,9 @@ def queue_slot(lock_path: Path, events: EventLog, stop: _StopRequest):
     """
     fh = open(lock_path, "a+")
     try:
-        waiting = False
+        records = events.read()
+        launched = max((i for i, r in enumerate(records) if r["event"] == "launched"), default=-1)
+        waiting = any(r["event"] == "queued" for r in records[launched + 1:])  # the registry saw a busy slot
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
