@@ -30,3 +30,52 @@ def test_lora_trains_in_bf16_on_the_gpu_and_answers(tiny_model, runs_dir):
     assert started["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
     chat = ChatModel(tiny_model, run.adapter)
     assert chat.generate([{"role": "user", "content": "How heavy is the Tilly T2?"}], max_new_tokens=8).answer_tokens > 0
+
+
+def _train(cfg, timeout=300):
+    from engine.runs import create_run, launch
+
+    run = create_run(cfg)
+    launch(run)
+    deadline = time.time() + timeout
+    while run.status() in ("running", "queued") and time.time() < deadline:
+        time.sleep(0.5)
+    assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
+    return run
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_over_the_gpus_of_this_machine(stage, tiny_model, runs_dir):
+    from conftest import SAMPLE
+    from engine.config import RunConfig
+
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        pytest.skip("ZeRO over GPUs needs at least 2")
+    run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20,
+                           learning_rate=1e-3 if stage == 3 else 1e-2, batch_size=8, max_length=128, zero_stage=stage, num_processes=gpus,
+                           method="full" if stage == 3 else "lora"))
+    started = next(r for r in run.events.read() if r["event"] == "started")
+    assert started["processes"] == gpus and started["device"].startswith("cuda")
+    losses = [r["loss"] for r in run.logged()]
+    assert sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5
+
+
+def test_zero2_with_optimizer_offload_on_one_gpu(tiny_model, runs_dir):
+    from conftest import SAMPLE
+    from engine.config import RunConfig
+
+    run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, learning_rate=1e-2,
+                           batch_size=8, max_length=128, zero_stage=2, offload="optimizer"))
+    assert run.adapter is not None
+
+
+def test_qlora_on_the_gpu_merges_and_exports_to_onnx(tiny_model, runs_dir):
+    from conftest import SAMPLE
+    from engine import export
+    from engine.config import RunConfig
+
+    run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, learning_rate=1e-2,
+                           batch_size=8, max_length=128, method="qlora", compute_dtype="bfloat16"))
+    path, diff = export.export_onnx(run)
+    assert path.exists() and diff < 1e-3
