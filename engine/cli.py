@@ -11,6 +11,11 @@
                                             merged model, zip, ONNX (checked under ONNX Runtime), Hub upload
                                             (token from HF_TOKEN; the repo is private unless --public)
     studio runs                             list runs
+    studio advise [SCENARIO ...]            the scenario matrix with the project's readings; methods ranked
+    studio advise --probe [--model M] [--data FILE] [--methods lora,dora,...] [--steps N]
+                                            a few measured steps of each method on your model and data
+    studio advise --check [--model M] [--methods ...]
+                                            memory estimate against the measured peak of real CPU runs
     studio data check FILE [FILE ...] [--model M] [--max-length N] [--map prompt=COL,completion=COL]
                                             the validation report; exit 1 when there is an error
     studio data export FILE [FILE ...] -o OUT.jsonl
@@ -163,6 +168,44 @@ def cmd_export(argv: list[str]) -> int:
     if a.push:
         url = export.push_to_hub(run, a.push, what=a.what, private=not a.public, endpoint=a.endpoint, progress=show)
         print(f"pushed: {url}")
+    return 0
+
+
+def cmd_advise(argv: list[str]) -> int:
+    from engine import advisor, probe
+
+    if not argv or not argv[0].startswith("--"):
+        return advisor.main(argv)
+    p = argparse.ArgumentParser(prog="studio advise")
+    p.add_argument("--probe", action="store_true")
+    p.add_argument("--check", action="store_true")
+    p.add_argument("--model", default=None)
+    p.add_argument("--data", default=None)
+    p.add_argument("--methods", default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--seq", type=int, default=128)
+    a = p.parse_args(argv)
+    model = a.model or probe.DEFAULT_MODEL
+    if a.probe:
+        args = ["--model", model, "--batch-size", str(a.batch_size), "--steps", str(a.steps or 8)]
+        args += ["--data", a.data] if a.data else []
+        args += ["--methods", a.methods] if a.methods else []
+        return probe.main(args)
+    if not a.check:
+        raise ConfigError("studio advise: say --probe or --check (or list scenarios).")
+    methods = a.methods.split(",") if a.methods else ["lora", "dora", "ia3", "qlora", "full"]
+    rows = probe.check_estimates(model, methods, a.batch_size, a.seq, a.steps or 3,
+                                 progress=lambda f, t: print(f"[{f:4.0%}] {t}", flush=True))
+    print(f"\n{model}, CPU fp32, batch {a.batch_size} x {a.seq} tokens:")
+    print(f"| method | trained (measured) | trained (formula) | peak GiB measured | estimate GiB | error |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if r.get("error") is None:
+            print(f"| {r['method']} | {r['status']}: {r.get('reason') or ''} | | | | |")
+            continue
+        print(f"| {r['method']} | {r['trainable_params']:,} | {r['estimated_trainable']:,} | "
+              f"{r['peak_memory_gb']:.3f} | {r['estimate_gb']:.3f} | {r['error']:+.1%} |")
     return 0
 
 
@@ -325,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_runs()
         if command == "export":
             return cmd_export(rest)
+        if command == "advise":
+            return cmd_advise(rest)
         if command == "eval":
             return cmd_eval(rest)
         if command == "data":

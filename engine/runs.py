@@ -199,11 +199,12 @@ def queue_position(run: Run) -> int | None:
     return 1 + [rid for _, rid in sorted(waiting)].index(run.id)
 
 
-def launch(run: Run) -> subprocess.Popen:
+def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     """Start the training process for `run` in its own process group.
 
     Only one run trains at a time on a machine: if another holds the slot, the new process
     waits in the queue (status "queued", see `queue_position`) and starts when it is free.
+    The slot is the lock file `lock` (default: `.training.lock` in the run's folder of runs).
     """
     pid = run.pid()
     if pid is not None and _pid_alive(pid):
@@ -214,7 +215,7 @@ def launch(run: Run) -> subprocess.Popen:
     if others_busy:
         run.events.write("queued")  # shown at once; the process leaves the queue when the slot is free
     log = open(run.dir / "train.log", "ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STUDIO_LOCK": str(lock or run.dir.parent / ".training.lock")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.train", str(run.dir / "config.yaml")],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

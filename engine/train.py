@@ -97,8 +97,12 @@ def _event_callback(events: EventLog, stop: _StopRequest):
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = time.monotonic()
             self.tokens0 = state.num_input_tokens_seen
+            model = kw.get("model")
+            params = [(getattr(p, "ds_numel", None) or p.numel(), p.requires_grad) for p in model.parameters()] \
+                if model is not None else []
             events.write("started", pid=os.getpid(), total_steps=state.max_steps, device=str(args.device),
-                         processes=args.world_size,
+                         processes=args.world_size, params=sum(n for n, _ in params),
+                         trainable_params=sum(n for n, grad in params if grad),
                          precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")
 
         def on_log(self, args, state, control, logs=None, **kw):
@@ -155,6 +159,17 @@ def _save_atomic(trainer, tokenizer, target: Path) -> None:
         os.replace(tmp, target)
 
 
+def _peak_memory_mb() -> float:
+    """Peak memory of this training process: allocated GPU memory on a GPU, else resident memory."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
 def _fault() -> tuple[str, int] | None:
     """STUDIO_FAULT=nan@STEP or oom@STEP injects a fault into training (for the fault tests)."""
     text = os.environ.get("STUDIO_FAULT", "")
@@ -162,25 +177,28 @@ def _fault() -> tuple[str, int] | None:
     return (kind, int(step)) if kind in ("nan", "oom") and step.isdigit() else None
 
 
-def _trainer_class():
+def _install_fault(trainer) -> None:
+    """STUDIO_FAULT=nan@STEP makes that step's loss NaN; oom@STEP raises out-of-memory there.
+
+    A forward hook on the model, so the trainer itself is trl's, unchanged.
+    """
+    fault = _fault()
+    if fault is None:
+        return
     import torch
-    from trl import SFTTrainer
 
-    class StudioTrainer(SFTTrainer):
-        fault = _fault()
+    kind, step = fault
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            out = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                       num_items_in_batch=num_items_in_batch)
-            if self.fault and model.training and self.state.global_step + 1 == self.fault[1]:
-                if self.fault[0] == "oom":
-                    raise torch.OutOfMemoryError("out of memory: tried to allocate 2.00 GiB (injected by STUDIO_FAULT)")
-                if return_outputs:
-                    return out[0] * float("nan"), out[1]
-                return out * float("nan")
-            return out
+    def hook(module, args, kwargs, output):
+        if module.training and trainer.state.global_step + 1 == step:
+            if kind == "oom":
+                raise torch.OutOfMemoryError("out of memory: tried to allocate 2.00 GiB (injected by STUDIO_FAULT)")
+            for key in ("loss", "log_probs"):  # trl builds the loss from log_probs (fused head)
+                if output.get(key) is not None:
+                    output[key] = output[key] * float("nan")
+        return output
 
-    return StudioTrainer
+    trainer.model.register_forward_hook(hook, with_kwargs=True)
 
 
 def datasets_for(cfg: RunConfig, tokenizer):
@@ -202,6 +220,7 @@ def datasets_for(cfg: RunConfig, tokenizer):
 
 def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
     from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
 
     refused = methods.refusal(cfg)
     if refused:
@@ -221,7 +240,7 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
         len(train_set) / (cfg.batch_size * cfg.grad_accum)) * math.ceil(cfg.epochs)
     callback = _event_callback(events, stop)
-    trainer = _trainer_class()(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -232,6 +251,7 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
         + ([EarlyStoppingCallback(cfg.early_stopping_patience)] if val_set is not None
            and cfg.early_stopping_patience > 0 else []),
     )
+    _install_fault(trainer)
     checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     step = trainer.state.global_step
@@ -244,7 +264,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     _save_atomic(trainer, tokenizer, adapter)
     losses = callback.losses
     outcome = "stopped" if stop.requested else "finished"
-    events.write(outcome, step=step, adapter=str(adapter), final_loss=losses[-1] if losses else None)
+    events.write(outcome, step=step, adapter=str(adapter), final_loss=losses[-1] if losses else None,
+                 peak_memory_mb=_peak_memory_mb())
     return outcome
 
 
@@ -331,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = RunConfig.from_yaml(config_path)
         if rank_process:  # one rank of a distributed run: its launcher already holds the slot
             return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
-        with queue_slot(run_dir.parent / ".training.lock", events, stop) as held:
+        lock = Path(os.environ.get("STUDIO_LOCK") or run_dir.parent / ".training.lock")
+        with queue_slot(lock, events, stop) as held:
             if not held:
                 events.write("stopped", reason="Stopped while waiting in the queue; nothing was trained.")
                 return 0

@@ -123,8 +123,22 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     page.get_by_role("button", name="Use the bundled sample").click()
     expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=20000)
 
+    # Method: advice, the matrix, a ranking for the ticked scenarios, an estimate; the pick carries to Train.
+    page.get_by_role("tab", name="2 · Method").click()
+    expect(page.locator("#advice")).to_contain_text("Recommendation: fine-tuning", timeout=20000)
+    expect(page.locator("#matrix")).to_contain_text("Reducing memory usage")
+    expect(page.locator("#matrix")).to_contain_text("ours: Yes: against full fine-tuning")
+    expect(page.locator("#ranking")).to_contain_text("QLoRA: serves 3 of 3")
+    page.locator("#scenarios").get_by_text("Reducing memory usage").click()
+    expect(page.locator("#ranking")).to_contain_text("1. LoRA: serves 2 of 2", timeout=10000)
+    page.locator("#estimate").click()
+    expect(page.locator("#estimate-text")).to_contain_text("Peak per device", timeout=30000)
+    page.screenshot(path=str(SHOTS / "method.png"), full_page=True)
+    page.locator("#use-method").click()
+
     # Train: the curve grows while the run is still running; a reload shows the same run.
-    page.get_by_role("tab", name="2 · Train").click()
+    page.get_by_role("tab", name="3 · Train").click()
+    expect(page.locator("#method input")).to_have_value(re.compile("^lora:"))
     page.locator("#max-steps input").fill("400")
     page.locator("#start").click()
     status = page.locator("#run-status")
@@ -136,7 +150,7 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     assert "running" in text and _plot_points(page) >= 2, text
     run_id = re.search(r"Run (\S+)", text).group(1)
     page.reload()
-    page.get_by_role("tab", name="2 · Train").click()
+    page.get_by_role("tab", name="3 · Train").click()
     expect(status).to_contain_text(f"Run {run_id}", timeout=20000)
     page.wait_for_timeout(1500)
     assert _plot_points(page) >= 2
@@ -144,7 +158,7 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     expect(status).to_contain_text("finished · step 400/400", timeout=180000)
 
     # Compare: four non-empty answers, sources under the RAG ones.
-    page.get_by_role("tab", name="3 · Compare").click()
+    page.get_by_role("tab", name="4 · Compare").click()
     expect(page.locator("#run-pick input")).to_have_value(run_id, timeout=20000)
     page.locator("#question textarea").fill("How heavy is the Tilly T2?")
     page.locator("#ask").click()

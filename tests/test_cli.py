@@ -16,7 +16,7 @@ def test_studio_train_runs_a_config_with_overrides(tiny_model, runs_dir, tmp_pat
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "step 4/4" in out.stdout and "finished at step 4" in out.stdout
-    run_dir = next(runs_dir.iterdir())
+    run_dir = next(p for p in runs_dir.iterdir() if p.is_dir())
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert "max_steps: 4" in (run_dir / "config.yaml").read_text()
     listing = subprocess.run([STUDIO, "runs"], capture_output=True, text=True, timeout=60).stdout
@@ -82,7 +82,7 @@ def test_print_command_prepares_a_multi_machine_zero_run(runs_dir):
                          timeout=120, cwd=root)
     assert out.returncode == 0, out.stderr
     command = out.stdout.strip().splitlines()[-1]
-    run_dir = next(runs_dir.iterdir())
+    run_dir = next(p for p in runs_dir.iterdir() if p.is_dir())
     assert "--use_deepspeed" in command and "--num_processes 4 --num_machines 2" in command
     assert "--machine_rank 1" in command and "--main_process_ip 10.0.0.1" in command
     assert command.endswith(f"-m engine.train {run_dir / 'config.yaml'}")

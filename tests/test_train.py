@@ -116,7 +116,7 @@ def test_a_second_run_waits_in_the_queue_and_starts_when_the_first_ends(tiny_mod
             time.sleep(0.2)
         assert second.status() == "running" and first.status() == "stopped"
     finally:
-        stop(first), stop(second)
+        stop(first), stop(second), stop(third)
 
 
 def test_bad_data_fails_with_the_line(tiny_model, runs_dir, write_jsonl):

@@ -43,7 +43,7 @@ def main(out: Path) -> None:
             page.get_by_role("button", name="Use the bundled sample").click()
             expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
             page.screenshot(path=str(out / "data.png"), full_page=True)
-            page.get_by_role("tab", name="2 · Train").click()
+            page.get_by_role("tab", name="3 · Train").click()
             t0 = time.time()
             page.locator("#start").click()
             status = page.locator("#run-status")
@@ -52,7 +52,7 @@ def main(out: Path) -> None:
             expect(status).to_contain_text("finished", timeout=900000)
             trained = time.time() - t0
             print(f"training through the UI: {trained:.0f} s ({status.inner_text().splitlines()[0]})")
-            page.get_by_role("tab", name="3 · Compare").click()
+            page.get_by_role("tab", name="4 · Compare").click()
             page.locator("#question textarea").fill("What is the price of a Tilly T2?")
             page.locator("#ask").click()
             for i in range(4):

@@ -1,4 +1,4 @@
-"""The studio's web page: Data -> Train -> Compare. Layout and wiring only.
+"""The studio's web page: Data -> Method -> Train -> Compare. Layout and wiring only.
 
 Every handler here is a few lines that call `engine` or `rag`; training runs in a separate
 process (engine/runs.py) and this page only reads its events file, so a reload or a
@@ -27,6 +27,7 @@ from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
+from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
 
 HELP = RunConfig.help()
 
@@ -133,12 +134,17 @@ def build() -> gr.Blocks:
         with gr.Tab("1 · Data", id="data"):
             dataset, (use_sample, data_outputs, data_after, data_view) = build_data_tab(model, max_len)
 
-        with gr.Tab("2 · Train", id="train"):
+        method = gr.Dropdown([(f"{k}: {v}", k) for k, v in METHODS.items()], value="lora", label="Method",
+                                     info="See the method list in README; QLoRA and 8-bit need bitsandbytes",
+                                     scale=1, elem_id="method", render=False)
+
+        with gr.Tab("2 · Method", id="method-tab"):
+            questions, advice, scenarios, ranking, best, matrix = build_method_tab(model, dataset, method)
+
+        with gr.Tab("3 · Train", id="train"):
             with gr.Row():
                 model.render()
-                method = gr.Dropdown([(f"{k}: {v}", k) for k, v in METHODS.items()], value="lora", label="Method",
-                                     info="See the method list in README; QLoRA and 8-bit need bitsandbytes",
-                                     scale=1, elem_id="method")
+                method.render()
             with gr.Row():
                 epochs = gr.Number(5, label="Epochs", info=HELP["epochs"], minimum=0.1)
                 max_steps = gr.Number(-1, label="Max steps", info=HELP["max_steps"], precision=0, elem_id="max-steps")
@@ -154,7 +160,7 @@ def build() -> gr.Blocks:
             plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=320, elem_id="loss-plot")
             timer = gr.Timer(1.0)
 
-        with gr.Tab("3 · Compare", id="compare") as compare_tab:
+        with gr.Tab("4 · Compare", id="compare") as compare_tab:
             run_pick, refresh_btn = build_compare_tab(run_id, model)
 
         form = [model, method, epochs, max_steps, lr, rank, batch, max_len]
@@ -171,6 +177,8 @@ def build() -> gr.Blocks:
             return current_run(), gr.update(choices=done, value=done[0] if done else None)
 
         demo.load(on_load, None, [run_id, run_pick])
+        demo.load(advice_markdown, questions, advice).then(ranking_markdown, scenarios, [ranking, best]).then(
+            matrix_html, [scenarios, model], matrix)
         demo.load(use_sample, None, data_outputs).then(**data_after).then(**data_view)
     return demo
 

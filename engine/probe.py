@@ -1,0 +1,150 @@
+"""The probe: a few real training steps of each candidate method on the person's model and data.
+
+    python -m engine.probe [--model M] [--data FILE] [--methods lora,qlora,dora,ia3,full] [--steps 8]
+
+Each method runs as an ordinary run (the same process, events and queue as any training)
+in `runs/probes/`, for a few steps, and the probe reads back what the run measured:
+tokens per second, peak memory of the training process (resident memory on CPU, allocated
+GPU memory on a GPU), trained parameters and the change of the loss. The numbers fill the
+Method tab's matrix so the choice rests on this machine, not on a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from engine.config import SAMPLE_TRAIN, ConfigError, RunConfig
+from engine.methods import refusal, suggested_learning_rate
+from engine.models import DEFAULT_MODEL
+from engine.runs import create_run, launch, runs_root, stop
+
+CANDIDATES = ("lora", "qlora", "dora", "ia3", "full")
+
+
+def probe_root() -> Path:
+    path = runs_root() / "probes"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def measure(run) -> dict:
+    """What a finished (or failed) run measured, from its events."""
+    events = run.events.read()
+    started = next((r for r in events if r["event"] == "started"), {})
+    ended = next((r for r in reversed(events) if r["event"] in ("finished", "stopped", "failed")), {})
+    losses = [r["loss"] for r in run.logged() if isinstance(r.get("loss"), float)]
+    speeds = [r["tokens_per_s"] for r in run.logged() if r.get("tokens_per_s")]
+    trainable, params = started.get("trainable_params"), started.get("params")
+    return {
+        "method": run.config.method, "status": run.status(), "reason": ended.get("reason"),
+        "tokens_per_s": speeds[-1] if speeds else None,
+        "peak_memory_gb": round(ended["peak_memory_mb"] / 1024, 3) if ended.get("peak_memory_mb") else None,
+        "trainable_params": trainable, "params": params,
+        "trainable_share": round(trainable / params, 5) if trainable and params else None,
+        "loss_start": losses[0] if losses else None, "loss_end": losses[-1] if losses else None,
+        "loss_change": round(losses[-1] - losses[0], 4) if len(losses) > 1 else None,
+        "run_id": run.id,
+    }
+
+
+def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CANDIDATES, steps: int = 8,
+          batch_size: int = 2, max_length: int = 256, progress: Callable[[float, str], None] | None = None,
+          timeout_s: float = 900, **fields) -> list[dict]:
+    """Run `steps` steps of each method, one after another; a refused method gets its sentence."""
+    rows = []
+    for i, method in enumerate(methods):
+        if progress:
+            progress(i / len(methods), f"probing {method} ({i + 1}/{len(methods)})")
+        try:
+            cfg = RunConfig(model=model, data=data, method=method, max_steps=steps, batch_size=batch_size,
+                            max_length=max_length, learning_rate=suggested_learning_rate(method),
+                            save_steps=10**6, warmup_ratio=0.0, report_to="none", **fields)
+        except ConfigError as err:
+            rows.append({"method": method, "status": "refused", "reason": str(err)})
+            continue
+        refused = refusal(cfg)
+        if refused:
+            rows.append({"method": method, "status": "refused", "reason": refused})
+            continue
+        run = create_run(cfg, probe_root())
+        launch(run, lock=runs_root() / ".training.lock")  # waits for a training in progress, like any run
+        deadline = time.time() + timeout_s
+        while run.status() in ("running", "queued"):
+            if time.time() > deadline:
+                stop(run)
+                break
+            time.sleep(0.5)
+        rows.append(measure(run))
+    if progress:
+        progress(1.0, "probe done")
+    return rows
+
+
+def fixed_length_text(path: Path, tokenizer, tokens: int, examples: int = 16) -> Path:
+    """A text file of `examples` paragraphs each longer than `tokens`, so every sequence is exactly
+    `tokens` long after truncation (the estimate and the measurement then see the same shapes)."""
+    words = (SAMPLE_TRAIN.parent / "docs").glob("*.md")
+    text = " ".join(p.read_text(encoding="utf-8") for p in sorted(words)).split()
+    paragraphs, start = [], 0
+    while len(paragraphs) < examples:
+        piece = []
+        while len(tokenizer(" ".join(piece))["input_ids"]) <= tokens + 8:
+            piece.extend(text[start % len(text): start % len(text) + 64])
+            start += 64
+        paragraphs.append(" ".join(piece))
+    path.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    return path
+
+
+def check_estimates(model: str = DEFAULT_MODEL, methods=("lora", "dora", "ia3", "qlora", "full"),
+                    batch_size: int = 2, seq_len: int = 128, steps: int = 3,
+                    progress: Callable[[float, str], None] | None = None) -> list[dict]:
+    """The memory estimate against the measured peak of real CPU runs, per method, with the error."""
+    import tempfile
+
+    from engine.estimate import GB, estimate_memory, shape_of
+    from engine.models import load_tokenizer
+
+    shape = shape_of(model)
+    data = fixed_length_text(Path(tempfile.mkdtemp(prefix="studio-check-")) / "text.txt",
+                             load_tokenizer(model), seq_len)
+    rows = []
+    for r in probe(model, str(data), methods, steps, batch_size, seq_len, progress=progress, train_on="all"):
+        if r["status"] == "refused" or not r.get("peak_memory_gb"):
+            rows.append({**r, "estimate_gb": None, "error": None})
+            continue
+        e = estimate_memory(shape, r["method"], "fp32", batch_size=batch_size, seq_len=seq_len, device="cpu")
+        est = e.total / GB
+        rows.append({**r, "estimate_gb": round(est, 3), "estimated_trainable": e.trainable,
+                     "error": round((est - r["peak_memory_gb"]) / r["peak_memory_gb"], 3)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.probe", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--data", default=str(SAMPLE_TRAIN))
+    p.add_argument("--methods", default=",".join(CANDIDATES))
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--max-length", type=int, default=256)
+    a = p.parse_args(argv)
+    rows = probe(a.model, a.data, [m.strip() for m in a.methods.split(",")], a.steps, a.batch_size, a.max_length,
+                 progress=lambda f, t: print(f"[{f:4.0%}] {t}", flush=True))
+    print(f"{'method':<14}{'tokens/s':>10}{'peak GiB':>10}{'trained':>14}{'share':>9}{'loss change':>13}")
+    for r in rows:
+        if r["status"] == "refused":
+            print(f"{r['method']:<14}refused: {r['reason']}")
+            continue
+        share = f"{r['trainable_share']:.2%}" if r.get("trainable_share") else "-"
+        print(f"{r['method']:<14}{r['tokens_per_s'] or 0:>10.0f}{r['peak_memory_gb'] or 0:>10.2f}"
+              f"{r['trainable_params'] or 0:>14,}{share:>9}{r['loss_change'] if r['loss_change'] is not None else '-':>13}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The Method tab: scenario matrix, memory / time / cost estimate, the probe, and RAG-or-fine-tune advice.
+
+Layout and wiring only: the matrix and advice come from engine/advisor.py, the numbers from
+engine/estimate.py, the measurements from engine/probe.py.
+"""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+import pandas as pd
+
+from engine import advisor, estimate
+from engine.data import token_stats
+from engine.methods import METHODS
+from engine.runs import measured_throughput
+
+CPU = "This machine (CPU, its RAM)"
+PARTS = ("weights", "gradients", "optimizer", "activations", "overhead")
+
+
+def _ram_gb() -> float:
+    try:
+        with open("/proc/meminfo") as fh:
+            return int(fh.readline().split()[1]) / 1024**2
+    except (OSError, ValueError, IndexError):
+        return 16.0
+
+
+def matrix_html(chosen: list[str], model: str) -> str:
+    """The published matrix with the chosen scenarios highlighted and the project's reading under arguable cells."""
+    try:
+        rows = advisor.matrix_rows(chosen, model)
+    except estimate.EstimateError:
+        rows = advisor.matrix_rows(chosen)
+    head = "".join(f"<th>{c}</th>" for c in advisor.COLUMNS)
+    body = []
+    for row in rows:
+        cells = []
+        for c in advisor.COLUMNS:
+            ours = row.get(c + " (ours)")
+            note = f"<div class='ours'>ours: {html.escape(ours)}</div>" if ours else ""
+            cells.append(f"<td class='{row[c].lower()}'><b>{row[c]}</b>{note}</td>")
+        mark = " class='chosen'" if row["chosen"] else ""
+        body.append(f"<tr{mark}><td>{html.escape(row['scenario'])}</td>{''.join(cells)}</tr>")
+    style = ("<style>#matrix table{border-collapse:collapse;font-size:13px}#matrix td,#matrix th{border:1px solid "
+             "#ddd;padding:4px 6px;vertical-align:top}#matrix tr.chosen{background:#fff6d5}#matrix td.yes b{color:"
+             "#187a3a}#matrix td.no b{color:#a11}#matrix .ours{font-size:11px;color:#555;max-width:260px}</style>")
+    return f"{style}<table><tr><th>Scenario (published matrix)</th>{head}</tr>{''.join(body)}</table>"
+
+
+def ranking_markdown(chosen: list[str]) -> tuple[str, str]:
+    if not chosen:
+        return "Tick the scenarios that describe your need; the methods are ranked for them.", "lora"
+    ranked = advisor.rank(chosen)
+    lines = [f"{i + 1}. **{col}**: serves {score:g} of {len(chosen)} (studio: `method: {run['method']}`"
+             + (f", `zero_stage: {run['zero_stage']}`" if "zero_stage" in run else "") + ")"
+             for i, (col, score, run) in enumerate(ranked)]
+    return "Ranked for your scenarios (the project's reading where it differs):\n\n" + "\n".join(lines), \
+        ranked[0][2]["method"]
+
+
+def dataset_tokens(dataset, model: str, max_length: int) -> int | None:
+    from ui.data_tab import _report, _tokenizer
+
+    if not dataset:
+        return None
+    try:
+        report = _report(dataset)
+        stats = token_stats(report.examples, _tokenizer(model), int(max_length), sample=2000)
+    except Exception:  # no tokenizer offline, unreadable data: the estimate simply has no time part
+        return None
+    return sum(min(n, int(max_length)) for n in stats.lengths) * stats.scale
+
+
+def estimate_view(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing, rank,
+                  epochs, price, dataset):
+    try:
+        shape = estimate.shape_of(model)
+    except estimate.EstimateError as err:
+        return str(err), pd.DataFrame({"config": [], "part": [], "GiB": []})
+    on_cpu = device == CPU
+    capacity = _ram_gb() if on_cpu else estimate.GPUS[device]
+    n = 1 if on_cpu else int(gpus)
+    zero = int(zero_stage)
+    e = estimate.estimate_memory(shape, method, "fp32" if on_cpu else "bf16", int(rank), int(batch_size),
+                                 int(seq_len), bool(checkpointing), n, zero if n > 1 or offload != "none" else 0,
+                                 offload, "cpu" if on_cpu else "gpu")
+    bars = [{"config": f"{method}, {n} x {'CPU' if on_cpu else device.split(' (')[0]}", "part": part, "GiB": gb}
+            for part, gb in e.parts_gb().items()]
+    bars += [{"config": "available", "part": "capacity", "GiB": round(capacity, 1)}]
+    total = e.total / estimate.GB
+    fits = "fits" if total <= capacity else "does **not** fit"
+    lines = [f"**{shape.name}**: {shape.params / 1e6:,.0f} M parameters; `{method}` trains {e.trainable:,} "
+             f"({e.trainable / shape.params:.2%}).",
+             f"Peak per device: **{total:.2f} GiB**, which {fits} in {capacity:.0f} GiB"
+             + (f" ({e.cpu_offloaded / estimate.GB:.2f} GiB moved to CPU memory by offload)" if e.cpu_offloaded else "")
+             + "."]
+    if total > capacity and not on_cpu:
+        need = estimate.gpus_needed(shape, capacity, method, zero_stage=3, rank=int(rank), batch_size=int(batch_size),
+                                    seq_len=int(seq_len), gradient_checkpointing=bool(checkpointing))
+        lines.append(f"With ZeRO-3 it needs {need} of these GPUs." if need else "Too large even over 512 GPUs.")
+    tokens = dataset_tokens(dataset, model, int(seq_len))
+    speed = measured_throughput(model)
+    if tokens and speed:
+        t = estimate.estimate_time(int(tokens), float(epochs), speed, n, float(price or 0))
+        lines.append(f"Time: {tokens:,.0f} tokens x {epochs:g} epochs at {speed:.0f} tokens/s (measured here on "
+                     f"this model) = **{t['hours'] * 60:.1f} min**; {t['gpu_hours']:.2f} GPU-hours = "
+                     f"**{t['cost']:.2f}** at {float(price or 0):.2f} per GPU-hour.")
+    elif tokens:
+        lines.append(f"Time: {tokens:,.0f} tokens per epoch; run the probe (or one training) on this model to "
+                     "measure its tokens per second.")
+    return "\n\n".join(lines), pd.DataFrame(bars)
+
+
+def run_probe(model, dataset, methods, steps, progress=gr.Progress()):
+    from engine.probe import probe
+
+    if not dataset:
+        gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
+        return pd.DataFrame()
+    rows = probe(model, ",".join(dataset["files"]), methods or ["lora"], int(steps),
+                 progress=lambda f, t: progress(f, desc=t), columns=dataset.get("columns", ""))
+    table = [{"method": r["method"], "status": r["status"], "tokens/s": r.get("tokens_per_s"),
+              "peak GiB": r.get("peak_memory_gb"), "trained params": r.get("trainable_params"),
+              "share": f"{r['trainable_share']:.2%}" if r.get("trainable_share") else None,
+              "loss change": r.get("loss_change"), "note": r.get("reason") or ""} for r in rows]
+    return pd.DataFrame(table)
+
+
+def advice_markdown(changing, style, examples, traceable, prompting) -> str:
+    a = advisor.recommend(changing == "yes", style == "yes", examples, traceable == "yes", prompting)
+    reasons = "\n".join(f"- {r}" for r in a.reasons)
+    return (f"### Recommendation: {a.route}\n\n{reasons}\n\n**Next:** {a.next_step}\n\n"
+            f"**Two ways to fine-tune**\n\n- {a.self_managed}\n- {a.hosted}")
+
+
+def build_method_tab(model, dataset, method_out):
+    """Widgets of the Method tab; `method_out` (the Train tab's method box) receives the pick."""
+    gr.Markdown("Decide **how** to fine-tune (or whether RAG is the better answer) before anything trains. "
+                "Next step: the **Train** tab, with the method picked here.")
+    with gr.Accordion("RAG, fine-tuning, or both?", open=True):
+        with gr.Row():
+            changing = gr.Radio(["yes", "no"], value="no", label=advisor.QUESTIONS["changing"])
+            style = gr.Radio(["yes", "no"], value="yes", label=advisor.QUESTIONS["style"])
+            traceable = gr.Radio(["yes", "no"], value="no", label=advisor.QUESTIONS["traceable"])
+        with gr.Row():
+            examples = gr.Radio(list(advisor.EXAMPLE_CHOICES), value="100-1,000", label=advisor.QUESTIONS["examples"])
+            prompting = gr.Radio(list(advisor.PROMPTING_CHOICES), value="close but inconsistent",
+                                 label=advisor.QUESTIONS["prompting"])
+        advice = gr.Markdown(elem_id="advice")
+    scenarios = gr.CheckboxGroup([(text, key) for key, (text, _) in advisor.SCENARIOS.items()],
+                                 value=["domain", "chatbot", "memory"], label="Your scenarios", elem_id="scenarios")
+    with gr.Row():
+        ranking = gr.Markdown(elem_id="ranking")
+        best = gr.State("lora")
+        use_btn = gr.Button("Use the top method on the Train tab", elem_id="use-method", scale=0)
+    matrix = gr.HTML(elem_id="matrix")
+    with gr.Accordion("Memory, time and cost estimate", open=True):
+        with gr.Row():
+            est_method = gr.Dropdown(list(METHODS), value="lora", label="Method")
+            device = gr.Dropdown([CPU, *estimate.GPUS], value="NVIDIA A10G (24 GB)", label="Device")
+            gpus = gr.Number(1, label="GPUs", precision=0, minimum=1)
+            zero = gr.Dropdown([0, 1, 2, 3], value=0, label="ZeRO stage")
+            offload = gr.Dropdown(["none", "optimizer", "all"], value="none", label="Offload")
+        with gr.Row():
+            batch = gr.Number(4, label="Batch size", precision=0, minimum=1)
+            seq = gr.Number(512, label="Sequence length", precision=0, minimum=16)
+            rank = gr.Number(16, label="LoRA rank", precision=0, minimum=1)
+            ckpt = gr.Checkbox(False, label="Gradient checkpointing")
+            epochs = gr.Number(3, label="Epochs", minimum=0.1)
+            price = gr.Number(1.0, label="Price per GPU-hour", minimum=0)
+        est_btn = gr.Button("Estimate", elem_id="estimate")
+        est_text = gr.Markdown(elem_id="estimate-text")
+        est_plot = gr.BarPlot(x="config", y="GiB", color="part", title="Peak memory per device", height=280,
+                              elem_id="estimate-plot")
+    with gr.Accordion("Probe: measure a few steps of each method on your model and data", open=False):
+        with gr.Row():
+            probe_methods = gr.CheckboxGroup(list(METHODS), value=["lora", "dora", "ia3"], label="Methods")
+            probe_steps = gr.Number(6, label="Steps each", precision=0, minimum=2)
+        probe_btn = gr.Button("Run the probe", elem_id="probe")
+        probe_table = gr.DataFrame(elem_id="probe-table")
+
+    questions = [changing, style, examples, traceable, prompting]
+    for q in questions:
+        q.change(advice_markdown, questions, advice)
+    for event in (scenarios.change, model.change):
+        event(matrix_html, [scenarios, model], matrix)
+    scenarios.change(ranking_markdown, scenarios, [ranking, best])
+    use_btn.click(lambda m: m, best, method_out)
+    est_inputs = [model, est_method, device, gpus, zero, offload, batch, seq, ckpt, rank, epochs, price, dataset]
+    est_btn.click(estimate_view, est_inputs, [est_text, est_plot])
+    probe_btn.click(run_probe, [model, dataset, probe_methods, probe_steps], probe_table)
+    return questions, advice, scenarios, ranking, best, matrix
