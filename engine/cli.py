@@ -197,7 +197,10 @@ def cmd_advise(argv: list[str]) -> int:
     methods = a.methods.split(",") if a.methods else ["lora", "dora", "ia3", "qlora", "full"]
     rows = probe.check_estimates(model, methods, a.batch_size, a.seq, a.steps or 3,
                                  progress=lambda f, t: print(f"[{f:4.0%}] {t}", flush=True))
-    print(f"\n{model}, CPU fp32, batch {a.batch_size} x {a.seq} tokens:")
+    import torch
+
+    where = f"GPU ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "CPU fp32"
+    print(f"\n{model}, {where}, batch {a.batch_size} x {a.seq} tokens:")
     print(f"| method | trained (measured) | trained (formula) | peak GiB measured | estimate GiB | error |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -103,12 +103,20 @@ def fixed_length_text(path: Path, tokenizer, tokens: int, examples: int = 16) ->
 def check_estimates(model: str = DEFAULT_MODEL, methods=("lora", "dora", "ia3", "qlora", "full"),
                     batch_size: int = 2, seq_len: int = 128, steps: int = 3,
                     progress: Callable[[float, str], None] | None = None) -> list[dict]:
-    """The memory estimate against the measured peak of real CPU runs, per method, with the error."""
+    """The memory estimate against the measured peak of real runs, per method, with the error.
+
+    On a GPU the peak is the allocated GPU memory (bf16); without one, the process's resident memory (fp32).
+    """
     import tempfile
 
     from engine.estimate import GB, estimate_memory, shape_of
     from engine.models import load_tokenizer
 
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    device = "gpu" if on_gpu else "cpu"
+    precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
     shape = shape_of(model)
     data = fixed_length_text(Path(tempfile.mkdtemp(prefix="studio-check-")) / "text.txt",
                              load_tokenizer(model), seq_len)
@@ -117,7 +125,7 @@ def check_estimates(model: str = DEFAULT_MODEL, methods=("lora", "dora", "ia3", 
         if r["status"] == "refused" or not r.get("peak_memory_gb"):
             rows.append({**r, "estimate_gb": None, "error": None})
             continue
-        e = estimate_memory(shape, r["method"], "fp32", batch_size=batch_size, seq_len=seq_len, device="cpu")
+        e = estimate_memory(shape, r["method"], precision, batch_size=batch_size, seq_len=seq_len, device=device)
         est = e.total / GB
         rows.append({**r, "estimate_gb": round(est, 3), "estimated_trainable": e.trainable,
                      "error": round((est - r["peak_memory_gb"]) / r["peak_memory_gb"], 3)})

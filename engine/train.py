@@ -88,6 +88,14 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
     )
 
 
+def _numel(p) -> int:
+    """Numbers in a parameter as the model defines it: a 4-bit one is packed two to a byte, a ZeRO-3 one split."""
+    quant = getattr(p, "quant_state", None)
+    if quant is not None and getattr(quant, "shape", None) is not None:
+        return quant.shape.numel()
+    return getattr(p, "ds_numel", None) or p.numel()
+
+
 def _event_callback(events: EventLog, stop: _StopRequest):
     from transformers import TrainerCallback
 
@@ -98,8 +106,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
             self.t0 = time.monotonic()
             self.tokens0 = state.num_input_tokens_seen
             model = kw.get("model")
-            params = [(getattr(p, "ds_numel", None) or p.numel(), p.requires_grad) for p in model.parameters()] \
-                if model is not None else []
+            params = [(_numel(p), p.requires_grad) for p in model.parameters()] if model is not None else []
             events.write("started", pid=os.getpid(), total_steps=state.max_steps, device=str(args.device),
                          processes=args.world_size, params=sum(n for n, _ in params),
                          trainable_params=sum(n for n, grad in params if grad),

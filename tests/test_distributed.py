@@ -100,3 +100,10 @@ def test_impossible_combinations_are_refused_with_a_sentence():
         RunConfig(offload="optimizer")
     with pytest.raises(ConfigError, match="num_processes 512"):
         create_run(many)
+
+
+def test_zero1_shards_only_the_optimizer_and_trains(tiny_model, runs_dir):
+    run = _train(_cfg(tiny_model, zero_stage=1, max_steps=10))
+    assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
+    assert json.loads((run.dir / "ds_config.json").read_text())["zero_optimization"] == {"stage": 1}
+    assert run.adapter is not None and len(run.logged()) == 10

@@ -79,3 +79,14 @@ def test_qlora_on_the_gpu_merges_and_exports_to_onnx(tiny_model, runs_dir):
                            batch_size=8, max_length=128, method="qlora", compute_dtype="bfloat16"))
     path, diff = export.export_onnx(run)
     assert path.exists() and diff < 1e-3
+
+
+def test_memory_estimate_against_the_measured_gpu_peak(tiny_model, runs_dir):
+    from engine.models import DEFAULT_MODEL
+    from engine.probe import check_estimates
+
+    for model in (tiny_model, DEFAULT_MODEL):
+        for r in check_estimates(model, ["lora", "full"], batch_size=4, seq_len=256, steps=2):
+            assert r["status"] == "finished", r
+            print(model, r["method"], r["peak_memory_gb"], r["estimate_gb"], r["error"])
+            assert abs(r["error"]) < 0.5, r

@@ -131,37 +131,38 @@ def build() -> gr.Blocks:
         max_len = gr.Number(256, label="Max length", info=HELP["max_length"], precision=0, minimum=16,
                             render=False)
 
-        with gr.Tab("1 · Data", id="data"):
-            dataset, (use_sample, data_outputs, data_after, data_view) = build_data_tab(model, max_len)
-
         method = gr.Dropdown([(f"{k}: {v}", k) for k, v in METHODS.items()], value="lora", label="Method",
-                                     info="See the method list in README; QLoRA and 8-bit need bitsandbytes",
-                                     scale=1, elem_id="method", render=False)
+                             info="The Method tab helps choose; QLoRA and 8-bit need bitsandbytes",
+                             scale=1, elem_id="method", render=False)
 
-        with gr.Tab("2 · Method", id="method-tab"):
-            questions, advice, scenarios, ranking, best, matrix = build_method_tab(model, dataset, method)
+        with gr.Tabs() as tabs:
+            with gr.Tab("1 · Data", id="data"):
+                dataset, (use_sample, data_outputs, data_after, data_view) = build_data_tab(model, max_len)
 
-        with gr.Tab("3 · Train", id="train"):
-            with gr.Row():
-                model.render()
-                method.render()
-            with gr.Row():
-                epochs = gr.Number(5, label="Epochs", info=HELP["epochs"], minimum=0.1)
-                max_steps = gr.Number(-1, label="Max steps", info=HELP["max_steps"], precision=0, elem_id="max-steps")
-                lr = gr.Number(1e-3, label="Learning rate", info=HELP["learning_rate"])
-            with gr.Row():
-                rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
-                batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
-                max_len.render()
-            with gr.Row():
-                start_btn = gr.Button("Start training", variant="primary", elem_id="start")
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-            status = gr.Markdown(elem_id="run-status")
-            plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=320, elem_id="loss-plot")
-            timer = gr.Timer(1.0)
+            with gr.Tab("2 · Method", id="method-tab"):
+                questions, advice, scenarios, ranking, best, matrix, probed = build_method_tab(model, dataset, method, tabs)
 
-        with gr.Tab("4 · Compare", id="compare") as compare_tab:
-            run_pick, refresh_btn = build_compare_tab(run_id, model)
+            with gr.Tab("3 · Train", id="train"):
+                with gr.Row():
+                    model.render()
+                    method.render()
+                with gr.Row():
+                    epochs = gr.Number(5, label="Epochs", info=HELP["epochs"], minimum=0.1)
+                    max_steps = gr.Number(-1, label="Max steps", info=HELP["max_steps"], precision=0, elem_id="max-steps")
+                    lr = gr.Number(1e-3, label="Learning rate", info=HELP["learning_rate"])
+                with gr.Row():
+                    rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
+                    batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
+                    max_len.render()
+                with gr.Row():
+                    start_btn = gr.Button("Start training", variant="primary", elem_id="start")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                status = gr.Markdown(elem_id="run-status")
+                plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=320, elem_id="loss-plot")
+                timer = gr.Timer(1.0)
+
+            with gr.Tab("4 · Compare", id="compare") as compare_tab:
+                run_pick, refresh_btn = build_compare_tab(run_id, model)
 
         form = [model, method, epochs, max_steps, lr, rank, batch, max_len]
         method.change(suggested_learning_rate, method, lr)
@@ -178,7 +179,7 @@ def build() -> gr.Blocks:
 
         demo.load(on_load, None, [run_id, run_pick])
         demo.load(advice_markdown, questions, advice).then(ranking_markdown, scenarios, [ranking, best]).then(
-            matrix_html, [scenarios, model], matrix)
+            matrix_html, [scenarios, model, probed], matrix)
         demo.load(use_sample, None, data_outputs).then(**data_after).then(**data_view)
     return demo
 

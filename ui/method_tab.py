@@ -28,8 +28,21 @@ def _ram_gb() -> float:
         return 16.0
 
 
-def matrix_html(chosen: list[str], model: str) -> str:
-    """The published matrix with the chosen scenarios highlighted and the project's reading under arguable cells."""
+PROBE_COLUMN = {"LoRA": "lora", "QLoRA": "qlora", "PEFT": "ia3", "DoRA": "dora", "DeepSpeed": "full", "ZeRO": "full"}
+
+
+def _measured_cell(row: dict | None) -> str:
+    if not row:
+        return "<td>-</td>"
+    if row.get("status") != "finished":
+        return f"<td class='no'>{html.escape(row.get('status', ''))}</td>"
+    return (f"<td>{row['tokens_per_s'] or 0:.0f} tok/s<br>{row['peak_memory_gb'] or 0:.2f} GiB peak<br>"
+            f"{row['trainable_share'] or 0:.2%} trained<br>loss {row['loss_change']:+.3f}</td>")
+
+
+def matrix_html(chosen: list[str], model: str, probed: list[dict] | None = None) -> str:
+    """The published matrix with the chosen scenarios highlighted, the project's reading under arguable cells,
+    and a last row measured by the probe (DeepSpeed / ZeRO columns show full fine-tuning, what they run)."""
     try:
         rows = advisor.matrix_rows(chosen, model)
     except estimate.EstimateError:
@@ -44,6 +57,11 @@ def matrix_html(chosen: list[str], model: str) -> str:
             cells.append(f"<td class='{row[c].lower()}'><b>{row[c]}</b>{note}</td>")
         mark = " class='chosen'" if row["chosen"] else ""
         body.append(f"<tr{mark}><td>{html.escape(row['scenario'])}</td>{''.join(cells)}</tr>")
+    if probed:
+        by_method = {r["method"]: r for r in probed}
+        cells = "".join(_measured_cell(by_method.get(PROBE_COLUMN[c])) for c in advisor.COLUMNS)
+        body.append(f"<tr class='measured'><td><b>Measured here by the probe</b> ({html.escape(model)})</td>"
+                    f"{cells}</tr>")
     style = ("<style>#matrix table{border-collapse:collapse;font-size:13px}#matrix td,#matrix th{border:1px solid "
              "#ddd;padding:4px 6px;vertical-align:top}#matrix tr.chosen{background:#fff6d5}#matrix td.yes b{color:"
              "#187a3a}#matrix td.no b{color:#a11}#matrix .ours{font-size:11px;color:#555;max-width:260px}</style>")
@@ -119,14 +137,14 @@ def run_probe(model, dataset, methods, steps, progress=gr.Progress()):
 
     if not dataset:
         gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
-        return pd.DataFrame()
+        return pd.DataFrame(), []
     rows = probe(model, ",".join(dataset["files"]), methods or ["lora"], int(steps),
                  progress=lambda f, t: progress(f, desc=t), columns=dataset.get("columns", ""))
     table = [{"method": r["method"], "status": r["status"], "tokens/s": r.get("tokens_per_s"),
               "peak GiB": r.get("peak_memory_gb"), "trained params": r.get("trainable_params"),
               "share": f"{r['trainable_share']:.2%}" if r.get("trainable_share") else None,
               "loss change": r.get("loss_change"), "note": r.get("reason") or ""} for r in rows]
-    return pd.DataFrame(table)
+    return pd.DataFrame(table), rows
 
 
 def advice_markdown(changing, style, examples, traceable, prompting) -> str:
@@ -136,8 +154,9 @@ def advice_markdown(changing, style, examples, traceable, prompting) -> str:
             f"**Two ways to fine-tune**\n\n- {a.self_managed}\n- {a.hosted}")
 
 
-def build_method_tab(model, dataset, method_out):
-    """Widgets of the Method tab; `method_out` (the Train tab's method box) receives the pick."""
+def build_method_tab(model, dataset, method_out, tabs):
+    """Widgets of the Method tab; `method_out` (the Train tab's method box) receives the pick; `tabs` is
+    switched to Train or Compare by the buttons that say so."""
     gr.Markdown("Decide **how** to fine-tune (or whether RAG is the better answer) before anything trains. "
                 "Next step: the **Train** tab, with the method picked here.")
     with gr.Accordion("RAG, fine-tuning, or both?", open=True):
@@ -150,6 +169,7 @@ def build_method_tab(model, dataset, method_out):
             prompting = gr.Radio(list(advisor.PROMPTING_CHOICES), value="close but inconsistent",
                                  label=advisor.QUESTIONS["prompting"])
         advice = gr.Markdown(elem_id="advice")
+        compare_btn = gr.Button("Check it on your own questions in Compare", elem_id="to-compare", size="sm")
     scenarios = gr.CheckboxGroup([(text, key) for key, (text, _) in advisor.SCENARIOS.items()],
                                  value=["domain", "chatbot", "memory"], label="Your scenarios", elem_id="scenarios")
     with gr.Row():
@@ -181,15 +201,17 @@ def build_method_tab(model, dataset, method_out):
             probe_steps = gr.Number(6, label="Steps each", precision=0, minimum=2)
         probe_btn = gr.Button("Run the probe", elem_id="probe")
         probe_table = gr.DataFrame(elem_id="probe-table")
+    probed = gr.State([])
 
     questions = [changing, style, examples, traceable, prompting]
     for q in questions:
         q.change(advice_markdown, questions, advice)
-    for event in (scenarios.change, model.change):
-        event(matrix_html, [scenarios, model], matrix)
+    for event in (scenarios.change, model.change, probed.change):
+        event(matrix_html, [scenarios, model, probed], matrix)
     scenarios.change(ranking_markdown, scenarios, [ranking, best])
-    use_btn.click(lambda m: m, best, method_out)
+    use_btn.click(lambda m: (m, gr.Tabs(selected="train")), best, [method_out, tabs])
+    compare_btn.click(lambda: gr.Tabs(selected="compare"), None, tabs)
     est_inputs = [model, est_method, device, gpus, zero, offload, batch, seq, ckpt, rank, epochs, price, dataset]
     est_btn.click(estimate_view, est_inputs, [est_text, est_plot])
-    probe_btn.click(run_probe, [model, dataset, probe_methods, probe_steps], probe_table)
-    return questions, advice, scenarios, ranking, best, matrix
+    probe_btn.click(run_probe, [model, dataset, probe_methods, probe_steps], [probe_table, probed])
+    return questions, advice, scenarios, ranking, best, matrix, probed
