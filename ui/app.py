@@ -20,6 +20,9 @@ if __package__ in (None, ""):  # run as a file (Hugging Face Spaces runs `python
 
 import gradio as gr
 import pandas as pd
+# Imported once here, before handlers run in threads: transformers' lazy first import is not
+# thread-safe ("cannot import name 'AutoTokenizer'" when two handlers import it at once).
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 from engine.config import ConfigError, RunConfig
 from engine.methods import METHODS, suggested_learning_rate

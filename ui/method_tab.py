@@ -110,7 +110,7 @@ def estimate_view(model, method, device, gpus, zero_stage, offload, batch_size, 
     bars += [{"config": "available", "part": "capacity", "GiB": round(capacity, 1)}]
     total = e.total / estimate.GB
     fits = "fits" if total <= capacity else "does **not** fit"
-    lines = [f"**{shape.name}**: {shape.params / 1e6:,.0f} M parameters; `{method}` trains {e.trainable:,} "
+    lines = [f"**{shape.name}**: {shape.params / 1e6:,.1f} M parameters; `{method}` trains {e.trainable:,} "
              f"({e.trainable / shape.params:.2%}).",
              f"Peak per device: **{total:.2f} GiB**, which {fits} in {capacity:.0f} GiB"
              + (f" ({e.cpu_offloaded / estimate.GB:.2f} GiB moved to CPU memory by offload)" if e.cpu_offloaded else "")
