@@ -11,6 +11,7 @@ sentence naming the field.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ class RunConfig:
     offload: str = _f("none", "ZeRO offload to CPU memory: none, optimizer, or all (optimizer and weights; stage 3).")
     num_processes: int = _f(1, "Training processes: one per GPU; on a machine without a GPU, CPU processes (gloo).")
     report_to: str = _f("tensorboard", "Where metrics also go: tensorboard, wandb, mlflow (comma list), or none.")
+    trust_remote_code: bool = _f(False, "Run Python code that comes with the model (some architectures need it). "
+                                        "It runs with your rights: only with `revision` pinned to a commit you read.")
+    revision: str = _f("", "Model commit (40 hex characters) to load; required with trust_remote_code.")
     seed: int = _f(42, "Random seed for data order and adapter initialisation.")
     logging_steps: int = _f(1, "Log the loss every this many steps.")
     save_steps: int = _f(20, "Save a checkpoint every this many steps.")
@@ -114,6 +118,9 @@ class RunConfig:
             raise ConfigError(f"max_length: {self.max_length} tokens is too short; use at least 16.")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
+        if self.trust_remote_code and not re.fullmatch(r"[0-9a-f]{40}", self.revision.strip()):
+            raise ConfigError("trust_remote_code: needs revision pinned to a commit hash (40 hex characters), so "
+                              "the code that runs is the code you read.")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ConfigError(f"zero_stage: {self.zero_stage} is not one of 0, 1, 2, 3.")
         if self.offload not in ("none", "optimizer", "all"):

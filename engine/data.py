@@ -245,9 +245,10 @@ def tokenize_example(ex: Example, tokenizer, train_on: str = "assistant") -> dic
         return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
     spans = []
     for i, m in enumerate(ex.messages):
-        if m["role"] != "assistant" or m["weight"] == 0:
+        if m["role"] != "assistant" or m.get("weight", 1) == 0:
             continue
-        before = _render(tokenizer, chat[:i], generation_prompt=True)
+        # A chat that opens with the assistant: nothing comes before it (templates refuse an empty chat).
+        before = _render(tokenizer, chat[:i], generation_prompt=True) if i else ""
         upto = _render(tokenizer, chat[: i + 1])
         start, end = len(before), len(upto)
         if not (full.startswith(before) and full.startswith(upto)):

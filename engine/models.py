@@ -114,25 +114,37 @@ def resolve_model(name: str | None) -> str:
     return name
 
 
-def load_tokenizer(name: str):
+def _remote_code(revision: str, trust_remote_code: bool) -> dict:
+    """Loading options: a pinned revision, and model code only when asked for (never by default)."""
+    return {**({"revision": revision} if revision else {}), **({"trust_remote_code": True} if trust_remote_code else {})}
+
+
+def load_tokenizer(name: str, revision: str = "", trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), **_remote_code(revision, trust_remote_code))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_causal_lm(name: str, dtype=None, **kwargs):
+def load_causal_lm(name: str, dtype=None, revision: str = "", trust_remote_code: bool = False, **kwargs):
+    """The model from safetensors only (pickled weights can run code when loaded)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     try:
         return AutoModelForCausalLM.from_pretrained(
-            resolve_model(name), dtype=dtype or torch.float32, use_safetensors=True, **kwargs
+            resolve_model(name), dtype=dtype or torch.float32, use_safetensors=True,
+            **_remote_code(revision, trust_remote_code), **kwargs
         )
     except OSError as exc:
         raise ModelError(f"The model {name!r} could not be loaded: {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelError(f"The model {name!r} needs its own Python code to load; set trust_remote_code with a "
+                             "pinned revision if you have read that code, or pick another model.") from exc
+        raise
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ to train.log only.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
@@ -232,10 +233,13 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     refused = methods.refusal(cfg)
     if refused:
         raise ConfigError(refused)
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, cfg.revision, cfg.trust_remote_code)
     train_set, val_set = datasets_for(cfg, tokenizer)
     quant = methods.quantization_config(cfg)
-    model = load_causal_lm(cfg.model, **methods.model_kwargs(cfg), **({"quantization_config": quant} if quant else {}))
+    if cfg.trust_remote_code:
+        print(f"warning: running the model's own code from {cfg.model} at revision {cfg.revision}", flush=True)
+    model = load_causal_lm(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+                           **methods.model_kwargs(cfg), **({"quantization_config": quant} if quant else {}))
     if cfg.method == "freeze":
         methods.freeze_all_but_last(model, cfg.freeze_last_n)
     ds_config = None
@@ -259,7 +263,7 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
            and cfg.early_stopping_patience > 0 else []),
     )
     _install_fault(trainer)
-    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    checkpoints = complete_checkpoints(run_dir / "checkpoints")
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     step = trainer.state.global_step
     if hasattr(callback, "bad_loss"):
@@ -276,10 +280,33 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     return outcome
 
 
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints a run can resume from, oldest first; ones cut short are moved aside.
+
+    The trainer writes `trainer_state.json` last, so a checkpoint without it was cut short (a kill, a full
+    disk). It is renamed `incomplete-checkpoint-N`: it never looks finished, is never resumed from, and is not
+    counted or rotated by the trainer.
+    """
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        if not path.name.split("-")[1].isdigit():
+            continue
+        if (path / "trainer_state.json").exists():
+            found.append(path)
+        else:
+            path.rename(path.with_name("incomplete-" + path.name))
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (DataError, ConfigError, ModelError)):
         return str(exc)
     text = str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ("The disk is full: free space where the runs are kept (or set STUDIO_RUNS to another disk), "
+                "then resume; the last complete checkpoint is kept.")
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return f"The output folder cannot be written ({exc.strerror}: {exc.filename}); set STUDIO_RUNS to a writable one."
     if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
         return ("Out of memory: lower batch_size (raise grad_accum to keep the same effective batch) or "
                 "max_length, turn on gradient_checkpointing, or pick qlora or a smaller model. "

@@ -196,3 +196,25 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     page.locator("#ask").click()
     expect(answers[1]).to_contain_text("dock.html", timeout=120000)
     assert not errors, errors
+
+
+@pytest.mark.parametrize("route", [
+    "/gradio_api/file=/etc/passwd", "/gradio_api/file=../../../../etc/passwd",
+    "/gradio_api/file=%2Fetc%2Fpasswd", "/gradio_api/file=..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    "/gradio_api/file=/proc/self/environ", "/file=/etc/passwd", "/gradio_api/file=//etc/passwd",
+    "/static/../../../../etc/passwd", "/assets/..%2f..%2f..%2f..%2fetc%2fpasswd",
+    "/gradio_api/file={runs}/../../../../etc/passwd", "/gradio_api/file={runs}",
+])
+def test_file_routes_serve_nothing_outside_the_allowed_folders(app_url, route, tmp_path_factory):
+    """Path-traversal requests against the app's file routes get no file from outside its folders."""
+    import urllib.error
+
+    runs = str(Path(tmp_path_factory.getbasetemp()) / "app0" / "runs")
+    url = app_url.rstrip("/") + route.format(runs=runs)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url), timeout=10) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as err:
+        assert err.code in (400, 403, 404, 405), (route, err.code)
+        return
+    assert b"root:" not in body and b"HF_HUB_OFFLINE" not in body and b"PATH=" not in body, route

@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,7 +174,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, runs_dir):
     assert run.status() == "interrupted"
     killed_at = run.logged()[-1]["step"]
     assert 10 <= killed_at < 30
-    saved = max(int(p.name.split("-")[1]) for p in (run.dir / "checkpoints").glob("checkpoint-*"))
+    saved = max(int(p.name.split("-")[1]) for p in (run.dir / "checkpoints").glob("checkpoint-*")
+                if (p / "trainer_state.json").exists())  # the kill may have cut the newest one short
     launch(run)
     assert run.status() in ("running", "queued")  # the old "interrupted" belongs to the last process
     assert _wait(run) == "finished", (run.dir / "train.log").read_text()[-2000:]
@@ -257,10 +259,12 @@ def test_kill_and_resume_ends_near_the_loss_of_an_uninterrupted_run(tiny_model, 
     os.killpg(proc.pid, 9)
     proc.wait()
     assert broken.status() == "interrupted"
+    (broken.dir / "checkpoints" / "checkpoint-999").mkdir()  # cut short: no trainer state, never resumed from
     launch(broken)  # what `studio train --resume` and the Resume button do
     assert _wait(broken) == "finished"
     assert broken.logged()[-1]["step"] == 12
     assert any(r["event"] == "interrupted" for r in broken.events.read())
+    assert (broken.dir / "checkpoints" / "incomplete-checkpoint-999").is_dir()  # moved aside, not resumed
     a, b = _losses(straight)[-1], _losses(broken)[-1]
     assert abs(a - b) <= 0.02 * abs(a), (a, b)  # same seed, same data order: within 2 %
 
@@ -285,3 +289,47 @@ def test_reporting_to_a_tool_that_is_not_installed_is_refused(tiny_model):
         pytest.skip("wandb is installed here")
     with pytest.raises(ConfigError, match="report_to: wandb is not installed"):
         _reporters(RunConfig(report_to="tensorboard,wandb"))
+
+
+def test_a_full_or_unwritable_disk_reads_as_one_sentence():
+    import errno
+
+    from engine.train import _reason
+
+    full = _reason(OSError(errno.ENOSPC, "No space left on device"))
+    assert full.startswith("The disk is full:") and "last complete checkpoint is kept" in full
+    locked = _reason(PermissionError(errno.EACCES, "Permission denied", "/data/runs/x"))
+    assert locked == ("The output folder cannot be written (Permission denied: /data/runs/x); "
+                      "set STUDIO_RUNS to a writable one.")
+
+
+def test_a_restarted_app_follows_a_run_it_did_not_start_and_marks_it_interrupted_when_it_dies(
+        tiny_model, runs_dir):
+    """The app that started a run ends; a new one (a fresh process) finds the run, its curve and its process."""
+    import signal
+    import subprocess
+    import sys
+
+    launcher = (
+        "from engine.config import RunConfig; from engine.runs import create_run, launch; "
+        f"run = create_run(RunConfig(model={tiny_model!r}, data={str(SAMPLE / 'train.jsonl')!r}, "
+        "max_steps=100000, max_length=64)); launch(run); print(run.id)"
+    )
+    out = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    assert out.returncode == 0, out.stderr  # the "app" is gone; its training process is not
+    run = Run(runs_dir / out.stdout.strip().splitlines()[-1])
+    deadline = time.time() + 120
+    while len(run.logged()) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    viewer = (
+        "import sys; from ui.app import run_view; text, curve = run_view(sys.argv[1]); "
+        "print(len(curve)); print(text.splitlines()[0])"
+    )
+    seen = subprocess.run([sys.executable, "-c", viewer, run.id], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    points, line = seen.stdout.strip().splitlines()[-2:]
+    assert int(points) >= 3 and f"Run {run.id}** · running" in line, seen.stdout + seen.stderr
+    os.killpg(run.pid(), signal.SIGKILL)
+    time.sleep(0.5)
+    assert run.status() == "interrupted" and "ended without saying why" in run.summary()["reason"]

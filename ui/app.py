@@ -28,6 +28,7 @@ from engine.config import ConfigError, RunConfig
 from engine.methods import METHODS, suggested_learning_rate
 from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
+from engine.uploads import max_upload_mb
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
@@ -38,7 +39,7 @@ HELP = RunConfig.help()
 # ---- Train ----------------------------------------------------------------------------
 
 def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lora_rank, batch_size,
-                   max_length) -> RunConfig:
+                   max_length, trust_remote_code=False, revision="") -> RunConfig:
     """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
     return RunConfig(
         model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
@@ -46,6 +47,7 @@ def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lor
         train_on=dataset.get("train_on", "assistant"), method=method, epochs=epochs,
         max_steps=int(max_steps or -1), learning_rate=learning_rate, lora_rank=int(lora_rank),
         lora_alpha=2 * int(lora_rank), batch_size=int(batch_size), max_length=int(max_length),
+        trust_remote_code=bool(trust_remote_code), revision=(revision or "").strip(),
     )
 
 
@@ -60,6 +62,12 @@ def start_training(dataset, *form):
         gr.Warning(str(err))
         return gr.update()
     return run.id
+
+
+def _remote_code_warning(on: bool) -> None:
+    if on:
+        gr.Warning("The model's own Python code will run on this machine with your rights. Pin the revision "
+                   "to a commit whose code you have read.")
 
 
 def _minutes(seconds) -> str:
@@ -157,6 +165,10 @@ def build() -> gr.Blocks:
                     rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
                     batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
                     max_len.render()
+                with gr.Accordion("Advanced: the model's own code", open=False):
+                    remote = gr.Checkbox(False, label="Trust the model's own code (trust_remote_code)",
+                                         info=HELP["trust_remote_code"], elem_id="remote-code")
+                    revision = gr.Textbox("", label="Revision (commit hash)", info=HELP["revision"])
                 with gr.Row():
                     start_btn = gr.Button("Start training", variant="primary", elem_id="start")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -167,7 +179,8 @@ def build() -> gr.Blocks:
             with gr.Tab("4 · Compare", id="compare") as compare_tab:
                 run_pick, refresh_btn = build_compare_tab(run_id, model)
 
-        form = [model, method, epochs, max_steps, lr, rank, batch, max_len]
+        form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision]
+        remote.change(_remote_code_warning, remote, None)
         method.change(suggested_learning_rate, method, lr)
         start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])
         # Reading the events file is cheap: progress and Stop never wait behind a long Compare.
@@ -195,6 +208,7 @@ def main() -> int:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(), ssr_mode=False,
+        max_file_size=f"{max_upload_mb():g}mb",  # gradio refuses bigger uploads before they land
     )
     return 0
 

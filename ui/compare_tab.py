@@ -17,7 +17,8 @@ import pandas as pd
 
 from engine.infer import run_answerers
 from engine.models import ModelError
-from engine.runs import Run, runs_root
+from engine.runs import Run, list_runs, runs_root
+from engine.uploads import UploadError, check_upload
 from rag.compare import COLUMNS, stream_compare
 from rag.documents import SUFFIXES
 from rag.evaluate import evaluate, groundedness, load_questions, write_csv, write_json
@@ -57,6 +58,11 @@ def index_documents(files, name, column, progress=gr.Progress()):
     if not files:
         gr.Warning("Choose documents to index first.")
         return gr.update(), gr.update(), gr.update()
+    try:
+        files = [str(check_upload(f, SUFFIXES)) for f in files]
+    except (UploadError, OSError) as err:
+        gr.Warning(str(err))
+        return gr.update(), f"**Refused:** {err}", gr.update()
     pipe = RagPipeline.open(name)
     report = pipe.index(files, column=column or None,
                         progress=lambda i, n, f: progress((i, n), desc=f"reading {f}"))
@@ -109,6 +115,8 @@ def _column_markdown(answer, done: bool) -> str:
 
 
 def _answerers(run_id, model):
+    if run_id and run_id not in {r.id for r in list_runs()}:  # a name from the API, never a path
+        raise ValueError(f"There is no run named {run_id!r}; pick one from the list.")
     return run_answerers(Run(runs_root() / run_id) if run_id else None, model)
 
 
@@ -176,7 +184,8 @@ def build_compare_tab(run_id, model):
     with gr.Row():
         collection = gr.Dropdown(collections(), value=SAMPLE_COLLECTION, label="Collection", elem_id="collection")
         run_pick = gr.Dropdown(choices=[], label="Fine-tuned run", info="A finished run's adapter",
-                               elem_id="run-pick", allow_custom_value=False)
+                               elem_id="run-pick",
+                               allow_custom_value=True)  # runs finished after the page was built; checked on use
         refresh_btn = gr.Button("Refresh runs", scale=0)
     index_status = gr.Markdown(elem_id="index-status")
     with gr.Accordion("Retrieval settings", open=False):

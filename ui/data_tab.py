@@ -20,6 +20,7 @@ from engine.data import check_files, export_chat_jsonl, token_stats, trained_pie
 from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text, parse_mapping
 from engine.models import ModelError, load_tokenizer
 from engine.runs import measured_throughput
+from engine.uploads import UploadError, check_upload
 
 SHOWN = 10  # problems listed on the page per kind; the CLI lists more
 
@@ -92,6 +93,13 @@ def _preview_html(examples, n: int = 20) -> str:
 
 def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_file, train_on):
     files = [str(f) for f in (files or [])] or [str(SAMPLE_TRAIN)]
+    try:
+        for f in [*files, *([str(val_file)] if val_file else [])]:
+            if f != str(SAMPLE_TRAIN):
+                check_upload(f, SUFFIXES)
+    except (UploadError, OSError) as err:
+        return (None, f"**Refused:** {err}", "", gr.update(visible=False), *[gr.update()] * 3,
+                gr.update(interactive=False))
     mapping = {"prompt": prompt_col, "completion": completion_col, "system": system_col} \
         if prompt_col and completion_col else None
     report = _cached_report(tuple(_stamp(f) for f in files), mapping_text(mapping))

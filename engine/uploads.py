@@ -1,0 +1,70 @@
+"""Checks on a file a person uploads, before anything reads it.
+
+    check_upload(path, allowed_suffixes)   -> the path, or UploadError with one sentence
+
+Refused: a name that is not a plain file name (path separators, "..", control characters),
+a type outside the allow-list, a file over the size limit (`STUDIO_MAX_UPLOAD_MB`, default
+200; a public demo sets less), a binary file posing as text (NUL bytes where text should
+be), a file whose content does not match its type (Parquet without its magic, PDF without
+%PDF, DOCX that is not a zip), and an archive whose contents expand far beyond its size
+(a "zip bomb" posing as .docx). Nothing is unpacked or parsed here.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".markdown", ".html", ".htm")
+MAX_EXPANSION = 100  # a .docx expands about 3-10x; 100x is an attack
+HEAD_BYTES = 64 * 1024
+
+
+class UploadError(ValueError):
+    """An upload refused, said in one sentence naming the file."""
+
+
+def max_upload_mb() -> float:
+    try:
+        return float(os.environ.get("STUDIO_MAX_UPLOAD_MB", "200"))
+    except ValueError:
+        return 200.0
+
+
+def safe_name(name: str) -> bool:
+    return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and not any(ord(c) < 32 for c in name))
+
+
+def check_upload(path: str | Path, allowed: tuple[str, ...], max_mb: float | None = None) -> Path:
+    path = Path(path)
+    name = path.name
+    if not safe_name(name):
+        raise UploadError(f"{name!r}: not a plain file name; rename the file and upload it again.")
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        raise UploadError(f"{name}: {suffix or 'a file without an extension'} is not accepted here; "
+                          f"use {', '.join(allowed)}.")
+    limit = max_upload_mb() if max_mb is None else max_mb
+    size = path.stat().st_size
+    if size > limit * 1024 * 1024:
+        raise UploadError(f"{name}: {size / 2**20:.1f} MB is over the {limit:g} MB upload limit.")
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    if suffix in TEXT_SUFFIXES and b"\x00" in head:
+        raise UploadError(f"{name}: holds binary data (NUL bytes), not {suffix} text; "
+                          "save it as UTF-8 text and upload it again.")
+    if suffix == ".parquet" and not head.startswith(b"PAR1"):
+        raise UploadError(f"{name}: is not a Parquet file (it lacks the PAR1 signature).")
+    if suffix == ".pdf" and not head.lstrip().startswith(b"%PDF"):
+        raise UploadError(f"{name}: is not a PDF (it does not start with %PDF).")
+    if suffix == ".docx":
+        if not zipfile.is_zipfile(path):
+            raise UploadError(f"{name}: is not a Word document (a .docx is a zip archive).")
+        with zipfile.ZipFile(path) as zf:
+            expanded = sum(info.file_size for info in zf.infolist())
+        if expanded > max(size, 1) * MAX_EXPANSION or expanded > limit * 1024 * 1024 * 10:
+            raise UploadError(f"{name}: would expand to {expanded / 2**20:.0f} MB from {size / 2**20:.1f} MB; "
+                              "refused as a possible zip bomb.")
+    return path
