@@ -24,6 +24,9 @@
     studio rag index PATH [PATH ...] --name NAME    add documents to a saved collection
     studio rag search NAME "question" [--k K]       the top passages with scores
     studio rag bench [--sizes 10000,100000]         ingest cost and query latency / recall
+    studio bench [--methods lora,full] [--steps N] [--json FILE]
+                                            training speed against a bare TRL script, MFU, Compare
+                                            latency and app start (see engine/bench.py)
     studio eval [RUN_ID] [--questions FILE] [--limit N]
                                             score base / base+RAG / fine-tuned / fine-tuned+RAG
                                             on held-back questions (token F1 against references)
@@ -379,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(rest)
         if command == "rag":
             return cmd_rag(rest)
+        if command == "bench":
+            from engine.bench import main as bench
+
+            return bench(rest)
         print(__doc__)
         return 0 if command in ("-h", "--help", "help") else 2
     except (ConfigError, ModelError, RuntimeError, ValueError, OSError) as exc:

@@ -13,6 +13,7 @@ storage on Hugging Face Spaces), else `./runs`.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -134,6 +135,23 @@ class Run:
         }
 
 
+# What libraries that write files say when the disk is full: some wrap the OSError in their own error
+# (safetensors: "Os { code: 28 ..."); torch.save's writer only sees a short write ("unexpected pos").
+_FULL = ("no space left on device", "file too large", "disk quota exceeded", "os { code: 28", "os { code: 27",
+         "pytorchstreamwriter failed writing", "unexpected pos")
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One sentence for a full disk or an output folder that cannot be written; None for other errors."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(s in str(exc).lower() for s in _FULL):
+        return "The disk is full: free space where the runs are kept (or set STUDIO_RUNS to another disk), then resume."
+    if code in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOTDIR):
+        return (f"The runs folder cannot be written ({exc.strerror}: {exc.filename}); "
+                "set STUDIO_RUNS to a writable folder.")
+    return None
+
+
 def create_run(config: RunConfig, root: Path | None = None) -> Run:
     """Write a new run folder with its config; relative paths are made absolute first.
 
@@ -207,6 +225,9 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     The slot is the lock file `lock` (default: `.training.lock` in the run's folder of runs).
     """
     pid = run.pid()
+    deadline = time.monotonic() + 15  # a process that wrote its last event may still be exiting
+    while pid is not None and _pid_alive(pid) and run.status() in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.2)
     if pid is not None and _pid_alive(pid):
         raise RuntimeError(f"Run {run.id} is already {run.status()}.")
     (run.dir / "pid").unlink(missing_ok=True)

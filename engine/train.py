@@ -12,7 +12,6 @@ to train.log only.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import math
 import os
@@ -31,6 +30,7 @@ from engine.events import TERMINAL, EventLog
 from engine.formats import parse_mapping
 from engine import distributed, methods
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
+from engine.runs import storage_problem
 
 
 class _StopRequest:
@@ -68,7 +68,9 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
         warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of all steps
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        max_length=cfg.max_length,
+        # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself).
+        max_length=None if cfg.padding_free else cfg.max_length,
+        padding_free=cfg.padding_free,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=2,
@@ -80,7 +82,9 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
         metric_for_best_model="eval_loss" if has_eval and cfg.early_stopping_patience > 0 else None,
         greater_is_better=False if has_eval and cfg.early_stopping_patience > 0 else None,
         seed=cfg.seed,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=methods.precision(cfg) == "bf16",
+        fp16=methods.precision(cfg) == "fp16",
+        use_cpu=not on_gpu and methods.precision(cfg) == "bf16",  # transformers' way of allowing CPU autocast
         report_to=_reporters(cfg) or "none",
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not hidden
         include_num_input_tokens_seen="non_padding",
@@ -130,7 +134,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 "logged", step=step, total_steps=total,
                 loss=loss if math.isfinite(loss) else str(loss),
                 learning_rate=logs.get("learning_rate"), epoch=round(state.epoch or 0, 3),
-                tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else None,
+                tokens=tokens, tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else None,
                 elapsed_s=round(elapsed, 1),
                 eta_s=round(elapsed / step * (total - step), 1) if step else None,
             )
@@ -220,8 +224,11 @@ def datasets_for(cfg: RunConfig, tokenizer):
     else:
         train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
 
+    def cut(row: dict) -> dict:
+        return {k: v[:cfg.max_length] for k, v in row.items()} if cfg.padding_free else row
+
     def build(exs):
-        return Dataset.from_list([tokenize_example(e, tokenizer, cfg.train_on) for e in exs]) if exs else None
+        return Dataset.from_list([cut(tokenize_example(e, tokenizer, cfg.train_on)) for e in exs]) if exs else None
 
     return build(train_ex), build(val_ex)
 
@@ -302,11 +309,9 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, (DataError, ConfigError, ModelError)):
         return str(exc)
     text = str(exc)
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return ("The disk is full: free space where the runs are kept (or set STUDIO_RUNS to another disk), "
-                "then resume; the last complete checkpoint is kept.")
-    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        return f"The output folder cannot be written ({exc.strerror}: {exc.filename}); set STUDIO_RUNS to a writable one."
+    problem = storage_problem(exc)
+    if problem:
+        return problem + " The last complete checkpoint is kept."
     if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
         return ("Out of memory: lower batch_size (raise grad_accum to keep the same effective batch) or "
                 "max_length, turn on gradient_checkpointing, or pick qlora or a smaller model. "

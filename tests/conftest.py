@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,37 @@ def write_jsonl(tmp_path):
         return path
 
     return write
+
+
+def wait_for(run, timeout: float = 300) -> str:
+    """The status a run ends with; fails the test (with the end of its log) if it is still going after `timeout`."""
+    deadline = time.time() + timeout
+    while run.status() in ("running", "queued"):
+        if time.time() > deadline:
+            raise AssertionError(f"run still {run.status()} after {timeout}s; log:\n"
+                                 f"{(run.dir / 'train.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+    return run.status()
+
+
+def train(cfg, root=None, timeout: float = 300):
+    """Create and launch a run of `cfg` and wait for it to end; the caller checks how it ended."""
+    from engine.runs import create_run, launch
+
+    run = create_run(cfg, root)
+    launch(run)
+    wait_for(run, timeout)
+    return run
+
+
+def training(cfg, steps: int, timeout: float = 180):
+    """Launch a run of `cfg` and return it once it has logged `steps` steps and is still training."""
+    from engine.runs import create_run, launch
+
+    run = create_run(cfg)
+    launch(run)
+    deadline = time.time() + timeout
+    while len(run.logged()) < steps and time.time() < deadline:
+        time.sleep(0.2)
+    assert run.status() == "running", (run.dir / "train.log").read_text()[-3000:]
+    return run

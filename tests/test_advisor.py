@@ -4,7 +4,7 @@ estimates checked against real models and real CPU runs, the probe, and RAG-or-f
 import pytest
 
 from engine import advisor, estimate
-from engine.estimate import GB, estimate_memory, shape_of, trainable_params
+from engine.estimate import estimate_memory, shape_of, trainable_params
 
 PUBLISHED_YES = {"domain": 6, "nlp": 6, "qa": 6, "chatbot": 6, "creative": 6, "cost": 4, "memory": 4,
                  "fewer_params": 3, "data_parallel": 3}

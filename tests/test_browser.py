@@ -31,12 +31,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SECRET = "hf_appSecretNeverShown77"  # the app's Hub token: no page, log or run file may show it
+
+
 @pytest.fixture(scope="module")
 def app_url(tiny_model, tmp_path_factory):
     port = _free_port()
     home = tmp_path_factory.mktemp("app")
     env = {**os.environ, "STUDIO_MODEL": tiny_model, "STUDIO_RUNS": str(home / "runs"),
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_TOKEN": SECRET}
     studio = Path(sys.executable).with_name("studio")
     log = open(home / "app.log", "wb")
     proc = subprocess.Popen([str(studio)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -218,3 +221,21 @@ def test_file_routes_serve_nothing_outside_the_allowed_folders(app_url, route, t
         assert err.code in (400, 403, 404, 405), (route, err.code)
         return
     assert b"root:" not in body and b"HF_HUB_OFFLINE" not in body and b"PATH=" not in body, route
+
+
+def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, browser, tmp_path_factory):
+    """Runs after the whole-path test, so the app has trained, answered and logged with HF_TOKEN set."""
+    home = Path(tmp_path_factory.getbasetemp()) / "app0"
+    assert list((home / "runs").glob("*/events.jsonl")), "the whole-path test trained no run in this app"
+    page = browser.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#start", state="attached", timeout=60000)
+    shown = [page.content()]
+    for route in ("config", "gradio_api/info"):
+        with urllib.request.urlopen(app_url + route, timeout=10) as resp:
+            shown.append(resp.read().decode())
+    page.close()
+    for text in shown:
+        assert SECRET not in text
+    for path in [p for p in home.rglob("*") if p.is_file()]:
+        assert SECRET.encode() not in path.read_bytes(), path

@@ -6,22 +6,13 @@ import time
 import pytest
 import torch
 
-from conftest import SAMPLE
+from conftest import SAMPLE, train as _train, training
 from engine.config import ConfigError, RunConfig
 from engine.distributed import deepspeed_config, launch_command
 from engine.methods import refusal
-from engine.runs import create_run, launch, stop
+from engine.runs import create_run, stop
 
 pytest.importorskip("deepspeed")
-
-
-def _train(cfg, timeout=300):
-    run = create_run(cfg)
-    launch(run)
-    deadline = time.time() + timeout
-    while run.status() in ("running", "queued") and time.time() < deadline:
-        time.sleep(0.3)
-    return run
 
 
 def _cfg(tiny_model, **kw):
@@ -65,12 +56,7 @@ def test_zero3_full_fine_tuning_gathers_the_sharded_weights_into_one_model(tiny_
 
 
 def test_stop_ends_every_rank_of_a_zero_run_and_keeps_the_adapter(tiny_model, runs_dir):
-    run = create_run(_cfg(tiny_model, zero_stage=2, max_steps=100000, save_steps=100000))
-    launch(run)
-    deadline = time.time() + 180
-    while len(run.logged()) < 5 and time.time() < deadline:
-        time.sleep(0.2)
-    assert run.status() == "running"
+    run = training(_cfg(tiny_model, zero_stage=2, max_steps=100000, save_steps=100000), steps=5)
     t0 = time.time()
     assert stop(run) == "stopped", (run.dir / "train.log").read_text()[-3000:]
     assert time.time() - t0 < 8

@@ -3,17 +3,15 @@
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import SAMPLE
+from conftest import SAMPLE, train
 from engine import export
 from engine.config import RunConfig
-from engine.runs import create_run, launch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,11 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _train(tiny_model, root, **kw):
     cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=15, learning_rate=1e-2,
                     batch_size=8, max_length=96, save_steps=100, **kw)
-    run = create_run(cfg, root)
-    launch(run)
-    deadline = time.time() + 300
-    while run.status() in ("running", "queued") and time.time() < deadline:
-        time.sleep(0.3)
+    run = train(cfg, root)
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
     return run
 

@@ -1,6 +1,5 @@
 """The same training and inference on a CUDA GPU. Skipped cleanly where there is none."""
 
-import time
 
 import pytest
 
@@ -13,16 +12,9 @@ def test_lora_trains_in_bf16_on_the_gpu_and_answers(tiny_model, runs_dir):
     from conftest import SAMPLE
     from engine.config import RunConfig
     from engine.infer import ChatModel
-    from engine.runs import create_run, launch
 
-    run = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=40,
-                               learning_rate=1e-2, batch_size=8, max_length=128))
-    launch(run)
-    deadline = time.time() + 300
-    while run.status() == "running" and time.time() < deadline:
-        time.sleep(0.5)
-    log = (run.dir / "train.log").read_text()
-    assert run.status() == "finished", log[-3000:]
+    run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=40,
+                           learning_rate=1e-2, batch_size=8, max_length=128))
     losses = [r["loss"] for r in run.logged()]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     started = next(r for r in run.events.read() if r["event"] == "started")
@@ -33,13 +25,9 @@ def test_lora_trains_in_bf16_on_the_gpu_and_answers(tiny_model, runs_dir):
 
 
 def _train(cfg, timeout=300):
-    from engine.runs import create_run, launch
+    from conftest import train
 
-    run = create_run(cfg)
-    launch(run)
-    deadline = time.time() + timeout
-    while run.status() in ("running", "queued") and time.time() < deadline:
-        time.sleep(0.5)
+    run = train(cfg, timeout=timeout)
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
     return run
 

@@ -1,27 +1,17 @@
 """Every method of the matrix trains the tiny model for real: the loss goes down and the output reloads."""
 
-import time
 
 import pytest
 import torch
 
-from conftest import SAMPLE
+from conftest import SAMPLE, train as _train
 from engine.config import ConfigError, RunConfig
 from engine.methods import METHODS, peft_config, refusal
-from engine.runs import create_run, launch
+from engine.runs import create_run
 
 ALL = [m for m in METHODS if m != "prefix-tuning"]
 # Methods with few trained parameters need a higher learning rate to move in 30 steps.
 LR = {"ia3": 0.2, "vera": 0.05, "prompt-tuning": 0.1, "prefix-tuning": 0.05}
-
-
-def _train(cfg):
-    run = create_run(cfg)
-    launch(run)
-    deadline = time.time() + 300
-    while run.status() in ("running", "queued") and time.time() < deadline:
-        time.sleep(0.3)
-    return run
 
 
 @pytest.mark.parametrize("method", ALL)

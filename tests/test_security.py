@@ -3,14 +3,13 @@ and the dataset reader surviving a fuzz run."""
 
 import json
 import re
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import SAMPLE
+from conftest import SAMPLE, wait_for
 from engine.uploads import UploadError, check_upload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,10 +106,7 @@ def test_the_hub_token_never_reaches_a_run_folder(tiny_model, runs_dir, monkeypa
     run = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=3, max_length=64,
                                save_steps=2))
     launch(run)
-    deadline = time.time() + 120
-    while run.status() in ("running", "queued") and time.time() < deadline:
-        time.sleep(0.3)
-    assert run.status() == "finished"
+    assert wait_for(run, 120) == "finished"
     files = [p for p in run.dir.rglob("*") if p.is_file()]
     assert any(p.name == "events.jsonl" for p in files) and any("tfevents" in p.name for p in files)
     for path in files:

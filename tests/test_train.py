@@ -7,18 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SAMPLE
+from conftest import SAMPLE, train as _train, training, wait_for as _wait
 from engine.config import RunConfig
 from engine.runs import Run, create_run, launch, list_runs, stop
-
-
-def _wait(run: Run, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if run.status() not in ("running", "queued"):
-            return run.status()
-        time.sleep(0.3)
-    raise AssertionError(f"run still {run.status()} after {timeout}s; log:\n{(run.dir / 'train.log').read_text()}")
 
 
 def _losses(run):
@@ -75,12 +66,7 @@ def test_adapter_reloads_and_changes_the_output(finished_run, tiny_model):
 def test_stop_ends_the_run_quickly_and_keeps_a_checkpoint(tiny_model, runs_dir):
     cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000, save_steps=5,
                     batch_size=2, max_length=64)
-    run = create_run(cfg)
-    launch(run)
-    deadline = time.time() + 120
-    while len(run.logged()) < 8 and time.time() < deadline:
-        time.sleep(0.2)
-    assert run.status() == "running"
+    run = training(cfg, steps=8, timeout=120)
     t0 = time.time()
     assert stop(run) == "stopped"
     assert time.time() - t0 < 8
@@ -297,10 +283,32 @@ def test_a_full_or_unwritable_disk_reads_as_one_sentence():
     from engine.train import _reason
 
     full = _reason(OSError(errno.ENOSPC, "No space left on device"))
-    assert full.startswith("The disk is full:") and "last complete checkpoint is kept" in full
+    assert full.startswith("The disk is full:") and full.endswith("The last complete checkpoint is kept.")
     locked = _reason(PermissionError(errno.EACCES, "Permission denied", "/data/runs/x"))
-    assert locked == ("The output folder cannot be written (Permission denied: /data/runs/x); "
-                      "set STUDIO_RUNS to a writable one.")
+    assert locked.startswith("The runs folder cannot be written (Permission denied: /data/runs/x); "
+                             "set STUDIO_RUNS to a writable folder.")
+
+
+def test_a_disk_that_fills_up_fails_the_run_with_its_reason_and_resume_finishes_it(tiny_model, runs_dir):
+    """Files stop growing past 200 kB (RLIMIT_FSIZE, inherited by the trainer), as on a full disk: the first
+    checkpoint's optimizer state (~280 kB) cannot be written."""
+    import resource
+
+    run = create_run(_config_with_checkpoints(tiny_model))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))
+    try:
+        launch(run)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert _wait(run) == "failed"
+    assert run.summary()["reason"].startswith("The disk is full: free space where the runs are kept")
+    cut_short = list((run.dir / "checkpoints").glob("checkpoint-*"))
+    assert cut_short and not any((p / "trainer_state.json").exists() for p in cut_short)
+    launch(run)  # space freed: Resume
+    assert _wait(run) == "finished"
+    assert run.logged()[-1]["step"] == 12 and run.adapter is not None
+    assert (run.dir / "checkpoints" / "incomplete-checkpoint-4").is_dir()  # moved aside, not resumed from
 
 
 def test_a_restarted_app_follows_a_run_it_did_not_start_and_marks_it_interrupted_when_it_dies(
@@ -333,3 +341,35 @@ def test_a_restarted_app_follows_a_run_it_did_not_start_and_marks_it_interrupted
     os.killpg(run.pid(), signal.SIGKILL)
     time.sleep(0.5)
     assert run.status() == "interrupted" and "ended without saying why" in run.summary()["reason"]
+
+
+def test_padding_free_batches_give_the_loss_of_padded_ones(tiny_model, runs_dir):
+    base = dict(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=4, batch_size=4, max_length=64,
+                learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, lora_dropout=0.0)  # dropout masks differ
+    padded = _train(RunConfig(**base))
+    packed = _train(RunConfig(**base, padding_free=True))
+    assert padded.status() == packed.status() == "finished"
+    a, b = _losses(padded), _losses(packed)
+    assert len(a) == 4 and all(abs(x - y) <= 1e-3 * abs(x) for x, y in zip(a, b)), (a, b)
+
+
+def test_bf16_on_cpu_trains_adapters_kept_in_fp32(tiny_model, runs_dir):
+    from safetensors.torch import load_file
+
+    run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, batch_size=8,
+                           max_length=96, learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, precision="bf16"))
+    assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
+    started = next(r for r in run.events.read() if r["event"] == "started")
+    assert started["precision"] == "bf16"
+    losses = _losses(run)
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    weights = load_file(run.adapter / "adapter_model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+
+
+def test_fp16_without_a_gpu_is_refused_with_what_to_pick():
+    from engine.methods import refusal
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert refusal(RunConfig(precision="fp16")).startswith("precision fp16: needs a GPU; on a CPU pick bf16")

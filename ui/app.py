@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa
 from engine.config import ConfigError, RunConfig
 from engine.methods import METHODS, suggested_learning_rate
 from engine.models import DEFAULT_MODEL, hub_reachable
-from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop
+from engine.runs import Run, active_run, create_run, launch, list_runs, runs_root, stop, storage_problem
 from engine.uploads import max_upload_mb
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
@@ -39,7 +39,8 @@ HELP = RunConfig.help()
 # ---- Train ----------------------------------------------------------------------------
 
 def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lora_rank, batch_size,
-                   max_length, trust_remote_code=False, revision="") -> RunConfig:
+                   max_length, trust_remote_code=False, revision="", precision="auto",
+                   padding_free=False) -> RunConfig:
     """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
     return RunConfig(
         model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
@@ -48,6 +49,7 @@ def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lor
         max_steps=int(max_steps or -1), learning_rate=learning_rate, lora_rank=int(lora_rank),
         lora_alpha=2 * int(lora_rank), batch_size=int(batch_size), max_length=int(max_length),
         trust_remote_code=bool(trust_remote_code), revision=(revision or "").strip(),
+        precision=precision or "auto", padding_free=bool(padding_free),
     )
 
 
@@ -60,6 +62,9 @@ def start_training(dataset, *form):
         launch(run)
     except (ConfigError, RuntimeError) as err:
         gr.Warning(str(err))
+        return gr.update()
+    except OSError as err:
+        gr.Warning(storage_problem(err) or f"The run could not be written: {err}")
         return gr.update()
     return run.id
 
@@ -165,7 +170,12 @@ def build() -> gr.Blocks:
                     rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
                     batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
                     max_len.render()
-                with gr.Accordion("Advanced: the model's own code", open=False):
+                with gr.Accordion("Advanced: speed and the model's own code", open=False):
+                    with gr.Row():
+                        precision = gr.Dropdown(["auto", "fp32", "bf16", "fp16"], value="auto", label="Precision",
+                                                info=HELP["precision"], elem_id="precision")
+                        padding_free = gr.Checkbox(False, label="Padding-free batches", info=HELP["padding_free"],
+                                                   elem_id="padding-free")
                     remote = gr.Checkbox(False, label="Trust the model's own code (trust_remote_code)",
                                          info=HELP["trust_remote_code"], elem_id="remote-code")
                     revision = gr.Textbox("", label="Revision (commit hash)", info=HELP["revision"])
@@ -179,7 +189,7 @@ def build() -> gr.Blocks:
             with gr.Tab("4 · Compare", id="compare") as compare_tab:
                 run_pick, refresh_btn = build_compare_tab(run_id, model)
 
-        form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision]
+        form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision, precision, padding_free]
         remote.change(_remote_code_warning, remote, None)
         method.change(suggested_learning_rate, method, lr)
         start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])

@@ -1,0 +1,328 @@
+"""Performance benchmark: the studio's training against a bare TRL script, MFU, Compare and app start.
+
+    studio bench [--model M] [--methods lora,full] [--steps 30] [--batch 4] [--max-length 256]
+                 [--repeats 2] [--skip compare,app] [--json bench.json]
+
+Training, for each method, on the same model, data (the bundled sample, loss on every token), seed,
+batch, length, learning rate and schedule, one process at a time:
+  baseline     a bare TRL `SFTTrainer` script in fp32, as a person would write it (run as
+               `python -m engine.bench --baseline ARGS`; gradient checkpointing off, as in the studio)
+  studio       a studio run with its defaults (fp32 on a CPU)
+  padding-free the studio with `padding_free: true` (exact: the same tokens, no padding)
+  bf16         the studio with `precision: bf16` (adapters and optimizer stay fp32)
+Each variant runs --repeats times, in turn with the others, and its fastest run counts (the same
+work varies by 20% from minute to minute here). Tokens per second: non-padding input tokens over the wall time from the end of step 2 to the end
+of the last step (the first steps warm up). Peak memory: the process's maximum resident set (GPU:
+allocated). Loss: mean of the last 5 logged losses, and the largest step-by-step gap to the baseline.
+MFU: achieved FLOP/s (4N per token with adapters, whose frozen weights get no weight gradients; 6N
+for full fine-tuning; N = the model's parameters) over the matrix-multiply peak measured here at the
+precision used. Compare: time to first token and generation tokens per second of each column on
+one question. App: seconds from `studio` to a page that answers. RAG: see `studio rag bench`.
+Nothing else should run while it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from engine.config import SAMPLE_TRAIN, RunConfig
+from engine.models import DEFAULT_MODEL, resolve_model
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM = 2  # steps left out of the throughput
+
+
+def matmul_peak(dtype: str, seconds: float = 0.5) -> float:
+    """Measured GFLOP/s of the fastest of a few matrix-product shapes in `dtype` on this machine."""
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype])
+    shapes = [(512, 576, 1536), (1024, 1024, 1024), (2048, 2048, 2048)] + ([(8192, 8192, 8192)] if dev == "cuda" else [])
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k, dtype=kind, device=dev), torch.randn(k, n, dtype=kind, device=dev)
+        a @ b  # the first product sets up the kernels
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(3):
+                a @ b
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, 3 * 2 * m * k * n / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def flops_per_token(params: int, method: str) -> int:
+    return (6 if method in ("full", "freeze") else 4) * params
+
+
+def _throughput(records: list[dict]) -> float | None:
+    """Tokens per second between the end of step WARM and the last step, from (step, tokens, seconds)."""
+    rows = [r for r in records if r.get("tokens") is not None]
+    first = next((r for r in rows if r["step"] >= WARM), None)
+    last = rows[-1] if rows else None
+    if not first or last is first or last["elapsed_s"] <= first["elapsed_s"]:
+        return None
+    return (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
+
+
+def _summary(name: str, losses: list[float], records: list[dict], peak_mb: float, params: int, method: str,
+             precision: str) -> dict:
+    return {"variant": name, "precision": precision, "tokens_per_s": _throughput(records), "peak_mb": peak_mb,
+            "final_loss": sum(losses[-5:]) / len(losses[-5:]) if losses else None, "losses": losses,
+            "params": params, "flops_per_token": flops_per_token(params, method)}
+
+
+# ---- the baseline: a bare TRL script ---------------------------------------------------------
+
+def baseline(model: str, steps: int, batch: int, max_length: int, lr: float, method: str, seed: int) -> dict:
+    """What a person would write with TRL alone: the chat file, SFTTrainer, a LoRA config (or none)."""
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    records: list[dict] = []
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = time.monotonic()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                records.append({"step": state.global_step, "loss": float(logs["loss"]),
+                                "tokens": int(state.num_input_tokens_seen),
+                                "elapsed_s": time.monotonic() - self.t0})
+
+    path = resolve_model(model)
+    data = load_dataset("json", data_files=str(SAMPLE_TRAIN), split="train").select_columns(["messages"])
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
+        processing_class=AutoTokenizer.from_pretrained(path),
+        train_dataset=data,
+        args=SFTConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), max_steps=steps,
+                       per_device_train_batch_size=batch, max_length=max_length, learning_rate=lr,
+                       lr_scheduler_type="cosine", warmup_steps=0, logging_steps=1, save_strategy="no",
+                       report_to="none", seed=seed, gradient_checkpointing=False, disable_tqdm=True, bf16=False,
+                       include_num_input_tokens_seen="non_padding", dataloader_num_workers=0),
+        peft_config=None if method == "full" else LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"),
+        callbacks=[Clock()],
+    )
+    trainer.train()
+    params = _base_params(trainer.model)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _summary("baseline", [r["loss"] for r in records], records, round(peak), params, method,
+                    "fp32")
+
+
+def _base_params(model) -> int:
+    """Parameters of the base model (adapters left out), tied weights counted once."""
+    seen = {id(p): p.numel() for n, p in model.named_parameters(remove_duplicate=True)
+            if "lora_" not in n and "modules_to_save" not in n}
+    return sum(seen.values())
+
+
+def _run_baseline(model, steps, batch, max_length, lr, method, seed) -> dict:
+    args = json.dumps([model, steps, batch, max_length, lr, method, seed])
+    out = subprocess.run([sys.executable, "-m", "engine.bench", "--baseline", args], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if out.returncode != 0:
+        raise RuntimeError("the TRL baseline failed:\n" + out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- the studio's runs ---------------------------------------------------------------------------
+
+def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
+    from engine import methods
+    from engine.runs import create_run, launch
+
+    run = create_run(cfg, root)
+    launch(run)
+    while run.status() in ("running", "queued"):
+        time.sleep(0.5)
+    if run.status() != "finished":
+        raise RuntimeError(f"the studio run {name} ended {run.status()}: {run.summary().get('reason')}")
+    events = run.events.read()
+    started = next(e for e in events if e["event"] == "started")
+    finished = next(e for e in events if e["event"] == "finished")
+    records = [e for e in events if e["event"] == "logged" and "loss" in e]
+    params = started["params"] - started["trainable_params"] if cfg.method not in ("full", "freeze") \
+        else started["params"]
+    return _summary(name, [r["loss"] for r in records], records, finished.get("peak_memory_mb"), params,
+                    cfg.method, methods.precision(cfg)), run
+
+
+def train_bench(model: str, method: str, steps: int, batch: int, max_length: int, lr: float = 2e-4,
+                seed: int = 42, root: Path | None = None, repeats: int = 1) -> tuple[list[dict], object]:
+    """The four variants of one method; returns their summaries (baseline first) and the studio run."""
+    root = root or Path(tempfile.mkdtemp(prefix="bench-runs-"))
+    cfg = dict(model=model, data=str(SAMPLE_TRAIN), method=method, max_steps=steps, batch_size=batch,
+               max_length=max_length, learning_rate=lr, seed=seed, train_on="all", warmup_ratio=0.0,
+               save_steps=10 * steps, report_to="none", logging_steps=1)
+    variants = [("studio", {}), ("padding-free", {"padding_free": True})]
+    if method not in ("full", "freeze"):
+        variants.append(("bf16", {"precision": "bf16"}))
+    best: dict[str, dict] = {}
+    run = None
+    # The same work can run 20% faster or slower from one minute to the next on a shared machine: each
+    # variant runs `repeats` times, in turn with the others, and keeps its fastest run.
+    for _ in range(repeats):
+        rows = [_run_baseline(model, steps, batch, max_length, lr, method, seed)]
+        for name, extra in variants:
+            summary, studio_run = _run_studio(name, RunConfig(**cfg, **extra), root)
+            rows.append(summary)
+            run = run or studio_run
+        for row in rows:
+            old = best.get(row["variant"])
+            if old is None or (row["tokens_per_s"] or 0) > (old["tokens_per_s"] or 0):
+                best[row["variant"]] = row
+    rows = list(best.values())
+    base = rows[0]
+    peaks = {}
+    for row in rows:
+        p = "bf16" if row["precision"] == "bf16" else "fp32"
+        peaks[p] = peaks.get(p) or matmul_peak(p)
+        row["peak_gflops"] = round(peaks[p])
+        rate = row["tokens_per_s"]
+        row["mfu"] = rate * row["flops_per_token"] / (peaks[p] * 1e9) if rate else None
+        row["speedup"] = rate / base["tokens_per_s"] if rate and base["tokens_per_s"] else None
+        gaps = [abs(a - b) / abs(b) for a, b in zip(row["losses"], base["losses"]) if b]
+        row["max_loss_gap"] = max(gaps) if gaps else None
+        row["method"] = method
+    return rows, run
+
+
+# ---- Compare and the app ---------------------------------------------------------------------------
+
+def compare_bench(run, question: str = "How heavy is the Tilly T2?") -> list[dict]:
+    """Time to first token and generation speed of each Compare column for one question."""
+    from engine.infer import run_answerers
+    from rag.compare import stream_compare
+    from rag.pipeline import sample_pipeline
+
+    base, tuned = run_answerers(run)
+    pipe = sample_pipeline()
+    fit = (base.chat.tokenizer, base.chat.max_prompt_tokens())
+    first: dict[str, float] = {}
+    rows = []
+    for answer, done in stream_compare(question, pipe, base.stream, tuned.stream if tuned else None, fit=fit):
+        if answer.text and answer.column not in first:
+            first[answer.column] = answer.seconds
+        if done:
+            ttft = first.get(answer.column, answer.seconds)
+            gen = answer.seconds - ttft
+            rows.append({"column": answer.column, "ttft_s": ttft, "seconds": answer.seconds,
+                         "prompt_tokens": answer.prompt_tokens, "answer_tokens": answer.answer_tokens,
+                         "tokens_per_s": (answer.answer_tokens - 1) / gen if gen > 0 and answer.answer_tokens > 1
+                         else None})
+    return rows
+
+
+def app_start_bench(model: str) -> float:
+    """Seconds from starting `studio` to the page answering."""
+    from ui.load_bench import _free_port
+
+    port = _free_port()
+    home = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    env = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "STUDIO_MODEL": model,
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    t0 = time.monotonic()
+    app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while time.monotonic() - t0 < 300:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                return time.monotonic() - t0
+            except OSError:
+                if app.poll() is not None:
+                    raise RuntimeError("the studio exited before answering") from None
+                time.sleep(0.2)
+        raise RuntimeError("the studio did not answer within 300 s")
+    finally:
+        os.killpg(app.pid, 15)
+        app.wait(timeout=30)
+
+
+# ---- the command --------------------------------------------------------------------------------------
+
+def _fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| method | variant | precision | tokens/s | x baseline | peak MB | final loss | max loss gap "
+           "| MFU | peak GFLOP/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['method']} | {r['variant']} | {r['precision']} | {_fmt(r['tokens_per_s'], '.1f')} | "
+                   f"{_fmt(r['speedup'], '.2f')} | {_fmt(r['peak_mb'], '.0f')} | {_fmt(r['final_loss'], '.3f')} | "
+                   f"{_fmt(r['max_loss_gap'] and 100 * r['max_loss_gap'], '.1f')}% | "
+                   f"{_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}% | {r['peak_gflops']} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="studio bench", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=os.environ.get("STUDIO_MODEL", DEFAULT_MODEL))
+    p.add_argument("--methods", default="lora")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=2, help="runs of each variant, in turn; the fastest counts")
+    p.add_argument("--skip", default="", help="comma list of parts to leave out: compare, app")
+    p.add_argument("--json", default=None)
+    p.add_argument("--baseline", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.baseline:
+        print(json.dumps(baseline(*json.loads(a.baseline))))
+        return 0
+    import platform
+
+    import torch
+
+    machine = (torch.cuda.get_device_name() if torch.cuda.is_available() else
+               f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    result = {"machine": machine, "model": a.model, "steps": a.steps, "batch": a.batch,
+              "max_length": a.max_length, "train": []}
+    run = None
+    for method in a.methods.split(","):
+        rows, method_run = train_bench(a.model, method.strip(), a.steps, a.batch, a.max_length,
+                                       repeats=a.repeats)
+        result["train"] += rows
+        run = run or method_run
+    print(f"Training, {a.model} on {machine}: {a.steps} steps, batch {a.batch}, max length {a.max_length}")
+    print(table(result["train"]))
+    skip = set(a.skip.split(","))
+    if "compare" not in skip and run is not None:
+        result["compare"] = compare_bench(run)
+        print("\n| column | first token s | total s | prompt tokens | answer tokens | tokens/s |\n|---|---|---|---|---|---|")
+        for r in result["compare"]:
+            print(f"| {r['column']} | {r['ttft_s']:.2f} | {r['seconds']:.2f} | {r['prompt_tokens']} | "
+                  f"{r['answer_tokens']} | {_fmt(r['tokens_per_s'], '.1f')} |")
+    if "app" not in skip:
+        result["app_start_s"] = app_start_bench(a.model)
+        print(f"\nApp: {result['app_start_s']:.1f} s from `studio` to a page that answers.")
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
