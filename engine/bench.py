@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WARM = 2  # steps left out of the throughput
 
 
-def matmul_peak(dtype: str, seconds: float = 0.5) -> float:
+def matmul_peak(dtype: str, seconds: float = 2.0) -> float:
     """Measured GFLOP/s of the fastest of a few matrix-product shapes in `dtype` on this machine."""
     import torch
 
@@ -173,6 +173,7 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
                 seed: int = 42, root: Path | None = None, repeats: int = 1) -> tuple[list[dict], object]:
     """The four variants of one method; returns their summaries (baseline first) and the studio run."""
     root = root or Path(tempfile.mkdtemp(prefix="bench-runs-"))
+    peaks = {p: matmul_peak(p) for p in ("fp32", "bf16")}  # measured first, on a machine at rest
     cfg = dict(model=model, data=str(SAMPLE_TRAIN), method=method, max_steps=steps, batch_size=batch,
                max_length=max_length, learning_rate=lr, seed=seed, train_on="all", warmup_ratio=0.0,
                save_steps=10 * steps, report_to="none", logging_steps=1)
@@ -195,7 +196,6 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
                 best[row["variant"]] = row
     rows = list(best.values())
     base = rows[0]
-    peaks = {}
     for row in rows:
         p = "bf16" if row["precision"] == "bf16" else "fp32"
         peaks[p] = peaks.get(p) or matmul_peak(p)
@@ -244,8 +244,9 @@ def app_start_bench(model: str) -> float:
     env = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "STUDIO_MODEL": model,
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
     t0 = time.monotonic()
+    log = home / "app.log"
     app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                           stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         while time.monotonic() - t0 < 300:
             try:
@@ -253,12 +254,13 @@ def app_start_bench(model: str) -> float:
                 return time.monotonic() - t0
             except OSError:
                 if app.poll() is not None:
-                    raise RuntimeError("the studio exited before answering") from None
+                    raise RuntimeError("the studio exited before answering:\n" + log.read_text()[-2000:]) from None
                 time.sleep(0.2)
         raise RuntimeError("the studio did not answer within 300 s")
     finally:
-        os.killpg(app.pid, 15)
-        app.wait(timeout=30)
+        if app.poll() is None:
+            os.killpg(app.pid, 15)
+            app.wait(timeout=30)
 
 
 # ---- the command --------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ class Run:
             return None
 
     def status(self) -> str:
-        """queued, running, finished, stopped, failed or interrupted."""
+        """created, queued, running, finished, stopped, failed or interrupted."""
         records = self._this_session()
         for record in reversed(records):
             if record["event"] in TERMINAL:
@@ -97,8 +97,8 @@ class Run:
             if "queued" in kinds and "dequeued" not in kinds:
                 return "queued"
             return "running"
-        if pid is None:
-            return "queued"  # created, or being launched this instant
+        if pid is None:  # being launched this instant, or never launched
+            return "queued" if any(r["event"] == "launched" for r in records) else "created"
         reason = "the training process ended without saying why (killed, or out of memory)"
         self.events.write("interrupted", reason=reason)
         return "interrupted"
@@ -270,3 +270,41 @@ def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
         run.events.write("interrupted", reason=f"Stop did not end the trainer within {grace_s:.0f} s, "
                          "so its processes were ended; the last checkpoint is kept.")
     return run.status()
+
+
+def history(root: Path | None = None) -> list[dict]:
+    """One row per run, newest first, read from the run folders (so it survives a restart)."""
+    rows = []
+    for run in list_runs(root):
+        events = run.events.read()
+        try:
+            cfg = run.config
+        except Exception:  # a folder whose config cannot be read still shows, as broken
+            rows.append({"run": run.id, "status": "unreadable"})
+            continue
+        times = [e["time"] for e in events if "time" in e]
+        logged = [e for e in events if e["event"] == "logged" and isinstance(e.get("loss"), (int, float))]
+        rows.append({
+            "run": run.id, "status": run.status(), "model": Path(cfg.model).name, "method": cfg.method,
+            "data": ", ".join(Path(p).name for p in cfg.data_files()),
+            "final loss": round(logged[-1]["loss"], 4) if logged else None,
+            "steps": logged[-1]["step"] if logged else 0,
+            "minutes": round((times[-1] - times[0]) / 60, 1) if len(times) > 1 else 0.0,
+        })
+    return rows
+
+
+def curves(run_ids: list[str], root: Path | None = None) -> list[dict]:
+    """(run, step, loss) rows of several runs, to draw their loss curves over each other."""
+    root = root or runs_root()
+    return [{"run": rid, "step": e["step"], "loss": e["loss"]} for rid in run_ids
+            for e in Run(root / rid).logged() if isinstance(e.get("loss"), (int, float))]
+
+
+def config_diff(run_ids: list[str], root: Path | None = None) -> list[dict]:
+    """The config fields on which the runs differ: one row per field, one column per run."""
+    root = root or runs_root()
+    configs = {rid: Run(root / rid).config.to_dict() for rid in run_ids}
+    fields = list(next(iter(configs.values()), {}))
+    return [{"field": f, **{rid: str(c.get(f)) for rid, c in configs.items()}} for f in fields
+            if len({str(c.get(f)) for c in configs.values()}) > 1]

@@ -26,10 +26,14 @@ class UploadError(ValueError):
 
 
 def max_upload_mb() -> float:
+    """STUDIO_MAX_UPLOAD_MB (default 200), and at most the public demo's limit when STUDIO_DEMO is on."""
+    from engine import demo
+
     try:
-        return float(os.environ.get("STUDIO_MAX_UPLOAD_MB", "200"))
+        limit = float(os.environ.get("STUDIO_MAX_UPLOAD_MB", "200"))
     except ValueError:
-        return 200.0
+        limit = 200.0
+    return min(limit, demo.MAX_UPLOAD_MB) if demo.on() else limit
 
 
 def safe_name(name: str) -> bool:

@@ -198,6 +198,22 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     page.locator("#question textarea").fill("What colour does the dock glow?")
     page.locator("#ask").click()
     expect(answers[1]).to_contain_text("dock.html", timeout=120000)
+
+    # Runs: the history lists the run; picking it draws its curve; its adapter zips for download.
+    page.get_by_role("tab", name="5 · Runs and export").click()
+    expect(page.locator("#runs-table")).to_contain_text(run_id, timeout=20000)
+    expect(page.locator("#runs-table")).to_contain_text("finished")
+    page.locator("#runs-picked input").click()
+    page.get_by_role("option", name=run_id).click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(1500)
+    label = page.locator("#runs-plot [aria-roledescription=axis]").first.get_attribute("aria-label") or ""
+    assert re.search(r"(to|ending with) 400\b", label), label  # the curve runs to the last step
+    page.locator("#export-run input").click()
+    page.get_by_role("option", name=run_id).click()
+    page.locator("#export-zip").click()
+    expect(page.locator("#export-status")).to_contain_text("Zip of the adapter is ready", timeout=60000)
+    page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
     assert not errors, errors
 
 
@@ -229,7 +245,7 @@ def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, brows
     assert list((home / "runs").glob("*/events.jsonl")), "the whole-path test trained no run in this app"
     page = browser.new_page()
     page.goto(app_url)
-    page.wait_for_selector("#start", state="attached", timeout=60000)
+    page.wait_for_selector("#data-upload", timeout=60000)
     shown = [page.content()]
     for route in ("config", "gradio_api/info"):
         with urllib.request.urlopen(app_url + route, timeout=10) as resp:

@@ -373,3 +373,15 @@ def test_fp16_without_a_gpu_is_refused_with_what_to_pick():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     assert refusal(RunConfig(precision="fp16")).startswith("precision fp16: needs a GPU; on a CPU pick bf16")
+
+
+def test_a_model_that_cannot_be_found_fails_the_run_with_one_sentence(runs_dir, tmp_path):
+    from engine.models import ModelError, resolve_model
+
+    run = _train(RunConfig(model="nobody/no-such-model", data=str(SAMPLE / "train.jsonl"), max_steps=2))
+    assert run.status() == "failed"
+    assert run.summary()["reason"] == ("The model 'nobody/no-such-model' is not a local folder and the Hugging Face "
+                                       "Hub cannot be reached; type a local model folder or the default model.")
+    assert "Traceback" not in run.summary()["reason"] and run.adapter is None
+    with pytest.raises(ModelError, match="holds no config.json, so it is not a model folder"):
+        resolve_model(str(tmp_path))

@@ -24,6 +24,7 @@ import pandas as pd
 # thread-safe ("cannot import name 'AutoTokenizer'" when two handlers import it at once).
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
+from engine import demo as public_demo
 from engine.config import ConfigError, RunConfig
 from engine.methods import METHODS, suggested_learning_rate
 from engine.models import DEFAULT_MODEL, hub_reachable
@@ -32,6 +33,7 @@ from engine.uploads import max_upload_mb
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
+from ui.runs_tab import build_runs_tab
 
 HELP = RunConfig.help()
 
@@ -58,7 +60,7 @@ def start_training(dataset, *form):
         gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return gr.update()
     try:
-        run = create_run(form_to_config(dataset, *form))
+        run = create_run(public_demo.limit(form_to_config(dataset, *form)))
         launch(run)
     except (ConfigError, RuntimeError) as err:
         gr.Warning(str(err))
@@ -67,6 +69,22 @@ def start_training(dataset, *form):
         gr.Warning(storage_problem(err) or f"The run could not be written: {err}")
         return gr.update()
     return run.id
+
+
+def config_preview(dataset, *form):
+    """The run the form describes, as the YAML `studio train` reads and the commands that start it."""
+    if dataset is None:
+        return "# The data chosen on the Data tab has errors.", ""
+    try:
+        cfg = form_to_config(dataset, *form)
+    except ConfigError as err:
+        return f"# {err}", ""
+    text = ("Save the YAML as `run.yaml`, then:\n\n```bash\nstudio train run.yaml\n```")
+    if cfg.distributed():
+        text += ("\n\nWith ZeRO, `studio train run.yaml --print-command` prints the `accelerate launch "
+                 "--use_deepspeed ...` command and DeepSpeed config for this machine; add `--machines N "
+                 "--machine-rank R --main-ip IP` to run it on several machines.")
+    return cfg.to_yaml(), text
 
 
 def _remote_code_warning(on: bool) -> None:
@@ -141,6 +159,8 @@ def build() -> gr.Blocks:
     with gr.Blocks(title="Fine-tuning studio") as demo:
         gr.Markdown("# Fine-tuning studio\nUpload chat data, fine-tune with LoRA, and compare the "
                     "fine-tuned model with retrieval (RAG) on your own questions.")
+        if public_demo.on():
+            gr.Markdown(public_demo.NOTICE, elem_id="demo-notice")
         run_id = gr.State(None)
         # Defined here, shown on the Train tab: the Data tab's token counts use them too.
         model = gr.Textbox(default_model, label="Model", info=HELP["model"], elem_id="model", scale=3, render=False)
@@ -179,6 +199,9 @@ def build() -> gr.Blocks:
                     remote = gr.Checkbox(False, label="Trust the model's own code (trust_remote_code)",
                                          info=HELP["trust_remote_code"], elem_id="remote-code")
                     revision = gr.Textbox("", label="Revision (commit hash)", info=HELP["revision"])
+                with gr.Accordion("The same run from the command line", open=False):
+                    preview = gr.Code("", language="yaml", label="run.yaml", elem_id="config-preview")
+                    command = gr.Markdown()
                 with gr.Row():
                     start_btn = gr.Button("Start training", variant="primary", elem_id="start")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -189,8 +212,14 @@ def build() -> gr.Blocks:
             with gr.Tab("4 · Compare", id="compare") as compare_tab:
                 run_pick, refresh_btn = build_compare_tab(run_id, model)
 
+            with gr.Tab("5 · Runs and export", id="runs") as runs_tab:
+                _, (show_history, history_outputs) = build_runs_tab()
+
         form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision, precision, padding_free]
         remote.change(_remote_code_warning, remote, None)
+        for part in (dataset, *form):
+            part.change(config_preview, [dataset, *form], [preview, command], show_progress="hidden")
+        runs_tab.select(show_history, None, history_outputs)
         method.change(suggested_learning_rate, method, lr)
         start_btn.click(start_training, [dataset, *form], run_id).then(run_view, run_id, [status, plot])
         # Reading the events file is cheap: progress and Stop never wait behind a long Compare.

@@ -1,0 +1,106 @@
+"""The Runs tab: the history of runs (kept in the run folders, so it survives a restart), loss
+curves of several runs over each other, the config fields they differ in, and the exports of
+one run (adapter or merged model as a zip, ONNX, push to the Hub) with progress.
+
+    Part of the studio page: `studio` (ui/app.py builds it with `build_runs_tab`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+import pandas as pd
+
+from engine.export import ExportError, archive, export_onnx, push_to_hub
+from engine.models import ModelError
+from engine.runs import Run, config_diff, curves, history, runs_root
+
+COLUMNS = ["run", "status", "model", "method", "data", "final loss", "steps", "minutes"]
+
+
+def history_view():
+    rows = history()
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    ids = [r["run"] for r in rows]
+    return table, gr.update(choices=ids), gr.update(choices=ids, value=ids[0] if ids else None)
+
+
+def overlay(run_ids):
+    run_ids = list(run_ids or [])
+    # Never an empty frame: the plot keeps the axis types and colours of the first data it gets.
+    points = pd.DataFrame(curves(run_ids), columns=["run", "step", "loss"]).astype(
+        {"run": str, "step": int, "loss": float}) if run_ids else gr.update()
+    diff = pd.DataFrame(config_diff(run_ids), columns=["field", *run_ids]) if len(run_ids) > 1 else \
+        pd.DataFrame(columns=["field"])
+    note = ("Pick two or more runs to see the settings they differ in." if len(run_ids) < 2 else
+            "The runs have the same settings." if diff.empty else f"{len(diff)} settings differ.")
+    return points, diff, note
+
+
+def _progress(progress):
+    return lambda fraction, text: progress(fraction, desc=text)
+
+
+def export(run_id, what, progress=gr.Progress()):
+    """A zip of the adapter (or the merged model) to download."""
+    if not run_id:
+        raise gr.Error("Pick a run first.")
+    try:
+        return str(archive(Run(runs_root() / run_id), what, _progress(progress))), f"Zip of the {what} is ready."
+    except (ExportError, ModelError, OSError) as err:
+        raise gr.Error(str(err)) from None
+
+
+def onnx(run_id, progress=gr.Progress()):
+    if not run_id:
+        raise gr.Error("Pick a run first.")
+    try:
+        path, gap = export_onnx(Run(runs_root() / run_id), _progress(progress))
+    except (ExportError, ModelError, OSError, RuntimeError) as err:
+        raise gr.Error(str(err)) from None
+    return None, f"ONNX model written to `{path}`; ONNX Runtime's logits differ from PyTorch's by at most {gap:.1e}."
+
+
+def push(run_id, repo, what, progress=gr.Progress()):
+    if not run_id or not (repo or "").strip():
+        raise gr.Error("Pick a run and type a repository as user/name.")
+    if not os.environ.get("HF_TOKEN"):
+        raise gr.Error("Set HF_TOKEN (a Space secret, or the environment) to push to the Hub.")
+    try:
+        url = push_to_hub(Run(runs_root() / run_id), repo.strip(), what=what, progress=_progress(progress))
+    except (ExportError, ModelError, OSError, RuntimeError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    return None, f"Pushed to {url} (private)."
+
+
+def build_runs_tab():
+    """The Runs tab's components; returns the button that refreshes it and the run picker."""
+    gr.Markdown("Every run on this machine, newest first (they survive a restart). Pick runs to draw their "
+                "loss curves together and see the settings they differ in; export one below.")
+    refresh = gr.Button("Refresh", scale=0, elem_id="runs-refresh")
+    table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="runs-table")
+    picked = gr.Dropdown([], multiselect=True, label="Runs to compare", elem_id="runs-picked")
+    plot = gr.LinePlot(x="step", y="loss", color="run", title="Training loss", height=300, elem_id="runs-plot")
+    note = gr.Markdown()
+    diff = gr.Dataframe(pd.DataFrame(columns=["field"]), interactive=False, label="Settings that differ",
+                        elem_id="runs-diff")
+    gr.Markdown("### Export\nDownload the adapter or the merged model, write an ONNX model, or push to the "
+                "Hugging Face Hub (token from `HF_TOKEN`; the repository is private).")
+    with gr.Row():
+        one = gr.Dropdown([], label="Run", elem_id="export-run")
+        what = gr.Radio(["adapter", "merged"], value="adapter", label="What")
+        repo = gr.Textbox("", label="Hub repository (user/name)")
+    with gr.Row():
+        zip_btn = gr.Button("Zip for download", elem_id="export-zip")
+        onnx_btn = gr.Button("ONNX")
+        push_btn = gr.Button("Push to the Hub")
+    file = gr.File(label="Download", elem_id="export-file")
+    done = gr.Markdown(elem_id="export-status")
+
+    refresh.click(history_view, None, [table, picked, one])
+    picked.change(overlay, picked, [plot, diff, note])
+    zip_btn.click(export, [one, what], [file, done])
+    onnx_btn.click(onnx, one, [file, done])
+    push_btn.click(push, [one, repo, what], [file, done])
+    return refresh, (history_view, [table, picked, one])
