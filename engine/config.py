@@ -57,8 +57,8 @@ class RunConfig:
     target_modules: str = _f("all-linear", "Layers that get adapters: all-linear or a comma list.")
     compute_dtype: str = _f("float32", "QLoRA compute dtype: float32, bfloat16 or float16.")
     precision: str = _f("auto", "Number format: auto (bf16 on a GPU that has it, else fp32), fp32, bf16 (bf16 "
-                                "compute, fp32 adapters and optimizer; on a CPU with bf16 units about 1.3x faster, "
-                                "loss within about 3% of fp32: see `studio train bench`), or fp16 (GPU only).")
+                                "compute, fp32 adapters and optimizer; on a 2-core CPU about 1.2x faster, with the "
+                                "loss up to 10% behind fp32: see `studio bench`), or fp16 (GPU only).")
     padding_free: bool = _f(False, "Put the examples of a batch end to end with no padding tokens: the same "
                                    "loss, less compute when their lengths differ.")
     virtual_tokens: int = _f(16, "Prompt and prefix tuning: number of trained virtual tokens.")

@@ -93,22 +93,12 @@ def quantization_config(cfg):
                               bnb_4bit_compute_dtype=getattr(torch, cfg.compute_dtype))
 
 
-EAGER_UP_TO = 512  # tokens: on a CPU, plain attention beats SDPA up to here (same numbers; see engine/bench.py)
-
-
 def model_kwargs(cfg) -> dict:
-    """How to load the base model.
-
-    On a CPU with examples up to EAGER_UP_TO tokens, plain ("eager") attention: it gives the same losses
-    as SDPA to 1e-6 and ran about 10% faster on SmolLM2-135M (its L x L scores are small at that length).
-    In bf16 for adapters trained in bf16 on a CPU (the adapters and the optimizer stay fp32), which halves
-    the memory the frozen weights take and keeps matrix products in bf16.
-    """
+    """How to load the base model: in bf16 for adapters trained in bf16 on a CPU (the adapters and the
+    optimizer stay fp32), which halves the memory the frozen weights take and keeps products in bf16."""
     import torch
 
     kwargs = {}
-    if not _cuda() and cfg.max_length <= EAGER_UP_TO:
-        kwargs["attn_implementation"] = "eager"
     if precision(cfg) == "bf16" and not _cuda() and cfg.method not in FULL_WEIGHTS + QUANTIZED:
         kwargs["dtype"] = torch.bfloat16
     return kwargs
