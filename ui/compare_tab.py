@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,8 +41,12 @@ def _reranker(name: str) -> Reranker:
     return Reranker(name)
 
 
+_OPEN = threading.Lock()  # two questions at once must not index and save the same collection together
+
+
 def _pipeline(name: str, k, min_score, mmr, reranker: str = "") -> RagPipeline:
-    pipe = sample_pipeline() if name in (None, "", SAMPLE_COLLECTION) else RagPipeline.open(name)
+    with _OPEN:
+        pipe = sample_pipeline() if name in (None, "", SAMPLE_COLLECTION) else RagPipeline.open(name)
     pipe.k, pipe.min_score, pipe.mmr = int(k), float(min_score), float(mmr)
     pipe.reranker = _reranker(reranker.strip()) if (reranker or "").strip() else None
     return pipe
