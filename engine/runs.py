@@ -261,10 +261,12 @@ def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
     while time.monotonic() < deadline:
         if not _pid_alive(pid):
             # A process still starting (importing, before its handler is set) ends on SIGTERM without a word.
-            if not any(r["event"] in TERMINAL for r in run._this_session()):
-                began = any(r["event"] == "started" for r in run._this_session())
-                run.events.write("stopped", reason="Stopped; the last checkpoint is kept." if began else
-                                 "Stopped before training began; nothing was trained.")
+            session = [r["event"] for r in run._this_session()]
+            if not any(e in TERMINAL for e in session):
+                run.events.write("stopped", reason=(
+                    "Stopped; the last checkpoint is kept." if "started" in session else
+                    "Stopped while waiting in the queue; nothing was trained." if "queued" in session
+                    and "dequeued" not in session else "Stopped before training began; nothing was trained."))
             return run.status()
         time.sleep(0.2)
     try:

@@ -385,3 +385,10 @@ def test_a_model_that_cannot_be_found_fails_the_run_with_one_sentence(runs_dir, 
     assert "Traceback" not in run.summary()["reason"] and run.adapter is None
     with pytest.raises(ModelError, match="holds no config.json, so it is not a model folder"):
         resolve_model(str(tmp_path))
+
+
+def test_stop_right_after_launch_reads_as_stopped_not_interrupted(tiny_model, runs_dir):
+    run = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000, max_length=64))
+    launch(run)
+    assert stop(run) == "stopped"  # the process may still be importing, before its signal handler exists
+    assert run.summary()["reason"].startswith("Stopped") and run.adapter is None
