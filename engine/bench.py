@@ -155,9 +155,7 @@ def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
 
     run = create_run(cfg, root)
     launch(run)
-    while run.status() in ("running", "queued"):
-        time.sleep(0.5)
-    if run.status() != "finished":
+    if run.wait(timeout=3600) != "finished":
         raise RuntimeError(f"the studio run {name} ended {run.status()}: {run.summary().get('reason')}")
     events = run.events.read()
     started = next(e for e in events if e["event"] == "started")

@@ -6,6 +6,7 @@ training steps, keeps to the default model and takes smaller uploads, and the pa
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from engine.config import ConfigError, RunConfig
@@ -23,7 +24,7 @@ def on() -> bool:
 
 
 def limit(cfg: RunConfig) -> RunConfig:
-    """The config as the demo runs it: steps capped; any other model, or ZeRO, refused with a sentence."""
+    """The config as the demo runs it (a copy): steps capped; any other model, or ZeRO, refused with a sentence."""
     if not on():
         return cfg
     if cfg.model != DEFAULT_MODEL:
@@ -32,5 +33,4 @@ def limit(cfg: RunConfig) -> RunConfig:
     if cfg.distributed():
         raise ConfigError("zero_stage / num_processes: the public demo trains in one process; duplicate this Space "
                           "to use several.")
-    cfg.max_steps = MAX_STEPS if cfg.max_steps <= 0 else min(cfg.max_steps, MAX_STEPS)
-    return cfg
+    return dataclasses.replace(cfg, max_steps=MAX_STEPS if cfg.max_steps <= 0 else min(cfg.max_steps, MAX_STEPS))

@@ -116,6 +116,15 @@ class Run:
     def evaluations(self) -> list[dict]:
         return [r for r in self.events.read() if r["event"] == "logged" and "eval_loss" in r]
 
+    def wait(self, timeout: float | None = None, poll_s: float = 0.3) -> str:
+        """Block until the run is no longer running or queued; its status then. TimeoutError after `timeout` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.status()) in ("running", "queued"):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} is still {status} after {timeout:.0f} s")
+            time.sleep(poll_s)
+        return status
+
     def summary(self) -> dict:
         records = self.events.read()
         logged = [r for r in records if r["event"] == "logged" and "loss" in r]

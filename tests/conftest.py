@@ -59,13 +59,10 @@ def write_jsonl(tmp_path):
 
 def wait_for(run, timeout: float = 300) -> str:
     """The status a run ends with; fails the test (with the end of its log) if it is still going after `timeout`."""
-    deadline = time.time() + timeout
-    while run.status() in ("running", "queued"):
-        if time.time() > deadline:
-            raise AssertionError(f"run still {run.status()} after {timeout}s; log:\n"
-                                 f"{(run.dir / 'train.log').read_text()[-3000:]}")
-        time.sleep(0.3)
-    return run.status()
+    try:
+        return run.wait(timeout)
+    except TimeoutError as err:
+        raise AssertionError(f"{err}; log:\n{(run.dir / 'train.log').read_text()[-3000:]}") from None
 
 
 def train(cfg, root=None, timeout: float = 300):

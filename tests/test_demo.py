@@ -33,3 +33,17 @@ def test_the_page_says_it_is_a_demo(monkeypatch):
     assert demo.NOTICE in shown
     monkeypatch.delenv("STUDIO_DEMO")
     assert demo.NOTICE not in [c.get("props", {}).get("value") for c in build().config["components"]]
+
+
+def test_the_preview_shows_the_run_the_demo_will_train(monkeypatch):
+    from ui.app import config_preview, start_training  # noqa: F401  (both build the config with run_config)
+
+    monkeypatch.setenv("STUDIO_DEMO", "1")
+    asked = RunConfig(max_steps=10_000)
+    assert demo.limit(asked) is not asked and asked.max_steps == 10_000  # the form's config is left as it was
+    dataset = {"files": ["assets/sample/train.jsonl"]}
+    form = [DEFAULT_MODEL, "lora", 1, 10_000, 1e-3, 8, 4, 256]
+    yaml_text, _ = config_preview(dataset, *form)
+    assert f"max_steps: {demo.MAX_STEPS}" in yaml_text
+    monkeypatch.delenv("STUDIO_DEMO")
+    assert "max_steps: 10000" in config_preview(dataset, *form)[0]

@@ -55,12 +55,17 @@ def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lor
     )
 
 
+def run_config(dataset, *form) -> RunConfig:
+    """The config a press of Start would run: the form's, with the public-demo caps applied."""
+    return public_demo.limit(form_to_config(dataset, *form))
+
+
 def start_training(dataset, *form):
     if dataset is None:
         gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return gr.update()
     try:
-        run = create_run(public_demo.limit(form_to_config(dataset, *form)))
+        run = create_run(run_config(dataset, *form))
         launch(run)
     except (ConfigError, RuntimeError) as err:
         gr.Warning(str(err))
@@ -76,7 +81,7 @@ def config_preview(dataset, *form):
     if dataset is None:
         return "# The data chosen on the Data tab has errors.", ""
     try:
-        cfg = form_to_config(dataset, *form)
+        cfg = run_config(dataset, *form)
     except ConfigError as err:
         return f"# {err}", ""
     text = ("Save the YAML as `run.yaml`, then:\n\n```bash\nstudio train run.yaml\n```")

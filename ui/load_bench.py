@@ -96,9 +96,7 @@ def bench(model: str, users: int = 20, questions: int = 2, train_steps: int = 30
                            runs)
         launch(quick)
         deadline = time.time() + 600
-        while quick.status() in ("running", "queued") and time.time() < deadline:
-            time.sleep(0.5)
-        if quick.status() != "finished":
+        if quick.wait(timeout=600) != "finished":
             raise RuntimeError(f"the short run ended {quick.status()}: {quick.summary()['reason']}")
         long_run = create_run(RunConfig(model=model, data=str(SAMPLE_TRAIN), max_steps=10**6, max_length=128), runs)
         launch(long_run)
