@@ -139,6 +139,7 @@ class Run:
             "loss": last.get("loss"),
             "tokens_per_s": last.get("tokens_per_s"),
             "eta_s": last.get("eta_s"),
+            "memory_mb": last.get("memory_mb"),
             "reason": (ended or {}).get("reason"),
             "queue_position": queue_position(self),
         }
@@ -257,11 +258,16 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     return proc
 
 
+def _launches(run: Run) -> int:
+    return sum(r["event"] == "launched" for r in run.events.read())
+
+
 def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
     """Ask the trainer to save and stop; end its whole process group if it does not."""
     pid = run.pid()
     if pid is None or not _pid_alive(pid):
         return run.status()
+    launches = _launches(run)
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -271,7 +277,8 @@ def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
         if not _pid_alive(pid):
             # A process still starting (importing, before its handler is set) ends on SIGTERM without a word.
             session = [r["event"] for r in run._this_session()]
-            if not any(e in TERMINAL for e in session):
+            # Only about the process signalled: a Resume may have launched a new one since.
+            if _launches(run) == launches and not any(e in TERMINAL for e in session):
                 run.events.write("stopped", reason=(
                     "Stopped; the last checkpoint is kept." if "started" in session else
                     "Stopped while waiting in the queue; nothing was trained." if "queued" in session
@@ -282,7 +289,7 @@ def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    if not any(r["event"] in TERMINAL for r in run._this_session()):
+    if _launches(run) == launches and not any(r["event"] in TERMINAL for r in run._this_session()):
         run.events.write("interrupted", reason=f"Stop did not end the trainer within {grace_s:.0f} s, "
                          "so its processes were ended; the last checkpoint is kept.")
     return run.status()
@@ -315,6 +322,33 @@ def curves(run_ids: list[str], root: Path | None = None) -> list[dict]:
     root = root or runs_root()
     return [{"run": rid, "step": e["step"], "loss": e["loss"]} for rid in run_ids
             for e in Run(root / rid).logged() if isinstance(e.get("loss"), (int, float))]
+
+
+def smoothed(values: list[float], weight: float) -> list[float]:
+    """Exponential moving average with TensorBoard's start-up correction (weight 0: the values as they are)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i) if weight else v)
+    return out
+
+
+def metrics(run: Run, smoothing: float = 0.6) -> dict[str, list[dict]]:
+    """What the Train tab plots, as rows: loss (train raw, train smoothed, eval), learning rate, tokens/s."""
+    logged = [r for r in run.logged() if isinstance(r.get("loss"), (int, float))]
+    steps = [r["step"] for r in logged]
+    loss = [{"step": s, "value": r["loss"], "series": "train"} for s, r in zip(steps, logged)]
+    loss += [{"step": s, "value": v, "series": "train, smoothed"}
+             for s, v in zip(steps, smoothed([r["loss"] for r in logged], smoothing))]
+    loss += [{"step": r["step"], "value": r["eval_loss"], "series": "eval"} for r in run.evaluations()
+             if isinstance(r.get("eval_loss"), (int, float))]
+    return {
+        "loss": loss,
+        "learning_rate": [{"step": r["step"], "value": r["learning_rate"]} for r in logged
+                          if isinstance(r.get("learning_rate"), (int, float))],
+        "tokens_per_s": [{"step": r["step"], "value": r["tokens_per_s"]} for r in logged
+                         if isinstance(r.get("tokens_per_s"), (int, float))],
+    }
 
 
 def config_diff(run_ids: list[str], root: Path | None = None) -> list[dict]:

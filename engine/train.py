@@ -137,6 +137,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 tokens=tokens, tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else None,
                 elapsed_s=round(elapsed, 1),
                 eta_s=round(elapsed / step * (total - step), 1) if step else None,
+                memory_mb=_peak_memory_mb(),
             )
             if not math.isfinite(loss):  # stop now, and never save the broken weights as a checkpoint
                 stop.requested = True

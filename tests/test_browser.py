@@ -255,3 +255,111 @@ def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, brows
         assert SECRET not in text
     for path in [p for p in home.rglob("*") if p.is_file()]:
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+def _pick(page, dropdown: str, option: str) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _step(status) -> int:
+    return int(re.search(r"step (\d+)/", status.inner_text()).group(1))
+
+
+def test_stop_then_resume_continues_from_the_checkpoint(app_url, browser):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(app_url)
+    expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
+    page.get_by_role("tab", name="3 · Train").click()
+    page.locator("#max-steps input").fill("100000")
+    page.locator("#start").click()
+    status = page.locator("#run-status")
+    expect(status).to_contain_text(re.compile(r"running · step [1-9]"), timeout=60000)
+    run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
+    page.locator("#stop").click()
+    expect(status).to_contain_text(f"Run {run_id}** · stopped".replace("**", ""), timeout=60000)
+    expect(status).to_contain_text("Resume continues it")
+    stopped_at = _step(status)
+    page.locator("#resume").click()
+    expect(status).to_contain_text(re.compile(r"running · step \d+"), timeout=60000)
+    page.wait_for_timeout(1500)
+    assert run_id in status.inner_text() and _step(status) >= stopped_at  # from the checkpoint, not from 0
+    for name in ("#lr-plot", "#speed-plot"):  # the learning rate and speed plots draw too
+        expect(page.locator(f"{name} [aria-roledescription=axis]").first).to_be_attached(timeout=20000)
+    page.locator("#stop").click()
+    expect(status).to_contain_text("stopped", timeout=60000)
+    assert not errors, errors
+
+
+def test_two_browser_sessions_keep_their_own_data_language_and_queue_place(app_url, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    first, second = (browser.new_context().new_page() for _ in range(2))
+    for page in (first, second):
+        page.goto(app_url)
+        expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join('{"messages": [{"role": "user", "content": "q%d"}, {"role": "assistant", '
+                            '"content": "a%d"}]}\n' % (i, i) for i in range(3)))
+    first.locator("#data-upload input[type=file]").set_input_files(str(mine))
+    expect(first.locator("#data-status")).to_contain_text("3 examples", timeout=20000)
+    _pick(second, "#language", "فارسی")
+    expect(second.get_by_role("tab", name="۳ · آموزش")).to_be_visible(timeout=10000)
+    second.wait_for_timeout(1000)
+    assert "3 examples in mine.jsonl" in first.locator("#data-status").inner_text()
+    assert "68 examples" in second.locator("#data-status").inner_text()  # the other session keeps the sample
+    expect(first.get_by_role("tab", name="3 · Train")).to_be_visible()  # the other session stays English
+    assert first.evaluate("document.documentElement.dir") != "rtl"
+
+    # Each session trains its own data; the second waits in the queue and is told its place.
+    first.get_by_role("tab", name="3 · Train").click()
+    first.locator("#max-steps input").fill("100000")
+    first.locator("#start").click()
+    expect(first.locator("#run-status")).to_contain_text("running · step", timeout=60000)
+    second.get_by_role("tab", name="۳ · آموزش").click()
+    second.locator("#start").click()
+    expect(second.locator("#run-status")).to_contain_text("queued, position 1", timeout=30000)
+    runs = [re.search(r"Run (\S+)", p.locator("#run-status").inner_text()).group(1) for p in (first, second)]
+    assert runs[0] != runs[1]
+    for page in (second, first):
+        page.locator("#stop").click()
+        expect(page.locator("#run-status")).to_contain_text("stopped", timeout=60000)
+    first.get_by_text("The same run from the command line").click()
+    expect(first.locator("#config-preview")).to_contain_text("mine.jsonl")
+    second.get_by_text("همین اجرا از خط فرمان").click()
+    expect(second.locator("#config-preview")).to_contain_text("train.jsonl")
+    assert "mine.jsonl" not in second.locator("#config-preview").inner_text()
+
+
+def test_arabic_persian_and_hebrew_read_right_to_left(app_url, browser):
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(app_url)
+    expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
+    _pick(page, "#language", "العربية")
+    expect(page.get_by_role("tab", name="٣ · التدريب")).to_be_visible(timeout=10000)
+    assert page.evaluate("[document.documentElement.dir, document.documentElement.lang]") == ["rtl", "ar"]
+    page.get_by_role("tab", name="٣ · التدريب").click()
+    start, stop_ = page.get_by_role("button", name="ابدأ التدريب"), page.get_by_role("button", name="أوقف")
+    expect(start).to_be_visible()
+    assert start.bounding_box()["x"] > stop_.bounding_box()["x"]  # the row runs right to left
+    page.screenshot(path=str(SHOTS / "train-ar.png"), full_page=True)
+    _pick(page, "#language", "English")
+    expect(page.get_by_role("tab", name="3 · Train")).to_be_visible(timeout=10000)
+    assert page.evaluate("document.documentElement.dir") == "ltr"
+    start = page.get_by_role("button", name="Start training")
+    assert start.bounding_box()["x"] < page.get_by_role("button", name="Stop").bounding_box()["x"]
+    assert not errors, errors
+
+    hebrew = browser.new_context(locale="he-IL").new_page()  # the browser's own language is the first choice
+    hebrew.goto(app_url)
+    expect(hebrew.get_by_role("tab", name="3 · אימון")).to_be_visible(timeout=30000)
+    assert hebrew.evaluate("document.documentElement.dir") == "rtl"

@@ -36,7 +36,7 @@ def test_the_page_says_it_is_a_demo(monkeypatch):
 
 
 def test_the_preview_shows_the_run_the_demo_will_train(monkeypatch):
-    from ui.app import config_preview, start_training  # noqa: F401  (both build the config with run_config)
+    from ui.train_tab import config_preview
 
     monkeypatch.setenv("STUDIO_DEMO", "1")
     asked = RunConfig(max_steps=10_000)

@@ -28,3 +28,29 @@ def test_history_lists_runs_newest_first_with_their_outcome_and_survives_a_new_p
     diff = {row["field"]: row for row in config_diff([first.id, second.id])}
     assert set(diff) == {"method", "learning_rate", "max_steps", "save_steps"}
     assert diff["method"][first.id] == "lora" and diff["method"][second.id] == "dora"
+
+
+def test_smoothing_follows_tensorboard_and_keeps_the_first_value():
+    from engine.runs import smoothed
+
+    assert smoothed([4.0, 2.0, 2.0], 0.0) == [4.0, 2.0, 2.0]
+    out = smoothed([4.0, 2.0, 2.0], 0.5)
+    assert out[0] == 4.0  # the start-up correction: no pull towards zero
+    assert abs(out[1] - (0.5 * 2.0 + 0.25 * 4.0) / 0.75) < 1e-9 and out[2] < out[1] < 4.0
+
+
+def test_the_train_tab_plots_raw_smoothed_and_eval_loss_learning_rate_and_speed(tiny_model, runs_dir):
+    from engine.runs import metrics
+
+    run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=6, max_length=64,
+                          val_fraction=0.2, eval_steps=3, save_steps=100, learning_rate=1e-3))
+    m = metrics(run, smoothing=0.6)
+    series = {s: [r for r in m["loss"] if r["series"] == s] for s in ("train", "train, smoothed", "eval")}
+    assert [r["step"] for r in series["train"]] == [1, 2, 3, 4, 5, 6] == [r["step"] for r in series["train, smoothed"]]
+    assert [r["step"] for r in series["eval"]] == [3, 6] and all(r["value"] > 0 for r in series["eval"])
+    raw = [r["value"] for r in series["train"]]
+    assert [r["value"] for r in series["train, smoothed"]] != raw and series["train, smoothed"][0]["value"] == raw[0]
+    lr = [r["value"] for r in m["learning_rate"]]
+    assert len(lr) == 6 and max(lr) <= 1e-3 and lr[0] != lr[-1]  # the schedule, as the trainer logged it
+    assert len(m["tokens_per_s"]) == 6 and all(r["value"] > 0 for r in m["tokens_per_s"])
+    assert run.summary()["memory_mb"] > 50  # peak memory of the training process, shown on the Train tab

@@ -92,9 +92,9 @@ def test_a_second_run_waits_in_the_queue_and_starts_when_the_first_ends(tiny_mod
         assert (first.status(), second.status(), third.status()) == ("running", "queued", "queued")
         assert (queue_position(second), queue_position(third)) == (1, 2)
         assert third.summary()["queue_position"] == 2
-        from ui.app import run_view  # what the Train tab shows to the person waiting
+        from ui.train_tab import run_view  # what the Train tab shows to the person waiting
 
-        text, _ = run_view(second.id)
+        text, *_ = run_view(second.id)
         assert f"queued, position 1: run {first.id} is training" in text
         assert stop(third) == "stopped"  # leaving the queue trains nothing
         assert "waiting in the queue" in third.summary()["reason"] and third.adapter is None
@@ -331,8 +331,8 @@ def test_a_restarted_app_follows_a_run_it_did_not_start_and_marks_it_interrupted
     while len(run.logged()) < 3 and time.time() < deadline:
         time.sleep(0.2)
     viewer = (
-        "import sys; from ui.app import run_view; text, curve = run_view(sys.argv[1]); "
-        "print(len(curve)); print(text.splitlines()[0])"
+        "import sys; from ui.train_tab import run_view; text, curve, *_ = run_view(sys.argv[1]); "
+        "print((curve.series == \"train\").sum()); print(text.splitlines()[0])"
     )
     seen = subprocess.run([sys.executable, "-c", viewer, run.id], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
@@ -392,3 +392,26 @@ def test_stop_right_after_launch_reads_as_stopped_not_interrupted(tiny_model, ru
     launch(run)
     assert stop(run) == "stopped"  # the process may still be importing, before its signal handler exists
     assert run.summary()["reason"].startswith("Stopped") and run.adapter is None
+
+
+def test_resume_pressed_while_stop_is_still_waiting_keeps_the_new_process_running(tiny_model, runs_dir):
+    """Stop waits for the old process to exit; a Resume in that window must not be reported as stopped."""
+    import threading
+
+    run = training(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000, max_length=64),
+                   steps=3)
+    try:
+        stopper = threading.Thread(target=stop, args=(run,))
+        stopper.start()
+        deadline = time.time() + 60
+        while run.status() != "stopped" and time.time() < deadline:
+            time.sleep(0.05)
+        launch(run)  # as the Resume button does, while `stop` may still be polling the old process
+        stopper.join()
+        steps = len(run.logged())
+        while len(run.logged()) < steps + 3 and time.time() < deadline + 60:
+            time.sleep(0.2)
+        session = [r["event"] for r in run._this_session()]
+        assert run.status() == "running" and "stopped" not in session, session
+    finally:
+        assert stop(run) == "stopped"

@@ -30,6 +30,10 @@ SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" 
 METRIC_NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic",
                 "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
 
+COMPARE_INTRO = ("Ask one question of four answerers side by side: the base model and the fine-tuned run, each "
+                 "alone and with retrieval from a document collection. Next step: **Runs and export**, to "
+                 "download or publish the model.")
+
 
 def collections() -> list[str]:
     saved = sorted(p.name for p in collections_root().iterdir() if (p / "meta.json").exists())
@@ -175,6 +179,7 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
 
 def build_compare_tab(run_id, model):
     """The Compare tab's layout and events; returns (run picker, tab-select hook inputs)."""
+    gr.Markdown(COMPARE_INTRO)
     with gr.Accordion("Documents for retrieval", open=False):
         with gr.Row():
             docs = gr.File(label=f"Documents ({', '.join(SUFFIXES)}); several files at once are fine",

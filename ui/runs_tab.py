@@ -75,7 +75,8 @@ def push(run_id, repo, what, progress=gr.Progress()):
 
 
 def build_runs_tab():
-    """The Runs tab's components; returns the button that refreshes it and the run picker."""
+    """The Runs tab's layout and events; returns (Open-in-Compare button, run picked for export) and
+    (the history function, its outputs) for the page to wire."""
     gr.Markdown("Every run on this machine, newest first (they survive a restart). Pick runs to draw their "
                 "loss curves together and see the settings they differ in; export one below.")
     refresh = gr.Button("Refresh", scale=0, elem_id="runs-refresh")
@@ -92,6 +93,7 @@ def build_runs_tab():
         what = gr.Radio(["adapter", "merged"], value="adapter", label="What")
         repo = gr.Textbox("", label="Hub repository (user/name)")
     with gr.Row():
+        open_btn = gr.Button("Open in Compare", elem_id="open-compare")
         zip_btn = gr.Button("Zip for download", elem_id="export-zip")
         onnx_btn = gr.Button("ONNX")
         push_btn = gr.Button("Push to the Hub")
@@ -103,4 +105,4 @@ def build_runs_tab():
     zip_btn.click(export, [one, what], [file, done])
     onnx_btn.click(onnx, one, [file, done])
     push_btn.click(push, [one, repo, what], [file, done])
-    return refresh, (history_view, [table, picked, one])
+    return (open_btn, one), (history_view, [table, picked, one])
