@@ -235,9 +235,9 @@ def compare_bench(run, question: str = "How heavy is the Tilly T2?") -> list[dic
 
 def app_start_bench(model: str) -> float:
     """Seconds from starting `studio` to the page answering."""
-    from ui.load_bench import _free_port
+    from engine.distributed import free_port
 
-    port = _free_port()
+    port = free_port()
     home = Path(tempfile.mkdtemp(prefix="bench-app-"))
     env = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "STUDIO_MODEL": model,
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}

@@ -9,7 +9,6 @@ starts it, with STUDIO_MODEL pointing the form at that model.
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.distributed import free_port
+
 pytestmark = pytest.mark.browser
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,18 +26,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 SECRET = "hf_appSecretNeverShown77"  # the app's Hub token: no page, log or run file may show it
 
 
 @pytest.fixture(scope="module")
 def app_url(tiny_model, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     home = tmp_path_factory.mktemp("app")
     env = {**os.environ, "STUDIO_MODEL": tiny_model, "STUDIO_RUNS": str(home / "runs"),
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_TOKEN": SECRET}

@@ -3,8 +3,9 @@
     .venv/bin/python tests/ui_walkthrough.py [OUT_DIR]     (default: assets/screenshots)
 
 Starts `studio` on a fresh runs folder, loads the bundled sample, trains LoRA with the
-form's defaults, asks a held-back question in Compare, and prints how long training took
-through the page. Minutes on a CPU: run it alone, with nothing else using the cores.
+form's defaults, asks a held-back question in Compare, shows the run on the Runs tab and the
+Train tab in Arabic, and prints how long training took through the page. Minutes on a CPU:
+run it alone, with nothing else using the cores.
 """
 
 import os
@@ -65,6 +66,17 @@ def main(out: Path) -> None:
             page.screenshot(path=str(out / "compare.png"), full_page=True)
             for i in range(4):
                 print(page.locator(f"#answer-{i}").inner_text().split("\n\n")[:2])
+            page.get_by_role("tab", name="5 · Runs and export").click()
+            page.locator("#runs-picked input").click()
+            page.get_by_role("option").first.click()
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "runs.png"), full_page=True)
+            page.locator("#language input").click()
+            page.get_by_role("option", name="العربية").click()
+            page.get_by_role("tab", name="٣ · التدريب").click()
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "train-ar.png"), full_page=True)
             browser.close()
     finally:
         os.killpg(app.pid, 15)

@@ -24,17 +24,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from engine.distributed import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ["How heavy is the Tilly T2?", "What does error E31 mean?", "Who founded Zorvane Robotics?",
              "How long does the battery last?", "Can the Tilly mow in the rain?"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -85,7 +79,7 @@ def bench(model: str, users: int = 20, questions: int = 2, train_steps: int = 30
     home = Path(tempfile.mkdtemp(prefix="studio-load-"))
     runs = home / "runs"
     env = {**os.environ, "STUDIO_RUNS": str(runs), "STUDIO_MODEL": model, "GRADIO_ANALYTICS_ENABLED": "False"}
-    port = _free_port()
+    port = free_port()
     env["GRADIO_SERVER_PORT"] = str(port)
     app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, start_new_session=True,
                            stdout=open(home / "app.log", "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
