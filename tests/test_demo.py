@@ -47,3 +47,20 @@ def test_the_preview_shows_the_run_the_demo_will_train(monkeypatch):
     assert f"max_steps: {demo.MAX_STEPS}" in yaml_text
     monkeypatch.delenv("STUDIO_DEMO")
     assert "max_steps: 10000" in config_preview(dataset, *form)[0]
+
+
+def test_the_preview_of_a_zero_run_shows_the_accelerate_command_and_deepspeed_config(monkeypatch):
+    import json
+    import re
+
+    from ui.train_tab import config_preview
+
+    monkeypatch.delenv("STUDIO_DEMO", raising=False)
+    form = [DEFAULT_MODEL, "lora", 1, 10, 1e-3, 8, 4, 256, False, "", "auto", False, 2, 4, "optimizer"]
+    yaml_text, text = config_preview({"files": ["assets/sample/train.jsonl"]}, *form)
+    assert "zero_stage: 2" in yaml_text and "num_processes: 4" in yaml_text
+    assert "accelerate.commands.launch --use_deepspeed --deepspeed_config_file ds_config.json --num_processes 4" in text
+    ds = json.loads(re.search(r"```json\n(.*?)\n```", text, re.S).group(1))
+    assert ds["zero_optimization"]["stage"] == 2 and ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    bad = form[:-3] + [0, 1, "optimizer"]  # offload without ZeRO: the config's own sentence, in the preview
+    assert config_preview({"files": ["assets/sample/train.jsonl"]}, *bad)[0].startswith("# offload: needs ZeRO")

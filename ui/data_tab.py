@@ -60,7 +60,8 @@ def _report_markdown(report, files) -> str:
     if report.errors:
         head = f"**Cannot train on {names} yet: {len(report.errors)} error(s).** Errors block training; warnings do not."
     else:
-        head = f"**{len(report.examples)} examples** in {names}. Next: the **Train** tab."
+        head = (f"**{len(report.examples)} examples** in {names}. Next: the **Method** tab to choose how to train "
+                "(or straight to **Train** for LoRA).")
     lines = [head, "", report.summary() + "."]
     for label, items in (("Error", report.errors), ("Warning", report.warnings)):
         lines += [f"- {label}: {html.escape(str(i))}" for i in items[:SHOWN]]

@@ -7,11 +7,16 @@ tokens per second) with progress, ETA and memory. Layout and wiring only: runs a
 
 from __future__ import annotations
 
+import json
+import shlex
+from pathlib import Path
+
 import gradio as gr
 import pandas as pd
 
 from engine import demo as public_demo
 from engine.config import ConfigError, RunConfig
+from engine.distributed import deepspeed_config, launch_command
 from engine.methods import suggested_learning_rate
 from engine.runs import Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
 
@@ -21,7 +26,7 @@ LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e457
 
 def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lora_rank, batch_size,
                    max_length, trust_remote_code=False, revision="", precision="auto",
-                   padding_free=False) -> RunConfig:
+                   padding_free=False, zero_stage=0, num_processes=1, offload="none") -> RunConfig:
     """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
     return RunConfig(
         model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
@@ -31,6 +36,7 @@ def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lor
         lora_alpha=2 * int(lora_rank), batch_size=int(batch_size), max_length=int(max_length),
         trust_remote_code=bool(trust_remote_code), revision=(revision or "").strip(),
         precision=precision or "auto", padding_free=bool(padding_free),
+        zero_stage=int(zero_stage or 0), num_processes=int(num_processes or 1), offload=offload or "none",
     )
 
 
@@ -86,9 +92,12 @@ def config_preview(dataset, *form):
         return f"# {err}", ""
     text = ("Save the YAML as `run.yaml`, then:\n\n```bash\nstudio train run.yaml\n```")
     if cfg.distributed():
-        text += ("\n\nWith ZeRO, `studio train run.yaml --print-command` prints the `accelerate launch "
-                 "--use_deepspeed ...` command and DeepSpeed config for this machine; add `--machines N "
-                 "--machine-rank R --main-ip IP` to run it on several machines.")
+        cmd = launch_command(cfg, Path("run.yaml"), Path("ds_config.json"), port=29500)
+        cmd = shlex.join(["python", *cmd[1:]])
+        text += ("\n\nWhich starts, with ZeRO (the DeepSpeed config below saved as `ds_config.json`):\n\n"
+                 f"```bash\n{cmd}\n```\n\n```json\n{json.dumps(deepspeed_config(cfg), indent=2)}\n```\n\n"
+                 "For several machines, `studio train run.yaml --print-command --machines N --machine-rank R "
+                 "--main-ip IP` prints the command to run on each.")
     return cfg.to_yaml(), text
 
 
@@ -175,7 +184,11 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
         rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
         batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
         max_len.render()
-    with gr.Accordion("Advanced: speed and the model's own code", open=False):
+    with gr.Accordion("Advanced: speed, several GPUs (ZeRO) and the model's own code", open=False):
+        with gr.Row():
+            zero = gr.Dropdown([0, 1, 2, 3], value=0, label="ZeRO stage", info=HELP["zero_stage"], elem_id="zero")
+            processes = gr.Number(1, label="Processes (GPUs)", info=HELP["num_processes"], precision=0, minimum=1)
+            offload = gr.Dropdown(["none", "optimizer", "all"], value="none", label="Offload", info=HELP["offload"])
         with gr.Row():
             precision = gr.Dropdown(["auto", "fp32", "bf16", "fp16"], value="auto", label="Precision",
                                     info=HELP["precision"], elem_id="precision")
@@ -203,7 +216,8 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
                           info="Exponential moving average, as TensorBoard draws it; 0 shows the raw loss only.")
     timer = gr.Timer(1.0)
 
-    form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision, precision, padding_free]
+    form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision, precision, padding_free,
+            zero, processes, offload]
     view = [status, plot, lr_plot, speed_plot]
     remote.change(_remote_code_warning, remote, None)
     for event in (tab.select, *(part.change for part in (dataset, *form))):  # shown at once on opening the tab
