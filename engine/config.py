@@ -61,6 +61,9 @@ class RunConfig:
                                 "loss up to 10% behind fp32: see `studio bench`), or fp16 (GPU only).")
     padding_free: bool = _f(False, "Put the examples of a batch end to end with no padding tokens: the same "
                                    "loss, less compute when their lengths differ.")
+    packing: bool = _f(False, "Pack short examples together into rows of max_length tokens (best fit; each example "
+                              "still attends only to itself): fuller rows, so more examples per step and fewer "
+                              "steps per epoch than batch_size alone gives.")
     virtual_tokens: int = _f(16, "Prompt and prefix tuning: number of trained virtual tokens.")
     oft_block_size: int = _f(8, "OFT: block size of the orthogonal matrices (divides the layer width).")
     freeze_last_n: int = _f(2, "Method freeze: how many of the last decoder layers train.")

@@ -68,9 +68,11 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
         warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of all steps
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself).
-        max_length=None if cfg.padding_free else cfg.max_length,
+        # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself); packed
+        # rows are max_length long, and trl's best-fit packing cuts an example longer than that.
+        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
         padding_free=cfg.padding_free,
+        packing=cfg.packing,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=2,
@@ -135,7 +137,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 loss=loss if math.isfinite(loss) else str(loss),
                 learning_rate=logs.get("learning_rate"), epoch=round(state.epoch or 0, 3),
                 tokens=tokens, tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else None,
-                elapsed_s=round(elapsed, 1),
+                elapsed_s=round(elapsed, 3),
                 eta_s=round(elapsed / step * (total - step), 1) if step else None,
                 memory_mb=_peak_memory_mb(),
             )

@@ -162,3 +162,13 @@ def _tokenizer(path):
     if path not in _TOKENIZERS:
         _TOKENIZERS[path] = load_tokenizer(path)
     return _TOKENIZERS[path]
+
+
+def test_the_run_status_api_reads_only_listed_runs(runs_dir):
+    import gradio as gr
+
+    from ui.train_tab import run_status
+
+    for bad in ("../../etc", "/etc/passwd", "", "20990101-000000-lora"):
+        with pytest.raises(gr.Error, match="There is no run"):
+            run_status(bad)

@@ -353,6 +353,36 @@ def test_padding_free_batches_give_the_loss_of_padded_ones(tiny_model, runs_dir)
     assert len(a) == 4 and all(abs(x - y) <= 1e-3 * abs(x) for x, y in zip(a, b)), (a, b)
 
 
+def test_packed_examples_do_not_see_each_other(tiny_model):
+    """Packing puts examples end to end with positions restarting at 0; attention must stay inside each one."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    a, b = torch.tensor([[5, 6, 7, 8, 9]]), torch.tensor([[10, 11, 12]])
+    with torch.no_grad():
+        # As in training (trl passes use_cache=False): with a cache, transformers does not look for packed rows.
+        packed = model(input_ids=torch.cat([a, b], dim=1), position_ids=torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2]]),
+                       use_cache=False).logits
+        alone = torch.cat([model(input_ids=a, use_cache=False).logits, model(input_ids=b, use_cache=False).logits], 1)
+        mixed = model(input_ids=torch.cat([a, b], dim=1), use_cache=False).logits  # one sequence: b sees a
+    assert torch.allclose(packed, alone, atol=1e-5)
+    assert not torch.allclose(mixed[:, 5:], alone[:, 5:], atol=1e-5)  # the check can tell the difference
+
+
+def test_packing_fills_rows_so_an_epoch_takes_fewer_steps_and_still_learns(tiny_model, runs_dir):
+    base = dict(model=tiny_model, data=str(SAMPLE / "train.jsonl"), epochs=2, batch_size=2, max_length=512,
+                learning_rate=1e-2, warmup_ratio=0.0, save_steps=1000)
+    padded = _train(RunConfig(**base))
+    packed = _train(RunConfig(**base, packing=True))
+    assert padded.status() == packed.status() == "finished", (packed.dir / "train.log").read_text()[-3000:]
+    steps = [r.summary()["total_steps"] for r in (padded, packed)]
+    assert steps[1] < steps[0] / 1.5, steps  # several short examples share each row
+    losses = _losses(packed)
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3
+    tokens = [next(r for r in reversed(run.logged()))["tokens"] for run in (padded, packed)]
+    assert abs(tokens[0] - tokens[1]) <= 0.02 * tokens[0], tokens  # the same examples, no padding counted
+
+
 def test_bf16_on_cpu_trains_adapters_kept_in_fp32(tiny_model, runs_dir):
     from safetensors.torch import load_file
 

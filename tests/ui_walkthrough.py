@@ -21,26 +21,31 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def main(out: Path) -> None:
+def main(out: Path) -> float:
+    """Walk the path, write the screenshots to `out`; the seconds training took through the page."""
     from playwright.sync_api import expect, sync_playwright
+
+    from engine.distributed import free_port
 
     out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="studio-walkthrough-"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "STUDIO_RUNS": str(home / "runs"), "GRADIO_SERVER_PORT": "7870"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "STUDIO_RUNS": str(home / "runs"), "GRADIO_SERVER_PORT": str(port)}
     env.pop("STUDIO_MODEL", None)
     app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, start_new_session=True,
                            stdout=open(home / "app.log", "wb"), stderr=subprocess.STDOUT)
     try:
         for _ in range(240):
             try:
-                urllib.request.urlopen("http://127.0.0.1:7870/", timeout=2)
+                urllib.request.urlopen(url, timeout=2)
                 break
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto("http://127.0.0.1:7870/")
+            page.goto(url)
             page.get_by_role("button", name="Use the bundled sample").click()
             expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
             page.screenshot(path=str(out / "data.png"), full_page=True)
@@ -80,6 +85,8 @@ def main(out: Path) -> None:
             browser.close()
     finally:
         os.killpg(app.pid, 15)
+        app.wait(timeout=30)
+    return trained
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("Processes (GPUs)", "العمليات (وحدات GPU)", "فرایندها (GPUها)", "תהליכים (מעבדים גרפיים)"),
     ("Precision", "الدقة العددية", "دقت عددی", "דיוק מספרי"),
     ("Padding-free batches", "دفعات بلا حشو", "دسته‌های بدون لایه‌گذاری", "אצוות ללא ריפוד"),
+    ("Packing", "التعبئة", "بسته‌بندی", "אריזה"),
     ("Trust the model's own code (trust_remote_code)", "ثق بشيفرة النموذج الخاصة (trust_remote_code)",
      "به کد خود مدل اعتماد کن (trust_remote_code)", "לתת אמון בקוד של המודל (trust_remote_code)"),
     ("Revision (commit hash)", "المراجعة (بصمة الإيداع)", "نسخه (هش کامیت)", "גרסה (גיבוב קומיט)"),

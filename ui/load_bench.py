@@ -51,7 +51,7 @@ def _user(url: str, run_id: str, model: str, questions: int, seed: int, out: lis
                     job = client.submit(QUESTIONS[(seed + i) % len(QUESTIONS)], run_id, model, "zorvane-sample", 3,
                                         0.0, False, "", api_name="/ask")
                 else:
-                    job = client.submit(run_id, api_name="/run_view")
+                    job = client.submit(run_id, api_name="/run_status")
                 while not job.done():
                     status = job.status()
                     if status.rank is not None and status.rank > 0:
@@ -61,7 +61,8 @@ def _user(url: str, run_id: str, model: str, questions: int, seed: int, out: lis
                 text = " ".join(str(x) for x in (result if isinstance(result, (list, tuple)) else [result]))
                 # Server errors raise in the client; an answer may well say "Error E31", so only the
                 # app's own failure sentence counts here.
-                record["ok"] = bool(text.strip()) and "Cannot load the model" not in text
+                record["ok"] = bool(text.strip()) and "Cannot load the model" not in text and (
+                    kind == "compare" or f"Run {run_id}" in text)  # the run asked for, read from its folder
                 if not record["ok"]:
                     record["error"] = text[:200]
             except Exception as exc:  # a server error is what this benchmark counts

@@ -26,7 +26,7 @@ LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e457
 
 def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lora_rank, batch_size,
                    max_length, trust_remote_code=False, revision="", precision="auto",
-                   padding_free=False, zero_stage=0, num_processes=1, offload="none") -> RunConfig:
+                   padding_free=False, zero_stage=0, num_processes=1, offload="none", packing=False) -> RunConfig:
     """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
     return RunConfig(
         model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
@@ -37,6 +37,7 @@ def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lor
         trust_remote_code=bool(trust_remote_code), revision=(revision or "").strip(),
         precision=precision or "auto", padding_free=bool(padding_free),
         zero_stage=int(zero_stage or 0), num_processes=int(num_processes or 1), offload=offload or "none",
+        packing=bool(packing),
     )
 
 
@@ -160,6 +161,13 @@ def run_view(run_id: str | None, smoothing: float = 0.6):
             _frame(m["tokens_per_s"]))
 
 
+def run_status(run_id: str) -> str:
+    """A run's status line, for API clients (`/run_status`); the id must be one of the runs listed."""
+    if run_id not in {r.id for r in list_runs()}:
+        raise gr.Error(f"There is no run {run_id!r}; `studio runs` lists them.")
+    return status_text(Run(runs_root() / run_id))
+
+
 def current_run() -> str | None:
     run = active_run() or next(iter(list_runs()), None)
     return run.id if run else None
@@ -194,6 +202,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
                                     info=HELP["precision"], elem_id="precision")
             padding_free = gr.Checkbox(False, label="Padding-free batches", info=HELP["padding_free"],
                                        elem_id="padding-free")
+            packing = gr.Checkbox(False, label="Packing", info=HELP["packing"], elem_id="packing")
         remote = gr.Checkbox(False, label="Trust the model's own code (trust_remote_code)",
                              info=HELP["trust_remote_code"], elem_id="remote-code")
         revision = gr.Textbox("", label="Revision (commit hash)", info=HELP["revision"])
@@ -217,7 +226,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     timer = gr.Timer(1.0)
 
     form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision, precision, padding_free,
-            zero, processes, offload]
+            zero, processes, offload, packing]
     view = [status, plot, lr_plot, speed_plot]
     remote.change(_remote_code_warning, remote, None)
     for event in (tab.select, *(part.change for part in (dataset, *form))):  # shown at once on opening the tab
@@ -229,3 +238,4 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     stop_btn.click(stop_training, [run_id, smoothing], view, concurrency_limit=None)
     smoothing.change(run_view, [run_id, smoothing], view, show_progress="hidden")
     timer.tick(run_view, [run_id, smoothing], view, show_progress="hidden", concurrency_limit=None)
+    gr.api(run_status, api_name="run_status", concurrency_limit=None)
