@@ -174,7 +174,7 @@ def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
 
 def train_bench(model: str, method: str, steps: int, batch: int, max_length: int, lr: float = 2e-4,
                 seed: int = 42, root: Path | None = None, repeats: int = 1) -> tuple[list[dict], object]:
-    """The four variants of one method; returns their summaries (baseline first) and the studio run."""
+    """The variants of one method; returns their summaries (baseline first) and the studio run."""
     root = root or Path(tempfile.mkdtemp(prefix="bench-runs-"))
     peaks = {p: matmul_peak(p) for p in ("fp32", "bf16")}  # measured first, on a machine at rest
     cfg = dict(model=model, data=str(SAMPLE_TRAIN), method=method, max_steps=steps, batch_size=batch,
