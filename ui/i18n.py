@@ -262,7 +262,9 @@ def missing(blocks) -> list[str]:
     """Labels, buttons and tab names on the page that have no row in the table (for the test and `python -m`)."""
     out = []
     for block in blocks:
-        if isinstance(block, (gr.State, gr.Timer)) or getattr(block, "visible", True) is False:
+        # gr.api adds an invisible Api component for its endpoint; it shows nothing.
+        if isinstance(block, (gr.State, gr.Timer, gr.components.api_component.Api)) or \
+                getattr(block, "visible", True) is False:
             continue
         text = getattr(block, "label", None)
         if isinstance(block, gr.Button):
