@@ -21,7 +21,8 @@ allocated). Loss: mean of the last 5 logged losses, its gap to the baseline's, a
 step-by-step gap to the baseline.
 MFU: achieved FLOP/s (4N per token with adapters, whose frozen weights get no weight gradients; 6N
 for full fine-tuning; N = the model's parameters) over the matrix-multiply peak measured here at the
-precision used. Compare: time to first token and generation tokens per second of each column on
+precision used, at the model's layer shapes (engine/capability.py: the figures `precision: auto`
+reads). The bf16 variant is left out, with the measured ratio, where bf16 runs slower than fp32. Compare: time to first token and generation tokens per second of each column on
 one question. App: seconds from `studio` to a page that answers. RAG: see `studio rag bench`.
 Nothing else should run while it measures.
 """
@@ -44,30 +45,6 @@ from engine.models import DEFAULT_MODEL, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM = 2  # steps left out of the throughput
-
-
-def matmul_peak(dtype: str, seconds: float = 2.0) -> float:
-    """Measured GFLOP/s of the fastest of a few matrix-product shapes in `dtype` on this machine."""
-    import torch
-
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    kind = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype])
-    shapes = [(512, 576, 1536), (1024, 1024, 1024), (2048, 2048, 2048)] + ([(8192, 8192, 8192)] if dev == "cuda" else [])
-    best = 0.0
-    for m, k, n in shapes:
-        a, b = torch.randn(m, k, dtype=kind, device=dev), torch.randn(k, n, dtype=kind, device=dev)
-        a @ b  # the first product sets up the kernels
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            for _ in range(3):
-                a @ b
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            best = max(best, 3 * 2 * m * k * n / (time.perf_counter() - t) / 1e9)
-    return best
 
 
 def flops_per_token(params: int, method: str) -> int:
@@ -176,7 +153,10 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
                 seed: int = 42, root: Path | None = None, repeats: int = 1) -> tuple[list[dict], object]:
     """The variants of one method; returns their summaries (baseline first) and the studio run."""
     root = root or Path(tempfile.mkdtemp(prefix="bench-runs-"))
-    peaks = {p: matmul_peak(p) for p in ("fp32", "bf16")}  # measured first, on a machine at rest
+    from engine.capability import capability
+
+    cap = capability(model)  # the same measured figures `precision: auto` and the Method tab read
+    peaks = dict(cap.gflops)
     cfg = dict(model=model, data=str(SAMPLE_TRAIN), method=method, max_steps=steps, batch_size=batch,
                max_length=max_length, learning_rate=lr, seed=seed, train_on="all", warmup_ratio=0.0,
                save_steps=10 * steps, report_to="none", logging_steps=1)
@@ -184,8 +164,12 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
     # `batch` padded rows when max_length is about batch x the typical example (the sample: ~61 tokens).
     variants = [("studio", {}), ("padding-free", {"padding_free": True}),
                 ("packed", {"packing": True, "batch_size": 1})]
+    skipped = []
     if method not in ("full", "freeze"):
-        variants.append(("bf16", {"precision": "bf16"}))
+        if cap.faster("bf16"):
+            variants.append(("bf16", {"precision": "bf16"}))
+        else:  # the studio refuses it here, and a 180x slower run would take the benchmark hours
+            skipped.append(f"bf16 left out: {cap.describe('bf16')}")
     best: dict[str, dict] = {}
     run = None
     # The same work can run 20% faster or slower from one minute to the next on a shared machine: each
@@ -203,8 +187,7 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
     rows = list(best.values())
     base = rows[0]
     for row in rows:
-        p = "bf16" if row["precision"] == "bf16" else "fp32"
-        peaks[p] = peaks.get(p) or matmul_peak(p)
+        p = row["precision"] if peaks.get(row["precision"]) else "fp32"
         row["peak_gflops"] = round(peaks[p])
         rate = row["tokens_per_s"]
         row["mfu"] = rate * row["flops_per_token"] / (peaks[p] * 1e9) if rate else None
@@ -215,6 +198,8 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
         row["final_loss_gap"] = (abs(row["final_loss"] - base["final_loss"]) / abs(base["final_loss"])
                                  if row["final_loss"] is not None and base["final_loss"] else None)
         row["method"] = method
+    if rows:
+        rows[0]["notes"] = skipped
     return rows, run
 
 
@@ -321,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         run = run or method_run
     print(f"Training, {a.model} on {machine}: {a.steps} steps, batch {a.batch}, max length {a.max_length}")
     print(table(result["train"]))
+    for row in result["train"]:
+        for note in row.get("notes", []):
+            print(f"note: {note}.")
     skip = set(a.skip.split(","))
     if "compare" not in skip and run is not None:
         result["compare"] = compare_bench(run)

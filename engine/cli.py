@@ -95,6 +95,9 @@ def _print_event(r: dict) -> None:
         print(f"{kind}: {r.get('reason')}", flush=True)
     elif kind in ("finished", "stopped"):
         print(f"{kind} at step {r.get('step')}; adapter in {r.get('adapter')}", flush=True)
+    elif kind in ("warning", "stopping"):
+        print(r.get("message") or f"stopping: finishing step {r.get('step')}, then saving (up to "
+              f"{r.get('grace_s', 0):.0f} s)", flush=True)
     elif kind == "started":
         print(f"started: {r.get('total_steps')} steps", flush=True)
 

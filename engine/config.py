@@ -56,9 +56,13 @@ class RunConfig:
     lora_dropout: float = _f(0.05, "Dropout on the LoRA input.")
     target_modules: str = _f("all-linear", "Layers that get adapters: all-linear or a comma list.")
     compute_dtype: str = _f("float32", "QLoRA compute dtype: float32, bfloat16 or float16.")
-    precision: str = _f("auto", "Number format: auto (bf16 on a GPU that has it, else fp32), fp32, bf16 (bf16 "
-                                "compute, fp32 adapters and optimizer; on a 2-core CPU about 1.2x faster, with the "
-                                "loss up to 10% behind fp32: see `studio bench`), or fp16 (GPU only).")
+    precision: str = _f("auto", "Number format: auto (the fastest that trains well here, from matrix products "
+                                "measured on this machine: bf16 on a GPU that has it; on a CPU only where bf16 "
+                                "measures at least 3x fp32), fp32, bf16 (bf16 compute, fp32 adapters and optimizer; "
+                                "refused where this machine runs it slower than fp32: `python -m engine.capability` "
+                                "prints the figures), or fp16 (GPU only).")
+    force_precision: bool = _f(False, "Train in the chosen precision even where it was measured slower than "
+                                      "fp32 here (a warning gives the measured ratio).")
     padding_free: bool = _f(False, "Put the examples of a batch end to end with no padding tokens: the same "
                                    "loss, less compute when their lengths differ.")
     packing: bool = _f(False, "Pack short examples together into rows of max_length tokens (best fit; each example "

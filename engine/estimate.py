@@ -241,6 +241,22 @@ def gpus_needed(shape: ModelShape, gpu_gb: float, method: str, zero_stage: int =
     return 0
 
 
+# Share of the matrix-product peak that LoRA training reaches on SmolLM2-135M on a 2-core CPU (measured by
+# `studio bench`: 25-35%; the LM head and the loss over a 49k vocabulary take much of the rest).
+TRAINING_UTILISATION = 0.3
+
+
+def throughput_from_peak(shape: ModelShape, method: str, peak_gflops: float,
+                         utilisation: float = TRAINING_UTILISATION) -> float:
+    """Tokens per second a run would reach at `utilisation` of a measured matrix-product peak.
+
+    Forward and backward cost about 6 FLOPs per parameter per token when every weight trains, 4 with
+    adapters (the frozen weights get no weight gradients): the same count `studio bench` uses for MFU.
+    """
+    per_token = (6 if method in ("full", "freeze") else 4) * shape.params
+    return peak_gflops * 1e9 * utilisation / per_token
+
+
 def estimate_time(tokens_per_epoch: int, epochs: float, tokens_per_s: float, gpus: int = 1,
                   price_per_gpu_hour: float = 0.0) -> dict:
     """Hours and money for `epochs` passes at a throughput (per process) over `gpus` processes."""

@@ -17,8 +17,11 @@ from pathlib import Path
 # launched: (written by the registry just before it starts a process, also on resume) |
 # started: pid, total_steps, device, precision | logged: step, total_steps, loss, learning_rate, epoch,
 # tokens_per_s, elapsed_s, eta_s | checkpoint: step, path | finished / stopped: step,
-# adapter | failed: reason | interrupted: reason (written by the registry for a dead run)
-EVENTS = ("launched", "queued", "dequeued", "started", "logged", "checkpoint", "finished", "stopped", "failed", "interrupted")
+# adapter | failed: reason | interrupted: reason (written by the registry for a dead run) |
+# warning: message (a forced slow precision, a damaged checkpoint set aside) |
+# stopping: step, grace_s (the registry asked the trainer to stop; it finishes the step and saves)
+EVENTS = ("launched", "queued", "dequeued", "started", "logged", "checkpoint", "finished", "stopped", "failed",
+          "interrupted", "warning", "stopping")
 TERMINAL = ("finished", "stopped", "failed", "interrupted")
 
 

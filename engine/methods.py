@@ -139,12 +139,30 @@ def _cuda() -> bool:
 
 
 def precision(cfg) -> str:
-    """The number format a run trains in: bf16, fp16 or fp32 (`auto` is bf16 on a GPU that has it)."""
+    """The number format a run trains in: bf16, fp16 or fp32. `auto` reads the measured capability
+    (engine/capability.py): bf16 on a GPU that has it, and on a CPU only where bf16 is measured much faster."""
     if cfg.precision != "auto":
         return cfg.precision
-    import torch
+    from engine.capability import auto_precision
 
-    return "bf16" if _cuda() and torch.cuda.is_bf16_supported() else "fp32"
+    return auto_precision(cfg.model)[0]
+
+
+def precision_note(cfg) -> str:
+    """What the run's precision comes to on this machine and why: for the Train form and the CLI."""
+    from engine.capability import auto_precision
+
+    if cfg.precision == "auto":
+        return auto_precision(cfg.model)[1]
+    return precision_warning(cfg) or refusal(cfg) or f"precision {cfg.precision}, as chosen."
+
+
+def precision_warning(cfg) -> str | None:
+    """The measured slowdown of a precision forced with `force_precision` (None when it is not slower)."""
+    from engine.capability import slowdown
+
+    slow = slowdown(cfg.precision, cfg.model) if cfg.force_precision else None
+    return f"warning: precision {cfg.precision} is forced although {slow}; training will be slower." if slow else None
 
 
 def refusal(cfg) -> str | None:
@@ -156,6 +174,13 @@ def refusal(cfg) -> str | None:
                 "breaks the attention mask); pick prompt-tuning or lora instead.")
     if cfg.precision == "fp16" and not _cuda():
         return "precision fp16: needs a GPU; on a CPU pick bf16 (faster where the CPU has bf16 units) or fp32."
+    if not cfg.force_precision:
+        from engine.capability import slowdown
+
+        slow = slowdown(cfg.precision, cfg.model)
+        if slow:
+            return (f"precision {cfg.precision}: {slow}, so it would train slower than fp32; use auto or fp32, "
+                    "or set force_precision: true to train in it anyway.")
     if cfg.precision == "bf16" and cfg.distributed() and not _cuda():
         return "precision bf16 with ZeRO on a CPU: DeepSpeed runs CPU processes in fp32 here; set precision to fp32."
     if cfg.method in QUANTIZED and cfg.zero_stage == 3:

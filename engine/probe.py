@@ -47,8 +47,23 @@ def measure(run) -> dict:
         "trainable_share": round(trainable / params, 5) if trainable and params else None,
         "loss_start": losses[0] if losses else None, "loss_end": losses[-1] if losses else None,
         "loss_change": round(losses[-1] - losses[0], 4) if len(losses) > 1 else None,
+        "precision": started.get("precision"),
+        "utilisation": _utilisation(run.config, speeds[-1] if speeds else None, params, trainable,
+                                    started.get("precision")),
         "run_id": run.id,
     }
+
+
+def _utilisation(cfg, tokens_per_s, params, trainable, precision) -> float | None:
+    """Achieved FLOP/s over the matrix-product peak measured here (engine/capability.py), as `studio bench` does."""
+    if not tokens_per_s or not params or precision not in ("fp32", "bf16", "fp16"):
+        return None
+    from engine.bench import flops_per_token
+    from engine.capability import capability
+
+    peak = capability(cfg.model).peak(precision)
+    frozen = params if cfg.method in ("full", "freeze") else params - (trainable or 0)
+    return round(tokens_per_s * flops_per_token(frozen, cfg.method) / (peak * 1e9), 3) if peak else None
 
 
 def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CANDIDATES, steps: int = 8,
@@ -105,7 +120,8 @@ def check_estimates(model: str = DEFAULT_MODEL, methods=("lora", "dora", "ia3", 
                     progress: Callable[[float, str], None] | None = None) -> list[dict]:
     """The memory estimate against the measured peak of real runs, per method, with the error.
 
-    On a GPU the peak is the allocated GPU memory (bf16); without one, the process's resident memory (fp32).
+    On a GPU the peak is the allocated GPU memory; without one, the process's resident memory; in the precision
+    `auto` trains in here.
     """
     import tempfile
 
@@ -116,7 +132,9 @@ def check_estimates(model: str = DEFAULT_MODEL, methods=("lora", "dora", "ia3", 
 
     on_gpu = torch.cuda.is_available()
     device = "gpu" if on_gpu else "cpu"
-    precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    from engine.capability import auto_precision
+
+    precision = auto_precision(model)[0]
     shape = shape_of(model)
     data = fixed_length_text(Path(tempfile.mkdtemp(prefix="studio-check-")) / "text.txt",
                              load_tokenizer(model), seq_len)
@@ -143,13 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     rows = probe(a.model, a.data, [m.strip() for m in a.methods.split(",")], a.steps, a.batch_size, a.max_length,
                  progress=lambda f, t: print(f"[{f:4.0%}] {t}", flush=True))
-    print(f"{'method':<14}{'tokens/s':>10}{'peak GiB':>10}{'trained':>14}{'share':>9}{'loss change':>13}")
+    from engine.capability import auto_precision
+
+    print(auto_precision(a.model)[1])
+    print(f"{'method':<14}{'precision':>10}{'tokens/s':>10}{'MFU':>7}{'peak GiB':>10}{'trained':>14}{'share':>9}"
+          f"{'loss change':>13}")
     for r in rows:
         if r["status"] == "refused":
             print(f"{r['method']:<14}refused: {r['reason']}")
             continue
         share = f"{r['trainable_share']:.2%}" if r.get("trainable_share") else "-"
-        print(f"{r['method']:<14}{r['tokens_per_s'] or 0:>10.0f}{r['peak_memory_gb'] or 0:>10.2f}"
+        mfu = f"{r['utilisation']:.0%}" if r.get("utilisation") else "-"
+        print(f"{r['method']:<14}{r['precision'] or '-':>10}{r['tokens_per_s'] or 0:>10.0f}{mfu:>7}"
+              f"{r['peak_memory_gb'] or 0:>10.2f}"
               f"{r['trainable_params'] or 0:>14,}{share:>9}{r['loss_change'] if r['loss_change'] is not None else '-':>13}")
     return 0
 

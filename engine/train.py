@@ -243,6 +243,10 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     refused = methods.refusal(cfg)
     if refused:
         raise ConfigError(refused)
+    warning = methods.precision_warning(cfg)
+    if warning:
+        print(warning, flush=True)
+        events.write("warning", message=warning)
     tokenizer = load_tokenizer(cfg.model, cfg.revision, cfg.trust_remote_code)
     train_set, val_set = datasets_for(cfg, tokenizer)
     quant = methods.quantization_config(cfg)

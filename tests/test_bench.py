@@ -11,10 +11,19 @@ def test_throughput_leaves_out_the_warm_up_steps():
 
 
 def test_the_studio_and_a_bare_trl_script_train_alike_and_the_ratios_are_measured(tiny_model, tmp_path):
+    from engine.capability import capability
+
+    cap = capability(tiny_model)  # bf16 is benchmarked only where this machine runs it faster than fp32
     rows, run = train_bench(tiny_model, "lora", steps=6, batch=4, max_length=96, lr=1e-2, root=tmp_path)
-    assert [r["variant"] for r in rows] == ["baseline", "studio", "padding-free", "packed", "bf16"]
+    if not cap.faster("bf16"):
+        assert [r["variant"] for r in rows] == ["baseline", "studio", "padding-free", "packed"]
+        assert rows[0]["notes"] == [f"bf16 left out: {cap.describe('bf16')}"]
+        rows.append({**rows[1], "max_loss_gap": 0.0})  # nothing to compare: the checks below hold for fp32
+    assert [r["variant"] for r in rows][:4] == ["baseline", "studio", "padding-free", "packed"]
     base, studio, padding_free, packed, bf16 = rows
-    assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and r["peak_mb"] > 0 for r in rows)
+    assert all(r["tokens_per_s"] > 0 and r["peak_mb"] > 0 for r in rows)
+    # Utilisation against the peak measured here at the model's shapes, in each row's own precision.
+    assert all(0 < r["mfu"] < 1 and r["peak_gflops"] == round(cap.peak(r["precision"])) for r in rows)
     assert studio["speedup"] == studio["tokens_per_s"] / base["tokens_per_s"]
     assert len(base["losses"]) == len(studio["losses"]) == 6
     assert base["losses"][-1] < base["losses"][0] and studio["losses"][-1] < studio["losses"][0]

@@ -43,7 +43,7 @@ def test_the_preview_shows_the_run_the_demo_will_train(monkeypatch):
     assert demo.limit(asked) is not asked and asked.max_steps == 10_000  # the form's config is left as it was
     dataset = {"files": ["assets/sample/train.jsonl"]}
     form = [DEFAULT_MODEL, "lora", 1, 10_000, 1e-3, 8, 4, 256]
-    yaml_text, _ = config_preview(dataset, *form)
+    yaml_text, _, _ = config_preview(dataset, *form)
     assert f"max_steps: {demo.MAX_STEPS}" in yaml_text
     monkeypatch.delenv("STUDIO_DEMO")
     assert "max_steps: 10000" in config_preview(dataset, *form)[0]
@@ -57,7 +57,7 @@ def test_the_preview_of_a_zero_run_shows_the_accelerate_command_and_deepspeed_co
 
     monkeypatch.delenv("STUDIO_DEMO", raising=False)
     form = [DEFAULT_MODEL, "lora", 1, 10, 1e-3, 8, 4, 256, False, "", "auto", False, 2, 4, "optimizer"]
-    yaml_text, text = config_preview({"files": ["assets/sample/train.jsonl"]}, *form)
+    yaml_text, text, _ = config_preview({"files": ["assets/sample/train.jsonl"]}, *form)
     assert "zero_stage: 2" in yaml_text and "num_processes: 4" in yaml_text
     assert "accelerate.commands.launch --use_deepspeed --deepspeed_config_file ds_config.json --num_processes 4" in text
     ds = json.loads(re.search(r"```json\n(.*?)\n```", text, re.S).group(1))

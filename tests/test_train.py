@@ -386,11 +386,17 @@ def test_packing_fills_rows_so_an_epoch_takes_fewer_steps_and_still_learns(tiny_
 def test_bf16_on_cpu_trains_adapters_kept_in_fp32(tiny_model, runs_dir):
     from safetensors.torch import load_file
 
+    from engine.capability import capability
+
+    slow = not capability(tiny_model).faster("bf16")  # where bf16 is slower here it must be forced, and warns
     run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, batch_size=8,
-                           max_length=96, learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, precision="bf16"))
+                           max_length=96, learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, precision="bf16",
+                           force_precision=slow))
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
     started = next(r for r in run.events.read() if r["event"] == "started")
     assert started["precision"] == "bf16"
+    warnings = [r["message"] for r in run.events.read() if r["event"] == "warning"]
+    assert bool(warnings) == slow and all("slower than fp32" in w for w in warnings)
     losses = _losses(run)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
     weights = load_file(run.adapter / "adapter_model.safetensors")

@@ -92,6 +92,17 @@ def dataset_tokens(dataset, model: str, max_length: int) -> int | None:
     return sum(min(n, int(max_length)) for n in stats.lengths) * stats.scale
 
 
+def machine_throughput(shape, model: str, method: str) -> tuple[float, str]:
+    """Tokens/s from this machine's measured matrix-product peak, in the precision `auto` trains in."""
+    from engine.capability import auto_precision, capability
+
+    precision = auto_precision(model)[0]
+    peak = capability(model).peak(precision)
+    speed = estimate.throughput_from_peak(shape, method, peak)
+    return speed, (f"estimated: {peak:.0f} GFLOP/s measured here in {precision} at "
+                   f"{estimate.TRAINING_UTILISATION:.0%} utilisation; one training run measures it")
+
+
 def estimate_view(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing, rank,
                   epochs, price, dataset):
     try:
@@ -102,7 +113,10 @@ def estimate_view(model, method, device, gpus, zero_stage, offload, batch_size, 
     capacity = _ram_gb() if on_cpu else estimate.GPUS[device]
     n = 1 if on_cpu else int(gpus)
     zero = int(zero_stage)
-    e = estimate.estimate_memory(shape, method, "fp32" if on_cpu else "bf16", int(rank), int(batch_size),
+    from engine.capability import auto_precision
+
+    e = estimate.estimate_memory(shape, method, auto_precision(model)[0] if on_cpu else "bf16", int(rank),
+                                 int(batch_size),
                                  int(seq_len), bool(checkpointing), n, zero if n > 1 or offload != "none" else 0,
                                  offload, "cpu" if on_cpu else "gpu")
     bars = [{"config": f"{method}, {n} x {'CPU' if on_cpu else device.split(' (')[0]}", "part": part, "GiB": gb}
@@ -120,11 +134,13 @@ def estimate_view(model, method, device, gpus, zero_stage, offload, batch_size, 
                                     seq_len=int(seq_len), gradient_checkpointing=bool(checkpointing))
         lines.append(f"With ZeRO-3 it needs {need} of these GPUs." if need else "Too large even over 512 GPUs.")
     tokens = dataset_tokens(dataset, model, int(seq_len))
-    speed = measured_throughput(model)
+    speed, source = measured_throughput(model), "measured here on this model"
+    if not speed and on_cpu:
+        speed, source = machine_throughput(shape, model, method)
     if tokens and speed:
         t = estimate.estimate_time(int(tokens), float(epochs), speed, n, float(price or 0))
-        lines.append(f"Time: {tokens:,.0f} tokens x {epochs:g} epochs at {speed:.0f} tokens/s (measured here on "
-                     f"this model) = **{t['hours'] * 60:.1f} min**; {t['gpu_hours']:.2f} GPU-hours = "
+        lines.append(f"Time: {tokens:,.0f} tokens x {epochs:g} epochs at {speed:.0f} tokens/s ({source}) "
+                     f"= **{t['hours'] * 60:.1f} min**; {t['gpu_hours']:.2f} GPU-hours = "
                      f"**{t['cost']:.2f}** at {float(price or 0):.2f} per GPU-hour.")
     elif tokens:
         lines.append(f"Time: {tokens:,.0f} tokens per epoch; run the probe (or one training) on this model to "

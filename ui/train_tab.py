@@ -17,7 +17,7 @@ import pandas as pd
 from engine import demo as public_demo
 from engine.config import ConfigError, RunConfig
 from engine.distributed import deepspeed_config, launch_command
-from engine.methods import suggested_learning_rate
+from engine.methods import precision_note, precision_warning, suggested_learning_rate
 from engine.runs import Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
 
 HELP = RunConfig.help()
@@ -51,8 +51,11 @@ def start_training(dataset, *form):
         gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return gr.update()
     try:
-        run = create_run(run_config(dataset, *form))
+        cfg = run_config(dataset, *form)
+        run = create_run(cfg)
         launch(run)
+        if precision_warning(cfg):
+            gr.Warning(precision_warning(cfg))
     except (ConfigError, RuntimeError) as err:
         gr.Warning(str(err))
         return gr.update()
@@ -86,11 +89,11 @@ def resume_training(run_id):
 def config_preview(dataset, *form):
     """The run the form describes, as the YAML `studio train` reads and the commands that start it."""
     if dataset is None:
-        return "# The data chosen on the Data tab has errors.", ""
+        return "# The data chosen on the Data tab has errors.", "", ""
     try:
         cfg = run_config(dataset, *form)
     except ConfigError as err:
-        return f"# {err}", ""
+        return f"# {err}", "", ""
     text = ("Save the YAML as `run.yaml`, then:\n\n```bash\nstudio train run.yaml\n```")
     if cfg.distributed():
         cmd = launch_command(cfg, Path("run.yaml"), Path("ds_config.json"), port=29500)
@@ -99,7 +102,7 @@ def config_preview(dataset, *form):
                  f"```bash\n{cmd}\n```\n\n```json\n{json.dumps(deepspeed_config(cfg), indent=2)}\n```\n\n"
                  "For several machines, `studio train run.yaml --print-command --machines N --machine-rank R "
                  "--main-ip IP` prints the command to run on each.")
-    return cfg.to_yaml(), text
+    return cfg.to_yaml(), text, f"**Precision here:** {precision_note(cfg)}"
 
 
 def _remote_code_warning(on: bool) -> None:
@@ -203,6 +206,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
             padding_free = gr.Checkbox(False, label="Padding-free batches", info=HELP["padding_free"],
                                        elem_id="padding-free")
             packing = gr.Checkbox(False, label="Packing", info=HELP["packing"], elem_id="packing")
+        precision_info = gr.Markdown(elem_id="precision-note")
         remote = gr.Checkbox(False, label="Trust the model's own code (trust_remote_code)",
                              info=HELP["trust_remote_code"], elem_id="remote-code")
         revision = gr.Textbox("", label="Revision (commit hash)", info=HELP["revision"])
@@ -230,7 +234,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     view = [status, plot, lr_plot, speed_plot]
     remote.change(_remote_code_warning, remote, None)
     for event in (tab.select, *(part.change for part in (dataset, *form))):  # shown at once on opening the tab
-        event(config_preview, [dataset, *form], [preview, command], show_progress="hidden")
+        event(config_preview, [dataset, *form], [preview, command, precision_info], show_progress="hidden")
     method.change(suggested_learning_rate, method, lr)
     start_btn.click(start_training, [dataset, *form], run_id).then(run_view, [run_id, smoothing], view)
     resume_btn.click(resume_training, run_id, run_id).then(run_view, [run_id, smoothing], view)

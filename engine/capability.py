@@ -1,0 +1,222 @@
+"""What this machine's matrix products do in each number format, measured once and cached.
+
+CPUs of the same kind differ by two orders of magnitude in bf16: an EPYC with AVX-512 BF16
+runs bf16 products about 2x fp32, a Zen 3 with AVX2 only about 180x slower than fp32, an
+Intel Xeon with AMX about 7x faster. So nothing here assumes a CPU feature: `capability()`
+times a second of matrix products per dtype at the model's own layer shapes, and caches the
+figures in `$STUDIO_CACHE/capability.json` (default `~/.cache/finetune-studio`), keyed by CPU
+model, torch version, device, threads and shapes. The Train form's `precision: auto`, the
+refusal of a slow bf16, the Method tab's time estimate, the probe and `studio bench` all read
+these same figures.
+
+    python -m engine.capability [MODEL]      # prints the measured GFLOP/s and what auto picks
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# A CPU run takes bf16 under `auto` only when its products are this many times faster than fp32: at the
+# measured 2.2x of an AVX-512 BF16 EPYC, training ran about 1.2x faster end to end with the loss up to
+# 10% behind fp32 (see `studio bench`), which is not worth making the default; AMX (about 7x) is.
+AUTO_CPU_BF16_MIN_RATIO = 3.0
+TOKENS = 512  # rows of the measured products: about one batch of a small run
+SECONDS_PER_DTYPE = 1.0
+DEFAULT_SHAPE = (576, 1536)  # SmolLM2-135M's hidden and MLP widths, when no model is named
+
+
+@dataclass
+class Capability:
+    device: str            # "cpu" or the GPU's name
+    key: str               # what the cache is keyed by
+    shape: tuple[int, int]  # (hidden, intermediate) the products were measured at
+    gflops: dict[str, float]  # fp32 / bf16 / fp16 -> measured GFLOP/s (0.0: not supported here)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device != "cpu"
+
+    def ratio(self, dtype: str) -> float:
+        """How many times faster `dtype` products run than fp32 here (below 1: slower)."""
+        base = self.gflops.get("fp32") or 0.0
+        return (self.gflops.get(dtype) or 0.0) / base if base else 0.0
+
+    def faster(self, dtype: str) -> bool:
+        return self.ratio(dtype) > 1.0
+
+    def describe(self, dtype: str) -> str:
+        """'bf16 products run 2.2x fp32 here (408 vs 187 GFLOP/s)', or '... 180x slower ...'."""
+        r, a, b = self.ratio(dtype), self.gflops.get(dtype, 0.0), self.gflops.get("fp32", 0.0)
+        where = f"on this {'GPU' if self.cuda else 'CPU'} ({_fmt(a)} vs {_fmt(b)} GFLOP/s, measured at " \
+                f"{self.shape[0]}x{self.shape[1]} layers)"
+        if r >= 1:
+            return f"{dtype} matrix products run {r:.1f}x as fast as fp32 {where}"
+        if r <= 0:
+            return f"{dtype} matrix products do not run {where}"
+        return f"{dtype} matrix products run {1 / r:.0f}x slower than fp32 {where}"
+
+    def peak(self, dtype: str) -> float:
+        return self.gflops.get(dtype) or 0.0
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+
+def cache_path() -> Path:
+    root = Path(os.environ.get("STUDIO_CACHE") or Path.home() / ".cache" / "finetune-studio")
+    return root / "capability.json"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def machine_key(shape: tuple[int, int]) -> str:
+    import torch
+
+    return (f"{cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | "
+            f"{_device()} | {torch.get_num_threads()} threads | {shape[0]}x{shape[1]}")
+
+
+def measure_gflops(dtype: str, shapes: list[tuple[int, int, int]], seconds: float = SECONDS_PER_DTYPE) -> float:
+    """GFLOP/s of the fastest of `shapes` (m, k, n) in `dtype`; 0.0 where the dtype does not run.
+
+    Time-boxed per shape, with at least one timed product, so a dtype that is 180x slower costs
+    about a second, not minutes.
+    """
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    best = 0.0
+    for m, k, n in shapes:
+        try:
+            a, b = torch.randn(m, k, device=dev).to(kind), torch.randn(k, n, device=dev).to(kind)
+            a @ b  # the first product sets the kernels up
+        except (RuntimeError, TypeError):  # no kernel for this dtype here
+            return 0.0
+        end = time.perf_counter() + seconds / len(shapes)
+        while True:
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            a @ b
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
+            if time.perf_counter() > end:
+                break
+    return round(best, 1)
+
+
+def shapes_for(shape: tuple[int, int]) -> list[tuple[int, int, int]]:
+    hidden, inter = shape
+    rows = TOKENS * (16 if _device() != "cpu" else 1)
+    return [(rows, hidden, inter), (rows, inter, hidden)]
+
+
+def model_shape(model: str | None) -> tuple[int, int]:
+    """(hidden, intermediate) of `model` from its config; the default shape when it cannot be read."""
+    if not model:
+        return DEFAULT_SHAPE
+    try:
+        from engine.estimate import shape_of
+
+        s = shape_of(model)
+        return (int(s.hidden), int(s.intermediate))
+    except Exception:  # an unreadable or remote model: measure at the default shape rather than fail
+        return DEFAULT_SHAPE
+
+
+def capability(model: str | None = None, refresh: bool = False) -> Capability:
+    """The measured figures for this machine at `model`'s shapes, from the cache when it has them."""
+    shape = model_shape(model)
+    key = machine_key(shape)
+    path = cache_path()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if not refresh and key in cache:
+        c = cache[key]
+        return Capability(c["device"], key, tuple(c["shape"]), c["gflops"])
+    dtypes = ("fp32", "bf16", "fp16") if _device() != "cpu" else ("fp32", "bf16")
+    shapes = shapes_for(shape)
+    cap = Capability(_device(), key, shape, {d: measure_gflops(d, shapes) for d in dtypes})
+    if cap.device == "cpu":
+        cap.gflops["fp16"] = 0.0  # transformers trains fp16 on a GPU only
+    cache[key] = {k: v for k, v in asdict(cap).items() if k != "key"}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home still gets the figures, only not cached
+        pass
+    return cap
+
+
+def auto_precision(model: str | None = None) -> tuple[str, str]:
+    """What `precision: auto` trains in here, and why, in one sentence."""
+    import torch
+
+    if torch.cuda.is_available():
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"auto is bf16: this GPU ({_device()}) supports bf16."
+        return "fp32", f"auto is fp32: this GPU ({_device()}) has no bf16."
+    cap = capability(model)
+    r = cap.ratio("bf16")
+    if r >= AUTO_CPU_BF16_MIN_RATIO:
+        return "bf16", f"auto is bf16: {cap.describe('bf16')}."
+    why = f"{cap.describe('bf16')}" + (f"; auto takes bf16 on a CPU only from {AUTO_CPU_BF16_MIN_RATIO:g}x, "
+                                       "since the loss trails fp32's" if r >= 1 else "")
+    return "fp32", f"auto is fp32: {why}."
+
+
+def slowdown(precision: str, model: str | None = None) -> str | None:
+    """Why `precision` would train slower than fp32 on this machine, as a clause; None when it would not."""
+    if precision not in ("bf16", "fp16"):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            return f"this GPU ({_device()}) has no bf16"
+        return None
+    cap = capability(model)
+    return None if precision != "bf16" or cap.faster("bf16") else cap.describe("bf16")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    model = argv[0] if argv else None
+    cap = capability(model, refresh="--refresh" in argv)
+    print(f"machine: {cap.key}")
+    for d, g in cap.gflops.items():
+        print(f"  {d}: {g:,.1f} GFLOP/s" + ("" if d == "fp32" or not g else f"  ({cap.ratio(d):.2f}x fp32)"))
+    print(auto_precision(model)[1])
+    print(f"cache: {cache_path()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
