@@ -11,6 +11,7 @@ sentence naming the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,40 @@ class ConfigError(ValueError):
     """A setting a person chose that cannot work, said in one sentence."""
 
 
+# The range of every number field, as (lowest, highest, what it must be): checked before anything
+# else, so no run folder or process exists for a value outside it. "above" makes the lowest exclusive.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "val_fraction": (0, 0.95, "must be from 0 to 0.95"),
+    "eval_steps": (1, 10**7, "must be from 1 to 10,000,000"),
+    "epochs": (0, 1000, "must be from 0 to 1,000"),
+    "max_steps": (-1, 10**8, "must be -1 (train for epochs) or from 1 to 100,000,000"),
+    "learning_rate": (0, 1, "must be above 0 and at most 1"),
+    "batch_size": (1, 65536, "must be from 1 to 65,536"),
+    "grad_accum": (1, 65536, "must be from 1 to 65,536"),
+    "max_length": (16, 1 << 20, "tokens must be from 16 to 1,048,576"),
+    "lora_rank": (1, 4096, "must be from 1 to 4,096"),
+    "lora_alpha": (1, 65536, "must be from 1 to 65,536"),
+    "lora_dropout": (0, 0.9, "must be from 0 to 0.9"),
+    "virtual_tokens": (1, 4096, "must be from 1 to 4,096"),
+    "oft_block_size": (1, 4096, "must be from 1 to 4,096"),
+    "freeze_last_n": (1, 1000, "must be from 1 to 1,000"),
+    "warmup_ratio": (0, 0.9, "must be from 0 to 0.9"),
+    "early_stopping_patience": (0, 10000, "must be 0 (off) or up to 10,000"),
+    "zero_stage": (0, 3, "is not one of 0, 1, 2, 3"),
+    "num_processes": (1, 4096, "must be from 1 to 4,096"),
+    "seed": (0, 2**32 - 1, "must be from 0 to 4,294,967,295"),
+    "logging_steps": (1, 10**7, "must be from 1 to 10,000,000"),
+    "save_steps": (1, 10**7, "must be from 1 to 10,000,000"),
+}
+CHOICES: dict[str, tuple] = {
+    "train_on": ("assistant", "all"),
+    "method": tuple(METHODS),
+    "compute_dtype": ("float32", "bfloat16", "float16"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "offload": ("none", "optimizer", "all"),
+}
+
+
 def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
@@ -37,8 +72,9 @@ def _f(default: Any, help: str) -> Any:
 @dataclass
 class RunConfig:
     model: str = _f(DEFAULT_MODEL, "Hub id or local folder of the model to fine-tune.")
-    data: str = _f(str(SAMPLE_TRAIN), "Training data: one file, or several separated by commas "
-                   "(JSONL, JSON, CSV, TSV, Parquet, TXT; chat, ShareGPT, Alpaca, prompt/completion or text).")
+    data: list = field(default_factory=lambda: [str(SAMPLE_TRAIN)], metadata={"help": (
+        "Training data: a list of files (a YAML list; one file name alone is fine too) in JSONL, JSON, CSV, TSV, "
+        "Parquet or TXT; chat, ShareGPT, Alpaca, prompt/completion or text.")})
     columns: str = _f("", "For tables of no known format: prompt=COLUMN,completion=COLUMN[,system=COLUMN].")
     val_data: str = _f("", "Validation file; empty = split val_fraction off the training data.")
     val_fraction: float = _f(0.0, "Share of the training examples held out for validation (seeded).")
@@ -89,68 +125,46 @@ class RunConfig:
     save_steps: int = _f(20, "Save a checkpoint every this many steps.")
 
     def __post_init__(self) -> None:
+        self.data = _files(self.data)
         for f in fields(self):  # YAML and forms hand over strings and ints loosely
             value = getattr(self, f.name)
-            if f.type in ("float", float) and isinstance(value, (int, str)):
-                setattr(self, f.name, _convert(f.name, float, value))
-            elif f.type in ("int", int) and isinstance(value, (float, str)):
-                setattr(self, f.name, _convert(f.name, int, value))
+            if f.type in ("float", float, "int", int):
+                setattr(self, f.name, _number(f.name, int if f.type in ("int", int) else float, value))
             elif f.type in ("bool", bool) and not isinstance(value, bool):
                 setattr(self, f.name, _boolean(f.name, value))
+        for name, (low, high, text) in RANGES.items():  # written so that NaN fails every rule
+            value = getattr(self, name)
+            if not (low <= value <= high) or (text.startswith("must be above") and value == low):
+                raise ConfigError(f"{name}: {value} {text}.")
         from engine.formats import parse_mapping
 
         try:
             parse_mapping(self.columns)
         except ValueError as err:
             raise ConfigError(f"{err}.") from None
-        if self.train_on not in ("assistant", "all"):
-            raise ConfigError(f"train_on: {self.train_on!r} is not one of assistant, all.")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction: {self.val_fraction} must be in [0, 1).")
-        if self.method not in METHODS:
-            raise ConfigError(f"method: {self.method!r} is not one of {', '.join(METHODS)}.")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(map(str, allowed))}.")
         if not self.model.strip():
             raise ConfigError("model: type a hub id or a local model folder.")
-        if self.learning_rate <= 0 or self.learning_rate > 1:
-            raise ConfigError(f"learning_rate: {self.learning_rate} must be above 0 and at most 1.")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("epochs: must be above 0 when max_steps is not set.")
-        if self.compute_dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"compute_dtype: {self.compute_dtype!r} is not one of float32, bfloat16, float16.")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision: {self.precision!r} is not one of auto, fp32, bf16, fp16.")
-        if self.early_stopping_patience < 0:
-            raise ConfigError(f"early_stopping_patience: must be 0 (off) or more, got {self.early_stopping_patience}.")
+        if self.max_steps == 0:
+            raise ConfigError("max_steps: 0 trains nothing; give a number of steps, or -1 to train for `epochs`.")
         if self.early_stopping_patience and self.save_steps % self.eval_steps:
             raise ConfigError(f"save_steps: {self.save_steps} must be a multiple of eval_steps ({self.eval_steps}) "
                               "when early stopping keeps the best checkpoint.")
-        for name in ("batch_size", "grad_accum", "lora_rank", "lora_alpha", "logging_steps", "save_steps",
-                     "eval_steps", "virtual_tokens", "oft_block_size", "freeze_last_n"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}.")
-        if self.max_length < 16:
-            raise ConfigError(f"max_length: {self.max_length} tokens is too short; use at least 16.")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
         if self.trust_remote_code and not re.fullmatch(r"[0-9a-f]{40}", self.revision.strip()):
             raise ConfigError("trust_remote_code: needs revision pinned to a commit hash (40 hex characters), so "
                               "the code that runs is the code you read.")
-        if self.zero_stage not in (0, 1, 2, 3):
-            raise ConfigError(f"zero_stage: {self.zero_stage} is not one of 0, 1, 2, 3.")
-        if self.offload not in ("none", "optimizer", "all"):
-            raise ConfigError(f"offload: {self.offload!r} is not one of none, optimizer, all.")
         if self.offload != "none" and self.zero_stage == 0:
             raise ConfigError("offload: needs ZeRO; set zero_stage to 2 (optimizer) or 3 (all).")
         if self.offload == "all" and self.zero_stage != 3:
             raise ConfigError("offload: all (weights too) needs zero_stage 3; use offload: optimizer with stage "
                               f"{self.zero_stage}.")
-        if self.num_processes < 1:
-            raise ConfigError(f"num_processes: must be at least 1, got {self.num_processes}.")
         unknown = sorted(set(self.reporters()) - {"tensorboard", "wandb", "mlflow"})
         if unknown:
             raise ConfigError(f"report_to: {unknown[0]!r} is not one of tensorboard, wandb, mlflow, none.")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1).")
 
     def reporters(self) -> list[str]:
         return [x.strip() for x in self.report_to.split(",") if x.strip() and x.strip() != "none"]
@@ -160,7 +174,7 @@ class RunConfig:
         return self.zero_stage > 0 or self.num_processes > 1
 
     def data_files(self) -> list[str]:
-        return [p.strip() for p in self.data.split(",") if p.strip()]
+        return list(self.data)
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -198,6 +212,21 @@ class RunConfig:
         return "\n".join(lines) + "\n"
 
 
+def _files(value: Any) -> list[str]:
+    """The data field as a list of paths. A string is one file when such a file exists (its name may hold a
+    comma), else a comma list, as older configs and `--data a.jsonl,b.jsonl` give it."""
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, (str, Path)) for v in value):
+            raise ConfigError("data: each entry of the list must be a file path.")
+        return [str(v).strip() for v in value if str(v).strip()]
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"data: {value!r} is not a file path or a list of them.")
+    text = str(value).strip()
+    if not text or Path(text).expanduser().is_file():
+        return [text] if text else []
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 def _boolean(name: str, value: Any) -> bool:
     text = str(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
@@ -207,11 +236,16 @@ def _boolean(name: str, value: Any) -> bool:
     raise ConfigError(f"{name}: {value!r} is not true or false.")
 
 
-def _convert(name: str, kind: type, value: Any) -> Any:
+def _number(name: str, kind: type, value: Any) -> Any:
+    """`value` as a finite int or float, or one sentence naming the field."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: {value!r} is not a number.")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name}: {value!r} is not a number.") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}: {value!r} is not a finite number.")
     if kind is int and number != int(number):
         raise ConfigError(f"{name}: {value!r} is not a whole number.")
     return kind(number)

@@ -12,6 +12,7 @@ tokens the loss uses (assistant turns by default, or all tokens).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -25,6 +26,11 @@ from engine.formats import (SUFFIXES, Example, FileError, RecordError, hub_recor
 MIN_EXAMPLES = 1
 FEW_EXAMPLES = 20
 MAX_LISTED = 50  # problems listed per kind; the rest are counted
+# Memory budget of token counting: one example is tokenized on at most STATS_CHARS characters (a longer one
+# is scaled from that prefix), so token statistics and the token view cost about the same for any example.
+# An example over MAX_EXAMPLE_CHARS (about a million tokens, past any max_length) is refused when read.
+STATS_CHARS = 64 * 1024
+MAX_EXAMPLE_CHARS = 4 * 1024 * 1024
 
 
 class DataError(ValueError):
@@ -169,6 +175,10 @@ def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
         ex.where = where
         problem = _check_conversation(ex) if ex.messages is not None else (
             "text is empty" if not ex.text.strip() else None)
+        size = example_chars(ex)
+        if problem is None and size > MAX_EXAMPLE_CHARS:
+            problem = (f"this example is {size:,} characters (about {size // 4:,} tokens), over the limit of "
+                       f"{MAX_EXAMPLE_CHARS:,} characters for one example; split it into smaller examples")
         if problem:
             report.errors.append(Issue(where, problem))
             continue
@@ -261,6 +271,8 @@ def tokenize_example(ex: Example, tokenizer, train_on: str = "assistant") -> dic
 
 def trained_pieces(ex: Example, tokenizer, train_on: str = "assistant") -> list[tuple[str, bool]]:
     """(token text, trained?) pairs: what the loss sees, for a coloured view."""
+    if example_chars(ex) > STATS_CHARS:  # the view shows the start of a giant example, within the budget
+        ex = clipped(ex, STATS_CHARS)
     t = tokenize_example(ex, tokenizer, train_on)
     return [(tokenizer.decode([i]), bool(m)) for i, m in zip(t["input_ids"], t["assistant_masks"])]
 
@@ -316,12 +328,39 @@ class TokenStats:
                          f"by {sum(cut) / len(cut):.0f} tokens on average (at most {max(cut)})", "max_length")
 
 
+def example_chars(ex: Example) -> int:
+    return len(ex.text) if ex.messages is None else sum(len(m["content"]) for m in ex.messages)
+
+
+def clipped(ex: Example, limit: int) -> Example:
+    """The example cut to its first `limit` characters of content (whole messages, then part of one)."""
+    if ex.messages is None:
+        return dataclasses.replace(ex, text=ex.text[:limit])
+    out, left = [], limit
+    for m in ex.messages:
+        if left <= 0:
+            break
+        out.append({**m, "content": m["content"][:left]})
+        left -= len(m["content"])
+    return dataclasses.replace(ex, messages=out)
+
+
+def token_length(ex: Example, tokenizer) -> int:
+    """Tokens in the example; one longer than STATS_CHARS is measured on its first STATS_CHARS characters
+    and scaled by its length, so one giant example costs the memory of a short one."""
+    size = example_chars(ex)
+    if size <= STATS_CHARS:
+        return len(tokenize_example(ex, tokenizer, "all")["input_ids"])
+    head = clipped(ex, STATS_CHARS)
+    return round(len(tokenize_example(head, tokenizer, "all")["input_ids"]) * size / max(example_chars(head), 1))
+
+
 def token_stats(examples: list[Example], tokenizer, max_length: int, sample: int | None = None) -> TokenStats:
     """Token lengths of every example, or of a seeded sample of `sample` when there are more."""
     population = None
     if sample and len(examples) > sample:
         population, examples = len(examples), random.Random(0).sample(examples, sample)
-    lengths = [len(tokenize_example(ex, tokenizer, "all")["input_ids"]) for ex in examples]
+    lengths = [token_length(ex, tokenizer) for ex in examples]
     return TokenStats(lengths, max_length, population)
 
 

@@ -246,6 +246,12 @@ def gpus_needed(shape: ModelShape, gpu_gb: float, method: str, zero_stage: int =
 TRAINING_UTILISATION = 0.3
 
 
+def flops_per_token(params: int, method: str) -> int:
+    """Training FLOPs per token: 6N when every weight trains, 4N with adapters (no weight gradients for the
+    frozen weights); N = the model's parameters. `studio bench` and the probe count MFU with it."""
+    return (6 if method in ("full", "freeze") else 4) * params
+
+
 def throughput_from_peak(shape: ModelShape, method: str, peak_gflops: float,
                          utilisation: float = TRAINING_UTILISATION) -> float:
     """Tokens per second a run would reach at `utilisation` of a measured matrix-product peak.
@@ -253,8 +259,7 @@ def throughput_from_peak(shape: ModelShape, method: str, peak_gflops: float,
     Forward and backward cost about 6 FLOPs per parameter per token when every weight trains, 4 with
     adapters (the frozen weights get no weight gradients): the same count `studio bench` uses for MFU.
     """
-    per_token = (6 if method in ("full", "freeze") else 4) * shape.params
-    return peak_gflops * 1e9 * utilisation / per_token
+    return peak_gflops * 1e9 * utilisation / flops_per_token(shape.params, method)
 
 
 def estimate_time(tokens_per_epoch: int, epochs: float, tokens_per_s: float, gpus: int = 1,

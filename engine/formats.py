@@ -43,6 +43,9 @@ class RecordError(ValueError):
         self.message = message
 
 
+MAX_KEYS_NAMED = 10  # a report names this many of a record's fields; the rest are counted
+
+
 @dataclass
 class Example:
     messages: list[dict] | None = None  # role, content, weight
@@ -174,7 +177,10 @@ def to_example(record, mapping: dict | None = None) -> Example:
         raise RecordError("chosen", "this is preference data (chosen / rejected answers), which supervised "
                                     "fine-tuning cannot use; give one answer per example")
     if fmt == "unknown":
-        keys = ", ".join(map(repr, record)) or "no fields"
+        names = list(record)
+        keys = ", ".join(map(repr, names[:MAX_KEYS_NAMED])) or "no fields"
+        if len(names) > MAX_KEYS_NAMED:
+            keys += f" and {len(names) - MAX_KEYS_NAMED:,} more"
         raise RecordError("", f"no known format (found {keys}); expected \"messages\", \"conversations\", "
                               "\"instruction\"/\"output\", \"prompt\"/\"completion\" or \"text\"")
     if fmt == "mapped":

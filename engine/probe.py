@@ -58,7 +58,7 @@ def _utilisation(cfg, tokens_per_s, params, trainable, precision) -> float | Non
     """Achieved FLOP/s over the matrix-product peak measured here (engine/capability.py), as `studio bench` does."""
     if not tokens_per_s or not params or precision not in ("fp32", "bf16", "fp16"):
         return None
-    from engine.bench import flops_per_token
+    from engine.estimate import flops_per_token
     from engine.capability import capability
 
     peak = capability(cfg.model).peak(precision)

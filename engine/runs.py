@@ -26,7 +26,13 @@ from pathlib import Path
 from engine.config import RunConfig
 from engine.events import TERMINAL, EventLog
 
-STOP_GRACE_S = 8.0
+# Stop during training waits for the step and a save: twice the run's slowest measured step plus two saves
+# (checkpoint and adapter), and at least the floor; before any step is timed, the first-step grace.
+STOP_GRACE_FLOOR_S = 30.0
+FIRST_STEP_GRACE_S = 120.0
+# A trainer still starting ends at once on Stop; this is how long "at once" may take (a C call in progress).
+STARTUP_GRACE_S = 30.0
+ACTIVE = ("running", "queued", "stopping")  # a process is alive for the run
 
 
 def runs_root() -> Path:
@@ -86,19 +92,24 @@ class Run:
             return None
 
     def status(self) -> str:
-        """created, queued, running, finished, stopped, failed or interrupted."""
+        """created, queued, running, stopping, finished, stopped, failed or interrupted."""
         records = self._this_session()
         for record in reversed(records):
             if record["event"] in TERMINAL:
                 return record["event"]
         pid = self.pid()
+        kinds = [r["event"] for r in records]
         if pid is not None and _pid_alive(pid):
-            kinds = [r["event"] for r in records]
+            if "stopping" in kinds:
+                return "stopping"
             if "queued" in kinds and "dequeued" not in kinds:
                 return "queued"
             return "running"
         if pid is None:  # being launched this instant, or never launched
             return "queued" if any(r["event"] == "launched" for r in records) else "created"
+        if "stopping" in kinds:  # a Stop ended it before it could say so
+            self.events.write("stopped", reason=_stopped_reason(self, records))
+            return "stopped"
         reason = "the training process ended without saying why (killed, or out of memory)"
         self.events.write("interrupted", reason=reason)
         return "interrupted"
@@ -119,7 +130,7 @@ class Run:
     def wait(self, timeout: float | None = None, poll_s: float = 0.3) -> str:
         """Block until the run is no longer running or queued; its status then. TimeoutError after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (status := self.status()) in ("running", "queued"):
+        while (status := self.status()) in ACTIVE:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {self.id} is still {status} after {timeout:.0f} s")
             time.sleep(poll_s)
@@ -142,6 +153,7 @@ class Run:
             "memory_mb": last.get("memory_mb"),
             "reason": (ended or {}).get("reason"),
             "queue_position": queue_position(self),
+            "stopping": next((r for r in reversed(self._this_session()) if r["event"] == "stopping"), None),
         }
 
 
@@ -173,9 +185,16 @@ def create_run(config: RunConfig, root: Path | None = None) -> Run:
     refused = refusal(config)
     if refused:
         raise ConfigError(refused)
+    for name, paths in (("data", config.data_files()), ("val_data", [config.val_data] if config.val_data else [])):
+        for p in paths:
+            if not Path(p).expanduser().is_file():
+                raise ConfigError(f"{name}: {p} is not a file here; check the path (training data is read from "
+                                  "local files).")
+    if not config.data_files():
+        raise ConfigError("data: no training file given.")
     root = root or runs_root()
-    config.data = ",".join(str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
-                           for p in config.data_files())
+    config.data = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
+                   for p in config.data_files()]
     for name in ("val_data", "model"):
         path = Path(getattr(config, name)).expanduser()
         if getattr(config, name) and path.exists():
@@ -241,7 +260,7 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     if pid is not None and _pid_alive(pid):
         raise RuntimeError(f"Run {run.id} is already {run.status()}.")
     (run.dir / "pid").unlink(missing_ok=True)
-    others_busy = any(r.id != run.id and r.status() in ("running", "queued") for r in list_runs(run.dir.parent))
+    others_busy = any(r.id != run.id and r.status() in ACTIVE for r in list_runs(run.dir.parent))
     run.events.write("launched")  # before the process exists: its own events always come after
     if others_busy:
         run.events.write("queued")  # shown at once; the process leaves the queue when the slot is free
@@ -262,37 +281,105 @@ def _launches(run: Run) -> int:
     return sum(r["event"] == "launched" for r in run.events.read())
 
 
-def stop(run: Run, grace_s: float = STOP_GRACE_S) -> str:
-    """Ask the trainer to save and stop; end its whole process group if it does not."""
+def _sessions(records: list[dict]) -> list[list[dict]]:
+    out: list[list[dict]] = [[]]
+    for r in records:
+        if r["event"] == "launched":
+            out.append([])
+        out[-1].append(r)
+    return [x for x in out if x]
+
+
+def step_times(run: Run) -> tuple[float | None, float]:
+    """(slowest measured seconds per step, slowest checkpoint save in seconds) over all of the run's processes."""
+    step_s, save_s = None, 0.0
+    for session in _sessions(run.events.read()):
+        logged = [r for r in session if r["event"] == "logged" and r.get("elapsed_s") is not None and r.get("step")]
+        for a, b in zip([{"step": 0, "elapsed_s": 0.0}] + logged, logged):
+            if b["step"] > a["step"] and b["elapsed_s"] >= a["elapsed_s"]:
+                step_s = max(step_s or 0.0, (b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"]))
+        save_s = max([save_s] + [r.get("seconds") or 0.0 for r in session if r["event"] == "checkpoint"])
+    return step_s, save_s
+
+
+def stop_grace(run: Run) -> tuple[float, float]:
+    """(grace, expected) seconds for a trainer to finish its step and save: expected is one step and two
+    saves (checkpoint, adapter) at the slowest measured; the grace twice that, and at least the floor."""
+    step_s, save_s = step_times(run)
+    if step_s is None:
+        return FIRST_STEP_GRACE_S, FIRST_STEP_GRACE_S / 2
+    expected = step_s + 2 * save_s
+    return max(STOP_GRACE_FLOOR_S, 2 * expected), expected
+
+
+def _stopped_reason(run: Run, session: list[dict]) -> str:
+    from engine.checkpoints import newest
+
+    kept = newest(run.dir / "checkpoints")
+    kinds = [r["event"] for r in session]
+    if "queued" in kinds and "dequeued" not in kinds and "started" not in kinds:
+        return "Stopped while waiting in the queue; nothing was trained."
+    if "started" not in kinds:
+        return (f"Stopped before training began; {kept.name} is kept, and Resume continues from it." if kept
+                else "Stopped before training began; nothing was trained.")
+    return (f"Stopped; {kept.name} is the newest complete checkpoint, and Resume continues from it." if kept
+            else "Stopped; no checkpoint had been saved, so Resume starts from the beginning.")
+
+
+def stop(run: Run, wait: bool = True, grace_s: float | None = None) -> str:
+    """Ask the trainer to stop; end its whole process group only if it has not ended within the grace.
+
+    A trainer still starting (queued, importing, loading, tokenizing) ends at once. One that is training
+    finishes its step and saves a checkpoint; the grace comes from its own measured step and save times
+    (`stop_grace`), and the status reads "stopping" meanwhile. `wait=False` returns at once and watches the
+    process from a thread (the UI); `grace_s` overrides the grace (0: end it now).
+    """
     pid = run.pid()
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not _pid_alive(pid) or run.status() not in ACTIVE:
         return run.status()
+    session = run._this_session()
+    training = any(r["event"] == "started" for r in session)
+    grace, expected = stop_grace(run) if training else (STARTUP_GRACE_S, 0.0)
+    grace = grace if grace_s is None else grace_s
+    if run.status() != "stopping":
+        steps = [r["step"] for r in run.logged()]
+        run.events.write("stopping", step=(steps[-1] + 1) if training and steps else None,
+                         grace_s=round(grace, 1), expected_s=round(expected, 1), training=training)
     launches = _launches(run)
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return run.status()
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            # A process still starting (importing, before its handler is set) ends on SIGTERM without a word.
-            session = [r["event"] for r in run._this_session()]
-            # Only about the process signalled: a Resume may have launched a new one since.
-            if _launches(run) == launches and not any(e in TERMINAL for e in session):
-                run.events.write("stopped", reason=(
-                    "Stopped; the last checkpoint is kept." if "started" in session else
-                    "Stopped while waiting in the queue; nothing was trained." if "queued" in session
-                    and "dequeued" not in session else "Stopped before training began; nothing was trained."))
-            return run.status()
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
         pass
-    if _launches(run) == launches and not any(r["event"] in TERMINAL for r in run._this_session()):
-        run.events.write("interrupted", reason=f"Stop did not end the trainer within {grace_s:.0f} s, "
-                         "so its processes were ended; the last checkpoint is kept.")
-    return run.status()
+    if not wait:
+        threading.Thread(target=_end_stop, args=(run, pid, launches, grace), daemon=True).start()
+        return run.status()
+    return _end_stop(run, pid, launches, grace)
+
+
+def _end_stop(run: Run, pid: int, launches: int, grace: float) -> str:
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for _ in range(50):  # the kill takes effect within moments
+            if not _pid_alive(pid):
+                break
+            time.sleep(0.1)
+        session = run._this_session()
+        if _launches(run) == launches and not any(r["event"] in TERMINAL for r in session):
+            from engine.checkpoints import newest
+
+            kept = newest(run.dir / "checkpoints")
+            run.events.write("interrupted", reason=f"Stop did not end the trainer within {grace:.0f} s, so its "
+                             "processes were ended; " + (f"{kept.name} is the newest complete checkpoint, and "
+                                                          "Resume continues from it." if kept else
+                                                          "no checkpoint had been saved, so Resume starts from "
+                                                          "the beginning."))
+    return run.status()  # a process that ended without a word is marked stopped here
 
 
 def history(root: Path | None = None) -> list[dict]:

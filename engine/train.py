@@ -5,7 +5,9 @@
 This is what the UI starts in a separate process, and what `studio train CONFIG.yaml`
 runs in the foreground. Progress goes to `events.jsonl` beside the config (see
 engine/events.py); checkpoints to `checkpoints/`; the adapter to `adapter/`.
-SIGTERM or SIGINT asks the trainer to stop at the next step, save, and end as "stopped".
+SIGTERM or SIGINT while the run is still starting (importing, loading, tokenizing) ends it at
+once as "stopped before training began"; during training it asks the trainer to finish the
+step, save a checkpoint and end as "stopped".
 Errors a person can cause end the run as "failed" with one sentence; the traceback goes
 to train.log only.
 """
@@ -28,17 +30,28 @@ from engine.config import ConfigError, RunConfig
 from engine.data import DataError, load_examples, split_examples, tokenize_example
 from engine.events import TERMINAL, EventLog
 from engine.formats import parse_mapping
-from engine import distributed, methods
+from engine import checkpoints, distributed, methods
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
 from engine.runs import storage_problem
+
+
+class StopBeforeTraining(BaseException):
+    """Raised by a Stop while the run is still starting: nothing is trained yet, so it ends at once.
+
+    A BaseException, like KeyboardInterrupt, so that no library's `except Exception` swallows it.
+    """
 
 
 class _StopRequest:
     def __init__(self) -> None:
         self.requested = False
+        self.abort = False  # True while starting up: a Stop then ends the process at once
 
     def __call__(self, signum, frame) -> None:
         self.requested = True
+        if self.abort:
+            self.abort = False
+            raise StopBeforeTraining()
 
 
 def _reporters(cfg: RunConfig) -> list[str]:
@@ -110,7 +123,8 @@ def _event_callback(events: EventLog, stop: _StopRequest):
         losses: list[float] = []
 
         def on_train_begin(self, args, state, control, **kw):
-            self.t0 = time.monotonic()
+            stop.abort = False  # from here on a Stop finishes the step and saves
+            self.t0 = self.step_end = time.monotonic()
             self.tokens0 = state.num_input_tokens_seen
             model = kw.get("model")
             params = [(_numel(p), p.requires_grad) for p in model.parameters()] if model is not None else []
@@ -149,10 +163,16 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 control.should_evaluate = False
 
         def on_save(self, args, state, control, **kw):
-            events.write("checkpoint", step=state.global_step,
-                         path=str(Path(args.output_dir) / f"checkpoint-{state.global_step}"))
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if distributed.rank() == 0 and path.is_dir():
+                checkpoints.mark_complete(path)  # after the trainer's save: the checkpoint is whole
+            # seconds: from the end of the step to the end of the save (logging and evaluation included),
+            # which Stop's grace is measured from.
+            events.write("checkpoint", step=state.global_step, path=str(path),
+                         seconds=round(time.monotonic() - self.step_end, 3))
 
         def on_step_end(self, args, state, control, **kw):
+            self.step_end = time.monotonic()
             stop.requested = distributed.any_rank(stop.requested)  # every rank stops at the same step
             if stop.requested:
                 control.should_training_stop = True
@@ -185,15 +205,29 @@ def _peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
 
 
-def _fault() -> tuple[str, int] | None:
-    """STUDIO_FAULT=nan@STEP or oom@STEP injects a fault into training (for the fault tests)."""
+def _fault() -> tuple[str, float] | None:
+    """STUDIO_FAULT=nan@STEP, oom@STEP or slow@SECONDS injects a fault into training (for the fault tests).
+
+    STUDIO_FAULT=@FILE reads the same from FILE when the run starts (none when FILE is missing), so one
+    app started for a test module can give a single run a fault.
+    """
     text = os.environ.get("STUDIO_FAULT", "")
-    kind, _, step = text.partition("@")
-    return (kind, int(step)) if kind in ("nan", "oom") and step.isdigit() else None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text().strip()
+        except OSError:
+            return None
+    kind, _, value = text.partition("@")
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return (kind, number) if kind in ("nan", "oom", "slow") else None
 
 
 def _install_fault(trainer) -> None:
-    """STUDIO_FAULT=nan@STEP makes that step's loss NaN; oom@STEP raises out-of-memory there.
+    """STUDIO_FAULT=nan@STEP makes that step's loss NaN; oom@STEP raises out-of-memory there; slow@SECONDS
+    makes every training step last at least SECONDS (a step that is slow for certain, for the Stop tests).
 
     A forward hook on the model, so the trainer itself is trl's, unchanged.
     """
@@ -205,6 +239,10 @@ def _install_fault(trainer) -> None:
     kind, step = fault
 
     def hook(module, args, kwargs, output):
+        if kind == "slow":
+            if module.training:
+                time.sleep(step)
+            return output
         if module.training and trainer.state.global_step + 1 == step:
             if kind == "oom":
                 raise torch.OutOfMemoryError("out of memory: tried to allocate 2.00 GiB (injected by STUDIO_FAULT)")
@@ -277,8 +315,11 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
            and cfg.early_stopping_patience > 0 else []),
     )
     _install_fault(trainer)
-    checkpoints = complete_checkpoints(run_dir / "checkpoints")
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    found, notes = checkpoints.sort_out(run_dir / "checkpoints")
+    for note in notes:
+        print(f"warning: {note}", flush=True)
+        events.write("warning", message=note)
+    trainer.train(resume_from_checkpoint=str(found[-1]) if found else None)
     step = trainer.state.global_step
     if hasattr(callback, "bad_loss"):
         events.write("failed", step=step, reason=(
@@ -289,27 +330,12 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     _save_atomic(trainer, tokenizer, adapter)
     losses = callback.losses
     outcome = "stopped" if stop.requested else "finished"
+    kept = checkpoints.newest(run_dir / "checkpoints")
+    reason = (f"Stopped at step {step}; {kept.name} is saved, and Resume continues from it." if kept else
+              f"Stopped at step {step}; no checkpoint could be saved.") if outcome == "stopped" else None
     events.write(outcome, step=step, adapter=str(adapter), final_loss=losses[-1] if losses else None,
-                 peak_memory_mb=_peak_memory_mb())
+                 peak_memory_mb=_peak_memory_mb(), **({"reason": reason} if reason else {}))
     return outcome
-
-
-def complete_checkpoints(folder: Path) -> list[Path]:
-    """The checkpoints a run can resume from, oldest first; ones cut short are moved aside.
-
-    The trainer writes `trainer_state.json` last, so a checkpoint without it was cut short (a kill, a full
-    disk). It is renamed `incomplete-checkpoint-N`: it never looks finished, is never resumed from, and is not
-    counted or rotated by the trainer.
-    """
-    found = []
-    for path in folder.glob("checkpoint-*"):
-        if not path.name.split("-")[1].isdigit():
-            continue
-        if (path / "trainer_state.json").exists():
-            found.append(path)
-        else:
-            path.rename(path.with_name("incomplete-" + path.name))
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
 def _reason(exc: BaseException) -> str:
@@ -397,12 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = RunConfig.from_yaml(config_path)
         if rank_process:  # one rank of a distributed run: its launcher already holds the slot
+            _starting(stop)
             return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
         lock = Path(os.environ.get("STUDIO_LOCK") or run_dir.parent / ".training.lock")
         with queue_slot(lock, events, stop) as held:
             if not held:
                 events.write("stopped", reason="Stopped while waiting in the queue; nothing was trained.")
                 return 0
+            if not cfg.distributed():  # the launcher of ranks only waits: its ranks stop themselves
+                _starting(stop)
             resolve_model(cfg.model)
             if cfg.distributed():
                 refused = methods.refusal(cfg)
@@ -410,10 +439,23 @@ def main(argv: list[str] | None = None) -> int:
                     raise ConfigError(refused)
                 return _run_ranks(cfg, config_path, events, stop)
             return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
+    except StopBeforeTraining:
+        kept = checkpoints.newest(run_dir / "checkpoints")
+        events.write("stopped", reason=f"Stopped before training began; {kept.name} is kept, and Resume continues "
+                     "from it." if kept else "Stopped before training began; nothing was trained.")
+        return 0
     except Exception as exc:  # every failure ends as one sentence in the events
         traceback.print_exc()
         events.write("failed", reason=_reason(exc))
         return 1
+
+
+def _starting(stop: _StopRequest) -> None:
+    """From here until training begins, a Stop ends the process at once (a Stop already asked for, now)."""
+    stop.abort = True
+    if stop.requested:
+        stop.abort = False
+        raise StopBeforeTraining()
 
 
 if __name__ == "__main__":

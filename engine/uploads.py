@@ -8,11 +8,19 @@ a type outside the allow-list, a file over the size limit (`STUDIO_MAX_UPLOAD_MB
 be), a file whose content does not match its type (Parquet without its magic, PDF without
 %PDF, DOCX that is not a zip), and an archive whose contents expand far beyond its size
 (a "zip bomb" posing as .docx). Nothing is unpacked or parsed here.
+
+    check_origin(path, roots)              -> the real path, when it lies in one of `roots`
+    SessionFiles().claim(path, session)    -> a file is read only by the session that first handed it in
+
+An app hands its handlers paths that a client names, and a client can name any file on the server;
+so a handler reads only files under the upload folder or the app's own sample folders
+(`check_origin`), and an uploaded file only for the session that uploaded it (`SessionFiles`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -72,3 +80,36 @@ def check_upload(path: str | Path, allowed: tuple[str, ...], max_mb: float | Non
             raise UploadError(f"{name}: would expand to {expanded / 2**20:.0f} MB from {size / 2**20:.1f} MB; "
                               "refused as a possible zip bomb.")
     return path
+
+
+def check_origin(path: str | Path, roots: list[Path]) -> Path:
+    """The file's real path when it lies inside one of `roots` (links resolved); else UploadError.
+
+    Checked before the file is opened, so a server file that was never uploaded is not read at all.
+    """
+    real = Path(path).resolve()
+    if any(real.is_relative_to(Path(r).resolve()) for r in roots) and real.is_file():
+        return real
+    raise UploadError(f"{Path(path).name}: was not uploaded in this session, so it is not read; upload the file "
+                      "from your computer.")
+
+
+class SessionFiles:
+    """Which browser session handed in each uploaded file: the first to hand it in owns it.
+
+    Upload folders are shared by every visitor of an app; a path that one visitor's session uploaded is
+    refused to any other session, so a leaked or guessed path reads nothing.
+    """
+
+    def __init__(self) -> None:
+        self._owner: dict[Path, str] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, path: str | Path, session: str) -> Path:
+        real = Path(path).resolve()
+        with self._lock:
+            owner = self._owner.setdefault(real, session)
+        if owner != session:
+            raise UploadError(f"{real.name}: was uploaded in another session, so it is not read here; upload the "
+                              "file from your computer.")
+        return real

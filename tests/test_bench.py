@@ -1,6 +1,7 @@
 """The performance benchmark measures what it says: the studio and a bare TRL script train the same thing."""
 
-from engine.bench import _throughput, flops_per_token, table, train_bench
+from engine.estimate import flops_per_token
+from studio.bench import _throughput, table, train_bench
 
 
 def test_throughput_leaves_out_the_warm_up_steps():

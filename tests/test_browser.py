@@ -6,18 +6,15 @@ Runs on the tiny test model so it takes seconds; the app is started the way the 
 starts it, with STUDIO_MODEL pointing the form at that model.
 """
 
-import os
+import json
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from engine.distributed import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -26,32 +23,20 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-SECRET = "hf_appSecretNeverShown77"  # the app's Hub token: no page, log or run file may show it
+SECRET = "hf_appSecretNeverShown77"
+APP: dict = {}  # the running app's files: "fault" is read by the next run it starts (STUDIO_FAULT=@FILE)  # the app's Hub token: no page, log or run file may show it
 
 
 @pytest.fixture(scope="module")
 def app_url(tiny_model, tmp_path_factory):
-    port = free_port()
+    from studio.app import running_app
+
     home = tmp_path_factory.mktemp("app")
-    env = {**os.environ, "STUDIO_MODEL": tiny_model, "STUDIO_RUNS": str(home / "runs"),
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_TOKEN": SECRET}
-    studio = Path(sys.executable).with_name("studio")
-    log = open(home / "app.log", "wb")
-    proc = subprocess.Popen([str(studio)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None, (home / "app.log").read_text()
-            time.sleep(0.5)
-    else:
-        pytest.fail("the studio did not answer within 120 s:\n" + (home / "app.log").read_text())
-    yield url
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=20)
+    env = {"STUDIO_MODEL": tiny_model, "HF_TOKEN": SECRET,
+           "STUDIO_FAULT": f"@{home / 'fault'}"}  # a test writes a fault there for the next run it starts
+    APP["fault"] = home / "fault"
+    with running_app(env, home=home) as app:
+        yield app.url
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +219,85 @@ def test_file_routes_serve_nothing_outside_the_allowed_folders(app_url, route, t
     assert b"root:" not in body and b"HF_HUB_OFFLINE" not in body and b"PATH=" not in body, route
 
 
+SERVER_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".html", ".parquet", ".pdf", ".docx")
+
+
+def _file_endpoints(app_url) -> list[tuple[str, list[dict], list[int]]]:
+    """(api name, parameters, indexes of the file parameters) of every endpoint that takes a file, read from
+    the app's own API description: an endpoint added later is covered the day it is added."""
+    import httpx
+
+    out = []
+    for name, info in httpx.get(app_url + "gradio_api/info", timeout=30).json()["named_endpoints"].items():
+        params = info["parameters"]
+        files = [i for i, p in enumerate(params) if "FileData" in json.dumps(p.get("type", {}))]
+        if files:
+            out.append((name, params, files))
+    return out
+
+
+def _call(app_url, name: str, args: list, session: str) -> str:
+    """One raw HTTP call of an endpoint (no client that would upload a local path first); its whole answer."""
+    import httpx
+
+    r = httpx.post(f"{app_url}gradio_api/call{name}", json={"data": args, "session_hash": session}, timeout=30)
+    if r.status_code != 200:
+        return r.text
+    with httpx.stream("GET", f"{app_url}gradio_api/call{name}/{r.json()['event_id']}", timeout=300) as resp:
+        return resp.read().decode()
+
+
+def _server_file(folder: Path, suffix: str, secret: str) -> Path:
+    """A file of `suffix` on the server that holds `secret` and was never uploaded."""
+    path = folder / f"server-secret{suffix}"
+    if suffix == ".parquet":
+        import pandas as pd
+
+        pd.DataFrame({"prompt": [secret] * 3, "completion": [secret] * 3}).to_parquet(path)
+    elif suffix in (".jsonl", ".json"):
+        row = json.dumps({"messages": [{"role": "user", "content": secret}, {"role": "assistant", "content": secret}]})
+        path.write_text(row + "\n" if suffix == ".jsonl" else f"[{row}]")
+    elif suffix in (".csv", ".tsv"):
+        sep = "," if suffix == ".csv" else "\t"
+        path.write_text(f"question{sep}answer\n{secret}{sep}{secret}\n")
+    else:
+        path.write_text(f"{secret}\n\n{secret} is the secret.\n")
+    return path
+
+
+def test_no_endpoint_that_takes_a_file_reads_a_server_file_it_was_not_sent(app_url, tmp_path):
+    """Every file endpoint, called over HTTP with a server path of each suffix and the app's own README: each
+    is refused before it is read, and nothing of them comes back."""
+    endpoints = _file_endpoints(app_url)
+    assert {"/read_data", "/index_documents", "/run_evaluation"} <= {name for name, _, _ in endpoints}
+    secret = "Quokka-7731-never-uploaded"
+    paths = [_server_file(tmp_path, suffix, secret) for suffix in SERVER_FILE_SUFFIXES]
+    paths.append(Path(__file__).resolve().parent.parent / "README.md")
+    for name, params, files in endpoints:
+        for path in paths:
+            args = [p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
+            for i in files:
+                data = {"path": str(path), "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+                args[i] = [data] if "array" in json.dumps(params[i].get("type", {})) else data
+            shown = _call(app_url, name, args, session="prober")
+            assert secret not in shown and "Fine-tuning studio" not in shown, (name, path.name, shown[:400])
+            assert "passages from" not in shown and "examples** in" not in shown, (name, path.name, shown[:400])
+
+
+def test_a_file_uploaded_in_one_session_is_not_read_by_another(app_url, tmp_path):
+    import httpx
+
+    secret = "Wombat-4410-owned-by-one-session"
+    path = _server_file(tmp_path, ".jsonl", secret)
+    with open(path, "rb") as fh:  # uploaded as a browser uploads, to the app's upload folder
+        uploaded = httpx.post(app_url + "gradio_api/upload", files={"files": (path.name, fh)}, timeout=30).json()[0]
+    data = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}]
+    args = [data, "", "", "", 0.0, None, "assistant"]
+    assert secret in _call(app_url, "/read_data", args, session="owner")
+    refused = _call(app_url, "/read_data", args, session="someone-else")
+    assert secret not in refused and "was uploaded in another session" in refused
+
+
 def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, browser, tmp_path_factory):
     """Runs after the whole-path test, so the app has trained, answered and logged with HF_TOKEN set."""
     home = Path(tmp_path_factory.getbasetemp()) / "app0"
@@ -261,7 +325,20 @@ def _step(status) -> int:
     return int(re.search(r"step (\d+)/", status.inner_text()).group(1))
 
 
-def test_stop_then_resume_continues_from_the_checkpoint(app_url, browser):
+def _wait_step_above(status, step: int, timeout_s: float = 120) -> int:
+    """The status line's step once it is above `step` (polled: the page redraws every second)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        m = re.search(r"running · step (\d+)/", status.inner_text())
+        if m and int(m.group(1)) > step:
+            return int(m.group(1))
+        time.sleep(0.3)
+    raise AssertionError(f"the step did not pass {step}: {status.inner_text()}")
+
+
+def test_stop_during_a_slow_step_saves_it_and_resume_continues_from_the_checkpoint(app_url, browser):
+    """Stop in a step slower than the old fixed 8 s grace (STUDIO_FAULT=slow@9): the step is finished and
+    saved, not killed; Resume continues from that checkpoint; a Stop while it starts again ends it at once."""
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -271,22 +348,25 @@ def test_stop_then_resume_continues_from_the_checkpoint(app_url, browser):
     expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
     page.get_by_role("tab", name="3 · Train").click()
     page.locator("#max-steps input").fill("100000")
-    page.locator("#start").click()
-    status = page.locator("#run-status")
-    expect(status).to_contain_text(re.compile(r"running · step [1-9]"), timeout=60000)
+    APP["fault"].write_text("slow@9")
+    try:
+        page.locator("#start").click()
+        status = page.locator("#run-status")
+        expect(status).to_contain_text(re.compile(r"running · step [1-9]"), timeout=120000)
+    finally:
+        APP["fault"].unlink()  # only this run is slow; it read the file when it started
     run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
     page.locator("#stop").click()
-    expect(status).to_contain_text(f"Run {run_id}** · stopped".replace("**", ""), timeout=60000)
-    expect(status).to_contain_text("Resume continues it")
+    expect(status).to_contain_text(re.compile(r"stopping: finishing step \d+ and saving a checkpoint"), timeout=10000)
+    expect(status).to_contain_text(f"Run {run_id} · stopped", timeout=120000)
+    expect(status).to_contain_text(re.compile(r"checkpoint-\d+ is saved, and Resume continues from it"))
     stopped_at = _step(status)
     page.locator("#resume").click()
-    expect(status).to_contain_text(re.compile(r"running · step \d+"), timeout=60000)
-    page.wait_for_timeout(1500)
-    assert run_id in status.inner_text() and _step(status) >= stopped_at  # from the checkpoint, not from 0
+    assert _wait_step_above(status, stopped_at) > stopped_at and run_id in status.inner_text()
     for name in ("#lr-plot", "#speed-plot"):  # the learning rate and speed plots draw too
         expect(page.locator(f"{name} [aria-roledescription=axis]").first).to_be_attached(timeout=20000)
     page.locator("#stop").click()
-    expect(status).to_contain_text("stopped", timeout=60000)
+    expect(status).to_contain_text(f"Run {run_id} · stopped", timeout=60000)
     assert not errors, errors
 
 

@@ -70,7 +70,7 @@ def test_the_cli_refuses_slow_bf16_with_the_ratio_and_starts_no_run(tmp_path, mo
     _seed(tmp_path, monkeypatch, tiny_model, fp32=165.0, bf16=0.9)
     runs = tmp_path / "runs"
     env = {**__import__("os").environ, "STUDIO_RUNS": str(runs)}
-    cmd = [sys.executable, "-m", "engine.cli", "train", str(ROOT / "assets/configs/lora-sample.yaml"),
+    cmd = [sys.executable, "-m", "studio.cli", "train", str(ROOT / "assets/configs/lora-sample.yaml"),
            "--model", tiny_model, "--precision", "bf16"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 2 and "183x slower than fp32" in out.stderr and "force_precision" in out.stderr

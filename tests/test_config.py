@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.cli import _overrides
+from studio.cli import _overrides
 from engine.config import ConfigError, RunConfig
 
 

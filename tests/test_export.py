@@ -115,7 +115,7 @@ def test_push_uploads_the_adapter_and_the_token_never_appears_in_output_or_files
     hub = FakeHub()
     try:
         env = {**os.environ, "STUDIO_RUNS": str(lora_run.dir.parent), "HF_TOKEN": secret, "HF_HUB_OFFLINE": "0"}
-        proc = subprocess.run([sys.executable, "-m", "engine.cli", "export", lora_run.id, "--push", "me/tilly",
+        proc = subprocess.run([sys.executable, "-m", "studio.cli", "export", lora_run.id, "--push", "me/tilly",
                                "--endpoint", hub.url], env=env, capture_output=True, text=True, cwd=ROOT,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -130,7 +130,7 @@ def test_push_uploads_the_adapter_and_the_token_never_appears_in_output_or_files
                 assert secret.encode() not in path.read_bytes(), path
         # A refused upload (a bad or read-only token) names the problem without the token.
         hub.reject = True
-        proc = subprocess.run([sys.executable, "-m", "engine.cli", "export", lora_run.id, "--push", "me/tilly",
+        proc = subprocess.run([sys.executable, "-m", "studio.cli", "export", lora_run.id, "--push", "me/tilly",
                                "--endpoint", hub.url], env=env, capture_output=True, text=True, cwd=ROOT,
                               timeout=300)
         assert proc.returncode == 2 and "The upload to me/tilly failed" in proc.stderr

@@ -5,7 +5,7 @@ import pytest
 
 @pytest.mark.browser
 def test_twenty_users_ask_and_browse_while_a_run_trains(tiny_model):
-    from ui.load_bench import bench
+    from studio.load_bench import bench
 
     r = bench(tiny_model, users=20, questions=1, train_steps=10)
     assert not r["errors"], [(e["kind"], e.get("error")) for e in r["errors"][:3]]

@@ -172,3 +172,21 @@ def test_the_run_status_api_reads_only_listed_runs(runs_dir):
     for bad in ("../../etc", "/etc/passwd", "", "20990101-000000-lora"):
         with pytest.raises(gr.Error, match="There is no run"):
             run_status(bad)
+
+
+def test_only_files_under_the_upload_folder_or_the_samples_are_read(tmp_path):
+    from engine.uploads import SessionFiles, check_origin
+
+    uploads, elsewhere = tmp_path / "uploads", tmp_path / "elsewhere"
+    uploads.mkdir(), elsewhere.mkdir()
+    mine = _file(uploads, "mine.jsonl", b'{"text": "a"}\n')
+    server = _file(elsewhere, "server.jsonl", b'{"text": "secret"}\n')
+    (uploads / "link.jsonl").symlink_to(server)  # a link out of the folder is judged by where it leads
+    assert check_origin(mine, [uploads]) == mine.resolve()
+    for bad in (server, uploads / "link.jsonl", uploads / ".." / "elsewhere" / "server.jsonl", "/etc/passwd"):
+        with pytest.raises(UploadError, match="was not uploaded in this session, so it is not read"):
+            check_origin(bad, [uploads])
+    sessions = SessionFiles()
+    assert sessions.claim(mine, "alice") == mine.resolve() and sessions.claim(mine, "alice") == mine.resolve()
+    with pytest.raises(UploadError, match="mine.jsonl: was uploaded in another session"):
+        sessions.claim(mine, "mallory")

@@ -2,18 +2,13 @@
 app starts the way a Space starts it (`python ui/app.py`, listening where GRADIO_SERVER_* say).
 """
 
-import os
 import re
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import gradio
 import yaml
-
-from engine.distributed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,23 +32,10 @@ def test_the_readme_header_describes_a_gradio_space_of_this_repository():
 
 
 def test_the_app_starts_as_a_space_starts_it(tiny_model, tmp_path):
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "SPACE_ID": "you/studio",
-           "STUDIO_MODEL": tiny_model, "STUDIO_RUNS": str(tmp_path / "runs"), "STUDIO_DEMO": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = open(tmp_path / "app.log", "wb")
-    app = subprocess.Popen([sys.executable, _header()["app_file"]], cwd=ROOT, env=env,
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2).read().decode()
-                break
-            except OSError:
-                assert app.poll() is None and time.time() < deadline, (tmp_path / "app.log").read_text()
-                time.sleep(0.5)
-        assert "Fine-tuning studio" in page and "Public demo" in page  # the demo notice, as set on a public Space
-    finally:
-        os.killpg(app.pid, 15)
-        app.wait(timeout=20)
+    from studio.app import running_app
+
+    env = {"GRADIO_SERVER_NAME": "127.0.0.1", "SPACE_ID": "you/studio", "STUDIO_MODEL": tiny_model,
+           "STUDIO_DEMO": "1"}
+    with running_app(env, home=tmp_path, args=[sys.executable, _header()["app_file"]]) as app:
+        page = urllib.request.urlopen(app.url + "config", timeout=10).read().decode()
+    assert "Fine-tuning studio" in page and "Public demo" in page  # the demo notice, as set on a public Space

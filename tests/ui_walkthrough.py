@@ -9,13 +9,9 @@ run it alone, with nothing else using the cores.
 """
 
 import contextlib
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -26,23 +22,13 @@ def main(out: Path, browser=None) -> float:
     """Walk the path, write the screenshots to `out`; the seconds training took through the page."""
     from playwright.sync_api import expect, sync_playwright
 
-    from engine.distributed import free_port
-
     out.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="studio-walkthrough-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "STUDIO_RUNS": str(home / "runs"), "GRADIO_SERVER_PORT": str(port)}
-    env.pop("STUDIO_MODEL", None)
-    app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, start_new_session=True,
-                           stdout=open(home / "app.log", "wb"), stderr=subprocess.STDOUT)
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from studio.app import running_app
+
+    # STUDIO_MODEL left out: the form starts on the embedded default, as for a new user.
+    with running_app({"HF_HUB_OFFLINE": "1", "STUDIO_MODEL": None}) as app:
+        url = app.url
         with contextlib.ExitStack() as stack:
             if browser is None:  # run as a script; the test suite passes its own (one Playwright per thread)
                 browser = stack.enter_context(sync_playwright()).chromium.launch(
@@ -87,9 +73,6 @@ def main(out: Path, browser=None) -> float:
             page.wait_for_timeout(2000)
             page.screenshot(path=str(out / "train-ar.png"), full_page=True)
             page.close()
-    finally:
-        os.killpg(app.pid, 15)
-        app.wait(timeout=30)
     return trained
 
 

@@ -30,6 +30,7 @@ from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import list_runs
 from engine.uploads import max_upload_mb
 from ui import i18n
+from ui.files import launch_paths
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
@@ -126,6 +127,7 @@ def main() -> int:
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(), ssr_mode=False,
         max_file_size=f"{max_upload_mb():g}mb",  # gradio refuses bigger uploads before they land
+        **launch_paths(),  # runs, collections, caches and the checkout are never served or read as inputs
     )
     return 0
 

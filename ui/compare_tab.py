@@ -19,7 +19,8 @@ import pandas as pd
 from engine.infer import run_answerers
 from engine.models import ModelError
 from engine.runs import Run, list_runs, runs_root
-from engine.uploads import UploadError, check_upload
+from engine.uploads import UploadError
+from ui.files import accept
 from rag.compare import COLUMNS, stream_compare
 from rag.documents import SUFFIXES
 from rag.evaluate import evaluate, groundedness, load_questions, write_csv, write_json
@@ -62,13 +63,13 @@ def _describe(pipe: RagPipeline, name: str) -> str:
             f"({pipe.store.kind} index).")
 
 
-def index_documents(files, name, column, progress=gr.Progress()):
+def index_documents(files, name, column, request: gr.Request = None, progress=gr.Progress()):
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", (name or "").strip()) or "my-documents"
     if not files:
         gr.Warning("Choose documents to index first.")
         return gr.update(), gr.update(), gr.update()
     try:
-        files = [str(check_upload(f, SUFFIXES)) for f in files]
+        files = accept(files, request, SUFFIXES)  # only what this session uploaded: any server path can be named
     except (UploadError, OSError) as err:
         gr.Warning(str(err))
         return gr.update(), f"**Refused:** {err}", gr.update()
@@ -152,8 +153,10 @@ def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
 
 
 def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr, reranker,
-                   progress=gr.Progress()):
+                   request: gr.Request = None, progress=gr.Progress()):
     try:
+        if questions_file:  # only what this session uploaded: a client can name any server path here
+            questions_file = accept([str(questions_file)], request, (".jsonl", ".csv"))[0]
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
         base, tuned = _answerers(run_id, model)
         pipe = _pipeline(collection, k, min_score, mmr, reranker)

@@ -20,7 +20,8 @@ from engine.data import check_files, export_chat_jsonl, token_stats, trained_pie
 from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text, parse_mapping
 from engine.models import ModelError, load_tokenizer
 from engine.runs import measured_throughput
-from engine.uploads import UploadError, check_upload
+from engine.uploads import UploadError
+from ui.files import accept
 
 SHOWN = 10  # problems listed on the page per kind; the CLI lists more
 
@@ -29,6 +30,7 @@ def default_dataset() -> dict:
     return {"files": [str(SAMPLE_TRAIN)], "columns": "", "val_fraction": 0.0, "val_data": "", "train_on": "assistant"}
 
 
+MAX_COLUMN_CHOICES = 100  # columns offered in a mapping dropdown; any other can be typed
 STATS_SAMPLE = 20_000  # token statistics of bigger datasets come from a seeded sample
 
 
@@ -92,12 +94,11 @@ def _preview_html(examples, n: int = 20) -> str:
             f'<th>assistant</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_file, train_on):
-    files = [str(f) for f in (files or [])] or [str(SAMPLE_TRAIN)]
-    try:
-        for f in [*files, *([str(val_file)] if val_file else [])]:
-            if f != str(SAMPLE_TRAIN):
-                check_upload(f, SUFFIXES)
+def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_file, train_on,
+              request: gr.Request = None):
+    try:  # only what this session uploaded, or the sample: a client can name any server path here
+        files = accept([str(f) for f in (files or [])] or [str(SAMPLE_TRAIN)], request, SUFFIXES)
+        val_file = accept([str(val_file)], request, SUFFIXES)[0] if val_file else None
     except (UploadError, OSError) as err:
         return (None, f"**Refused:** {err}", "", gr.update(visible=False), *[gr.update()] * 3,
                 gr.update(interactive=False))
@@ -112,7 +113,7 @@ def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_f
     columns = columns_of(table) if table else []
     guess = guess_mapping(columns) or {}
     mapping_row = gr.update(visible=bool(columns))
-    choices = [""] + columns
+    choices = [""] + columns[:MAX_COLUMN_CHOICES]  # a wider table: type the column's name
     picks = [gr.update(choices=choices, value=(mapping or guess).get(k) or "") for k in ("prompt", "completion", "system")]
     if unknown and guess and not mapping:
         note = "\n\n**The columns fit no known format.** A mapping was guessed below: check it and press *Apply mapping*."

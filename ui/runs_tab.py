@@ -13,6 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.export import ExportError, archive, export_onnx, push_to_hub
+from ui.files import servable
 from engine.models import ModelError
 from engine.runs import Run, config_diff, curves, history, runs_root
 
@@ -47,7 +48,8 @@ def export(run_id, what, progress=gr.Progress()):
     if not run_id:
         raise gr.Error("Pick a run first.")
     try:
-        return str(archive(Run(runs_root() / run_id), what, _progress(progress))), f"Zip of the {what} is ready."
+        zipped = archive(Run(runs_root() / run_id), what, _progress(progress))
+        return servable(zipped), f"Zip of the {what} is ready."
     except (ExportError, ModelError, OSError) as err:
         raise gr.Error(str(err)) from None
 

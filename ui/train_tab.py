@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -18,7 +19,7 @@ from engine import demo as public_demo
 from engine.config import ConfigError, RunConfig
 from engine.distributed import deepspeed_config, launch_command
 from engine.methods import precision_note, precision_warning, suggested_learning_rate
-from engine.runs import Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
+from engine.runs import ACTIVE, Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
 
 HELP = RunConfig.help()
 LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e4572e"}
@@ -29,7 +30,7 @@ def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lor
                    padding_free=False, zero_stage=0, num_processes=1, offload="none", packing=False) -> RunConfig:
     """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
     return RunConfig(
-        model=model, data=",".join(dataset["files"]), columns=dataset.get("columns", ""),
+        model=model, data=list(dataset["files"]), columns=dataset.get("columns", ""),
         val_fraction=dataset.get("val_fraction", 0.0), val_data=dataset.get("val_data", ""),
         train_on=dataset.get("train_on", "assistant"), method=method, epochs=epochs,
         max_steps=int(max_steps or -1), learning_rate=learning_rate, lora_rank=int(lora_rank),
@@ -72,7 +73,7 @@ def resume_training(run_id):
         return run_id
     run = Run(runs_root() / run_id)
     status = run.status()
-    if status in ("running", "queued"):
+    if status in ACTIVE:
         gr.Info(f"Run {run_id} is already {status}.")
     elif status == "finished":
         gr.Warning(f"Run {run_id} has finished; press Start training for a new run.")
@@ -133,6 +134,13 @@ def status_text(run: Run) -> str:
         ahead = f"run {busy.id} is training" if busy else "another run is starting"
         return (f"**Run {s['id']}** · queued, position {s['queue_position'] or 1}: {ahead}, and one run trains "
                 "at a time on this machine. It starts by itself; Stop takes it out of the queue.")
+    if s["status"] == "stopping":
+        st = s["stopping"] or {}
+        if not st.get("training"):
+            return f"**Run {s['id']}** · stopping: it was still starting, so it ends at once ..."
+        left = max(1, round((st.get("expected_s") or 0) - (time.time() - st.get("time", time.time()))))
+        return (f"**Run {s['id']}** · stopping: finishing step {st.get('step') or '?'} and saving a checkpoint, "
+                f"about {_minutes(left)} (it is ended if it has not finished in {_minutes(st.get('grace_s'))}).")
     if s["status"] == "running" and not s["total_steps"]:
         return f"**Run {s['id']}** · starting: loading the model and the data ..."
     parts = [f"**Run {s['id']}** · {s['status']}", f"step {s['step']}/{s['total_steps'] or '?'}"]
@@ -178,7 +186,7 @@ def current_run() -> str | None:
 
 def stop_training(run_id, smoothing=0.6):
     if run_id:
-        stop(Run(runs_root() / run_id))
+        stop(Run(runs_root() / run_id), wait=False)  # the status line shows "stopping" until it has ended
     return run_view(run_id, smoothing)
 
 

@@ -26,7 +26,7 @@
     studio rag bench [--sizes 10000,100000]         ingest cost and query latency / recall
     studio bench [--methods lora,full] [--steps N] [--json FILE]
                                             training speed against a bare TRL script, MFU, Compare
-                                            latency and app start (see engine/bench.py)
+                                            latency and app start (see studio/bench.py)
     studio eval [RUN_ID] [--questions FILE] [--limit N]
                                             score base / base+RAG / fine-tuned / fine-tuned+RAG
                                             on held-back questions (token F1 against references)
@@ -44,7 +44,7 @@ from pathlib import Path
 
 from engine.config import ASSETS, ConfigError, RunConfig
 from engine.models import ModelError
-from engine.runs import Run, create_run, launch, list_runs, runs_root, stop
+from engine.runs import ACTIVE, Run, create_run, launch, list_runs, runs_root, stop
 
 SAMPLE_QUESTIONS = ASSETS / "sample" / "eval.jsonl"
 
@@ -74,12 +74,16 @@ def _follow(run: Run) -> int:
                 _print_event(r)
             seen = len(records)
             status = run.status()
-            if status not in ("running", "queued"):
+            if status not in ACTIVE:
                 return 0 if status in ("finished", "stopped") else 1
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("stopping: the trainer saves a checkpoint first ...", flush=True)
-        stop(run)
+        print("stopping: the trainer finishes its step and saves a checkpoint first (Ctrl-C again ends it now) ...",
+              flush=True)
+        try:
+            stop(run)
+        except KeyboardInterrupt:
+            stop(run, grace_s=0)
         for r in run.events.read()[seen:]:
             _print_event(r)
         return 130
@@ -94,10 +98,13 @@ def _print_event(r: dict) -> None:
     elif kind in ("failed", "interrupted"):
         print(f"{kind}: {r.get('reason')}", flush=True)
     elif kind in ("finished", "stopped"):
-        print(f"{kind} at step {r.get('step')}; adapter in {r.get('adapter')}", flush=True)
-    elif kind in ("warning", "stopping"):
-        print(r.get("message") or f"stopping: finishing step {r.get('step')}, then saving (up to "
-              f"{r.get('grace_s', 0):.0f} s)", flush=True)
+        where = f"at step {r['step']}; adapter in {r.get('adapter')}" if r.get("adapter") else ""
+        print(" ".join(x for x in (kind, where, r.get("reason") or "") if x), flush=True)
+    elif kind == "warning":
+        print(f"warning: {r['message'].removeprefix('warning: ')}", flush=True)
+    elif kind == "stopping" and r.get("training"):
+        print(f"stopping: finishing step {r.get('step')} and saving, about {r.get('expected_s', 0):.0f} s "
+              f"(ended after {r.get('grace_s', 0):.0f} s)", flush=True)
     elif kind == "started":
         print(f"started: {r.get('total_steps')} steps", flush=True)
 
@@ -386,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "rag":
             return cmd_rag(rest)
         if command == "bench":
-            from engine.bench import main as bench
+            from studio.bench import main as bench
 
             return bench(rest)
         print(__doc__)

@@ -1,6 +1,6 @@
 """Load benchmark: simulated users on the page while one training runs.
 
-    python -m ui.load_bench [--users 20] [--questions 2] [--model MODEL] [--json out.json]
+    python -m studio.load_bench [--users 20] [--questions 2] [--model MODEL] [--json out.json]
 
 Starts the studio the way the README does (`studio`, on a free port, a fresh runs folder),
 trains one short run to have a fine-tuned model, starts a long training, then lets
@@ -13,18 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
-
-from engine.distributed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ["How heavy is the Tilly T2?", "What does error E31 mean?", "Who founded Zorvane Robotics?",
@@ -77,48 +71,39 @@ def bench(model: str, users: int = 20, questions: int = 2, train_steps: int = 30
     from engine.config import SAMPLE_TRAIN, RunConfig
     from engine.runs import Run, create_run, launch, stop
 
+    from studio.app import running_app
+
     home = Path(tempfile.mkdtemp(prefix="studio-load-"))
     runs = home / "runs"
-    env = {**os.environ, "STUDIO_RUNS": str(runs), "STUDIO_MODEL": model, "GRADIO_ANALYTICS_ENABLED": "False"}
-    port = free_port()
-    env["GRADIO_SERVER_PORT"] = str(port)
-    app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, start_new_session=True,
-                           stdout=open(home / "app.log", "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
     long_run: Run | None = None
-    try:
-        quick = create_run(RunConfig(model=model, data=str(SAMPLE_TRAIN), max_steps=train_steps, max_length=128),
-                           runs)
-        launch(quick)
-        deadline = time.time() + 600
-        if quick.wait(timeout=600) != "finished":
-            raise RuntimeError(f"the short run ended {quick.status()}: {quick.summary()['reason']}")
-        long_run = create_run(RunConfig(model=model, data=str(SAMPLE_TRAIN), max_steps=10**6, max_length=128), runs)
-        launch(long_run)
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
+    with running_app({"STUDIO_MODEL": model}, home=home) as app:
+        url = app.url
+        try:
+            quick = create_run(RunConfig(model=model, data=str(SAMPLE_TRAIN), max_steps=train_steps,
+                                         max_length=128), runs)
+            launch(quick)
+            deadline = time.time() + 600
+            if quick.wait(timeout=600) != "finished":
+                raise RuntimeError(f"the short run ended {quick.status()}: {quick.summary()['reason']}")
+            long_run = create_run(RunConfig(model=model, data=str(SAMPLE_TRAIN), max_steps=10**6, max_length=128),
+                                  runs)
+            launch(long_run)
+            while not long_run.logged() and time.time() < deadline:
                 time.sleep(0.5)
-        while not long_run.logged() and time.time() < deadline:
-            time.sleep(0.5)
-        records: list[dict] = []
-        lock = threading.Lock()
-        threads = [threading.Thread(target=_user, args=(url, quick.id, model, questions, i, records, lock))
-                   for i in range(users)]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - t0
-        training_alive = long_run.status() == "running"
-    finally:
-        if long_run is not None:
-            stop(long_run)
-        os.killpg(app.pid, signal.SIGTERM)
-        app.wait(timeout=30)
+            records: list[dict] = []
+            lock = threading.Lock()
+            threads = [threading.Thread(target=_user, args=(url, quick.id, model, questions, i, records, lock))
+                       for i in range(users)]
+            t0 = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - t0
+            training_alive = long_run.status() == "running"
+        finally:
+            if long_run is not None:
+                stop(long_run)
     result = {"users": users, "requests": len(records), "errors": [r for r in records if not r["ok"]],
               "wall_s": round(wall, 1), "training_kept_running": training_alive,
               "queued": sum(1 for r in records if r["queued_at"]),
@@ -133,7 +118,7 @@ def bench(model: str, users: int = 20, questions: int = 2, train_steps: int = 30
 def main(argv: list[str] | None = None) -> int:
     from engine.models import DEFAULT_MODEL
 
-    p = argparse.ArgumentParser(prog="python -m ui.load_bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m studio.load_bench", description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--questions", type=int, default=2)
     p.add_argument("--model", default=DEFAULT_MODEL)

@@ -6,7 +6,7 @@
 Training, for each method, on the same model, data (the bundled sample, loss on every token), seed,
 batch, length, learning rate and schedule, one process at a time:
   baseline     a bare TRL `SFTTrainer` script in fp32, as a person would write it (run as
-               `python -m engine.bench --baseline ARGS`; gradient checkpointing off, as in the studio)
+               `python -m studio.bench --baseline ARGS`; gradient checkpointing off, as in the studio)
   studio       a studio run with its defaults (fp32 on a CPU)
   padding-free the studio with `padding_free: true` (exact: the same tokens, no padding)
   packed       the studio with `packing: true` and batch 1: rows of max_length holding several
@@ -37,18 +37,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from engine.config import SAMPLE_TRAIN, RunConfig
+from engine.estimate import flops_per_token
 from engine.models import DEFAULT_MODEL, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM = 2  # steps left out of the throughput
-
-
-def flops_per_token(params: int, method: str) -> int:
-    return (6 if method in ("full", "freeze") else 4) * params
 
 
 def _throughput(records: list[dict]) -> float | None:
@@ -122,7 +118,7 @@ def _base_params(model) -> int:
 
 def _run_baseline(model, steps, batch, max_length, lr, method, seed) -> dict:
     args = json.dumps([model, steps, batch, max_length, lr, method, seed])
-    out = subprocess.run([sys.executable, "-m", "engine.bench", "--baseline", args], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "studio.bench", "--baseline", args], capture_output=True,
                          text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if out.returncode != 0:
         raise RuntimeError("the TRL baseline failed:\n" + out.stderr[-3000:])
@@ -231,30 +227,10 @@ def compare_bench(run, question: str = "How heavy is the Tilly T2?") -> list[dic
 
 def app_start_bench(model: str) -> float:
     """Seconds from starting `studio` to the page answering."""
-    from engine.distributed import free_port
+    from studio.app import running_app
 
-    port = free_port()
-    home = Path(tempfile.mkdtemp(prefix="bench-app-"))
-    env = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "STUDIO_MODEL": model,
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    t0 = time.monotonic()
-    log = home / "app.log"
-    app = subprocess.Popen([str(Path(sys.executable).with_name("studio"))], env=env, cwd=ROOT,
-                           stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        while time.monotonic() - t0 < 300:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                return time.monotonic() - t0
-            except OSError:
-                if app.poll() is not None:
-                    raise RuntimeError("the studio exited before answering:\n" + log.read_text()[-2000:]) from None
-                time.sleep(0.2)
-        raise RuntimeError("the studio did not answer within 300 s")
-    finally:
-        if app.poll() is None:
-            os.killpg(app.pid, 15)
-            app.wait(timeout=30)
+    with running_app({"STUDIO_MODEL": model}, timeout_s=300) as app:
+        return app.start_s
 
 
 # ---- the command --------------------------------------------------------------------------------------

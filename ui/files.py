@@ -1,0 +1,62 @@
+"""Files that reach a handler: only the ones this browser session uploaded, or the bundled samples.
+
+Every handler that takes a file calls `accept(files, request)` before reading anything: a client can
+name any path on the server in a file field, and Gradio passes it on (see engine/uploads.py).
+`launch_paths()` gives Gradio's own `allowed_paths` / `blocked_paths` to match.
+
+    Part of the studio page (ui/app.py); no layout here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from engine.capability import cache_path
+from engine.runs import runs_root
+from engine.uploads import SessionFiles, check_origin, check_upload
+from rag.pipeline import collections_root
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = [ROOT / "assets" / "sample"]
+SESSIONS = SessionFiles()
+
+
+def upload_folder() -> Path:
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+
+
+def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list[str]:
+    """The real paths of `files` when each was uploaded by this session (or is a bundled sample) and passes
+    the upload checks; UploadError with one sentence otherwise."""
+    out = []
+    for f in files or []:
+        real = check_origin(str(f), [upload_folder(), *SAMPLES])
+        if not any(real.is_relative_to(s.resolve()) for s in SAMPLES):
+            SESSIONS.claim(real, getattr(request, "session_hash", None) or "no-session")
+            check_upload(real, suffixes)
+        out.append(str(real))
+    return out
+
+
+def launch_paths() -> dict:
+    """Gradio's own file rules: the runs, the collections, the measured-capability cache and the checkout
+    are never served or taken as file inputs (downloads are copied out first, see `servable`)."""
+    return {"blocked_paths": [str(runs_root()), str(collections_root()), str(cache_path().parent), str(ROOT)]}
+
+
+def servable(path: str | Path) -> str:
+    """A copy (a hard link where it can be) of an output under the runs, in a fresh temporary folder that
+    Gradio may serve: the runs folder itself is blocked."""
+    import shutil
+
+    path = Path(path)
+    target = Path(tempfile.mkdtemp(prefix="studio-download-")) / path.name
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copy2(path, target)
+    return str(target)
