@@ -36,7 +36,8 @@ class Capability:
     device: str            # "cpu" or the GPU's name
     key: str               # what the cache is keyed by
     shape: tuple[int, int]  # (hidden, intermediate) the products were measured at
-    gflops: dict[str, float]  # fp32 / bf16 / fp16 -> measured GFLOP/s (0.0: not supported here)
+    gflops: dict[str, float]  # fp32 / bf16 / fp16 -> best measured GFLOP/s (0.0: not supported here)
+    ratios: dict[str, float]  # dtype -> median speed against fp32 in the same rounds (the decisions use it)
 
     @property
     def cuda(self) -> bool:
@@ -44,7 +45,9 @@ class Capability:
 
     def ratio(self, dtype: str) -> float:
         """How many times faster `dtype` products run than fp32 here (below 1: slower)."""
-        base = self.gflops.get("fp32") or 0.0
+        if dtype in self.ratios:
+            return self.ratios[dtype]
+        base = self.gflops.get("fp32") or 0.0  # figures cached without ratios (or seeded by hand)
         return (self.gflops.get(dtype) or 0.0) / base if base else 0.0
 
     def faster(self, dtype: str) -> bool:
@@ -53,7 +56,7 @@ class Capability:
     def describe(self, dtype: str) -> str:
         """'bf16 products run 2.2x fp32 here (408 vs 187 GFLOP/s)', or '... 180x slower ...'."""
         r, a, b = self.ratio(dtype), self.gflops.get(dtype, 0.0), self.gflops.get("fp32", 0.0)
-        where = f"on this {'GPU' if self.cuda else 'CPU'} ({_fmt(a)} vs {_fmt(b)} GFLOP/s, measured at " \
+        where = f"on this {'GPU' if self.cuda else 'CPU'} (at best {_fmt(a)} vs {_fmt(b)} GFLOP/s, measured at " \
                 f"{self.shape[0]}x{self.shape[1]} layers)"
         if r >= 1:
             return f"{dtype} matrix products run {r:.1f}x as fast as fp32 {where}"
@@ -94,39 +97,66 @@ def _device() -> str:
 def machine_key(shape: tuple[int, int]) -> str:
     import torch
 
-    return (f"{cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | "
+    return (f"v2 | {cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | "
             f"{_device()} | {torch.get_num_threads()} threads | {shape[0]}x{shape[1]}")
 
 
-def measure_gflops(dtype: str, shapes: list[tuple[int, int, int]], seconds: float = SECONDS_PER_DTYPE) -> float:
-    """GFLOP/s of the fastest of `shapes` (m, k, n) in `dtype`; 0.0 where the dtype does not run.
+def measure(dtypes: tuple[str, ...], shapes: list[tuple[int, int, int]],
+            seconds: float = SECONDS_PER_DTYPE) -> tuple[dict[str, float], dict[str, float]]:
+    """(peak GFLOP/s, ratio to fp32) of each dtype over matrix products of `shapes` (m, k, n).
 
-    Time-boxed per shape, with at least one timed product, so a dtype that is 180x slower costs
-    about a second, not minutes.
+    The dtypes take turns, round after round, each timing a block of products long enough to measure, so
+    a load that comes and goes slows them alike; a dtype's ratio is the median over rounds of its speed
+    against fp32's in the same round, its peak the best block. A dtype with no kernel here gets 0.0. The
+    budget is about `seconds` per dtype, with at least one round, so a dtype 180x slower costs seconds.
     """
+    import statistics
+
     import torch
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    kind = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    best = 0.0
-    for m, k, n in shapes:
-        try:
-            a, b = torch.randn(m, k, device=dev).to(kind), torch.randn(k, n, device=dev).to(kind)
-            a @ b  # the first product sets the kernels up
-        except (RuntimeError, TypeError):  # no kernel for this dtype here
-            return 0.0
-        end = time.perf_counter() + seconds / len(shapes)
-        while True:
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            a @ b
-            if dev == "cuda":
-                torch.cuda.synchronize()
-            best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
-            if time.perf_counter() > end:
-                break
-    return round(best, 1)
+    kinds = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+    def sync():
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    pairs, reps, ok = {}, {}, {d: True for d in dtypes}
+    for d in dtypes:
+        for shape in shapes:
+            m, k, n = shape
+            try:
+                a, b = torch.randn(m, k, device=dev).to(kinds[d]), torch.randn(k, n, device=dev).to(kinds[d])
+                sync()
+                t = time.perf_counter()
+                a @ b  # the first product sets the kernels up, and says how many make a 20 ms block
+                sync()
+                reps[d, shape] = max(1, min(200, int(0.02 / max(time.perf_counter() - t, 1e-6))))
+                pairs[d, shape] = (a, b)
+            except (RuntimeError, TypeError):  # no kernel for this dtype here
+                ok[d] = False
+    rounds: list[dict[str, float]] = []
+    end = time.perf_counter() + seconds * len(dtypes)
+    while not rounds or time.perf_counter() < end:
+        speeds = {}
+        for d in dtypes:
+            if not ok[d]:
+                continue
+            flops = elapsed = 0.0
+            for shape in shapes:
+                (a, b), r = pairs[d, shape], reps[d, shape]
+                sync()
+                t = time.perf_counter()
+                for _ in range(r):
+                    a @ b
+                sync()
+                elapsed += time.perf_counter() - t
+                flops += 2 * shape[0] * shape[1] * shape[2] * r
+            speeds[d] = flops / elapsed / 1e9
+        rounds.append(speeds)
+    peak = {d: round(max(r[d] for r in rounds), 1) if ok[d] else 0.0 for d in dtypes}
+    ratio = {d: round(statistics.median(r[d] / r["fp32"] for r in rounds), 3) if ok[d] else 0.0 for d in dtypes}
+    return peak, ratio
 
 
 def shapes_for(shape: tuple[int, int]) -> list[tuple[int, int, int]]:
@@ -159,12 +189,12 @@ def capability(model: str | None = None, refresh: bool = False) -> Capability:
         cache = {}
     if not refresh and key in cache:
         c = cache[key]
-        return Capability(c["device"], key, tuple(c["shape"]), c["gflops"])
+        return Capability(c["device"], key, tuple(c["shape"]), c["gflops"], c.get("ratios") or {})
     dtypes = ("fp32", "bf16", "fp16") if _device() != "cpu" else ("fp32", "bf16")
-    shapes = shapes_for(shape)
-    cap = Capability(_device(), key, shape, {d: measure_gflops(d, shapes) for d in dtypes})
+    peak, ratios = measure(dtypes, shapes_for(shape))
+    cap = Capability(_device(), key, shape, peak, ratios)
     if cap.device == "cpu":
-        cap.gflops["fp16"] = 0.0  # transformers trains fp16 on a GPU only
+        cap.gflops["fp16"] = cap.ratios["fp16"] = 0.0  # transformers trains fp16 on a GPU only
     cache[key] = {k: v for k, v in asdict(cap).items() if k != "key"}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,11 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from engine.errors import StudioError
 from engine.methods import METHODS
 from engine.models import DEFAULT_MODEL
 
@@ -27,7 +28,7 @@ SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
 
 
 
-class ConfigError(ValueError):
+class ConfigError(StudioError, ValueError):
     """A setting a person chose that cannot work, said in one sentence."""
 
 
@@ -50,37 +51,45 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "freeze_last_n": (1, 1000, "must be from 1 to 1,000"),
     "warmup_ratio": (0, 0.9, "must be from 0 to 0.9"),
     "early_stopping_patience": (0, 10000, "must be 0 (off) or up to 10,000"),
-    "zero_stage": (0, 3, "is not one of 0, 1, 2, 3"),
     "num_processes": (1, 4096, "must be from 1 to 4,096"),
     "seed": (0, 2**32 - 1, "must be from 0 to 4,294,967,295"),
     "logging_steps": (1, 10**7, "must be from 1 to 10,000,000"),
     "save_steps": (1, 10**7, "must be from 1 to 10,000,000"),
 }
-CHOICES: dict[str, tuple] = {
-    "train_on": ("assistant", "all"),
-    "method": tuple(METHODS),
-    "compute_dtype": ("float32", "bfloat16", "float16"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
-    "offload": ("none", "optimizer", "all"),
+# Named starting points. "quick-start" is what the Train form opens with: a short LoRA run with a high
+# learning rate, so a person sees the loss fall within minutes on a 2-core CPU; fields it leaves out
+# keep RunConfig's defaults, which suit a longer, careful run (and are what a YAML without them gets).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick-start": {"epochs": 5.0, "learning_rate": 1e-3, "max_length": 256},
+    "defaults": {},
 }
+FORM_PRESET = "quick-start"
+INT_CHOICES = ("zero_stage",)  # Literal fields of numbers: read as whole numbers first, then checked
+Method = Literal[tuple(METHODS)]  # the choices of `method`, from the one table in engine/methods.py
 
 
 def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def _list(default: list, help: str) -> Any:
+    return field(default_factory=lambda: list(default), metadata={"help": help})
+
+
 @dataclass
 class RunConfig:
     model: str = _f(DEFAULT_MODEL, "Hub id or local folder of the model to fine-tune.")
-    data: list = field(default_factory=lambda: [str(SAMPLE_TRAIN)], metadata={"help": (
-        "Training data: a list of files (a YAML list; one file name alone is fine too) in JSONL, JSON, CSV, TSV, "
-        "Parquet or TXT; chat, ShareGPT, Alpaca, prompt/completion or text.")})
-    columns: str = _f("", "For tables of no known format: prompt=COLUMN,completion=COLUMN[,system=COLUMN].")
+    data: list[str] = _list([str(SAMPLE_TRAIN)], "Training data: a list of files (a YAML list; one file name "
+                            "alone is fine too) in JSONL, JSON, CSV, TSV, Parquet or TXT; chat, ShareGPT, Alpaca, "
+                            "prompt/completion or text.")
+    columns: dict | str = _f("", "For tables of no known format, which columns to read: a mapping of prompt, "
+                                 "completion and optionally system to column names (prompt=COL,completion=COL).")
     val_data: str = _f("", "Validation file; empty = split val_fraction off the training data.")
     val_fraction: float = _f(0.0, "Share of the training examples held out for validation (seeded).")
     eval_steps: int = _f(20, "Evaluate the validation loss every this many steps.")
-    train_on: str = _f("assistant", "Tokens the loss uses: assistant (answers only) or all.")
-    method: str = _f("lora", "Fine-tuning method: " + ", ".join(METHODS) + ".")
+    train_on: Literal["assistant", "all"] = _f("assistant", "Tokens the loss uses: the assistant's answers only, "
+                                                             "or all.")
+    method: Method = _f("lora", "Fine-tuning method: " + ", ".join(METHODS) + ".")
     epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = _f(-1, "Stop after this many optimizer steps; -1 trains for `epochs`.")
     learning_rate: float = _f(2e-4, "Peak learning rate.")
@@ -90,9 +99,10 @@ class RunConfig:
     lora_rank: int = _f(16, "LoRA rank r: size of the low-rank update.")
     lora_alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.")
     lora_dropout: float = _f(0.05, "Dropout on the LoRA input.")
-    target_modules: str = _f("all-linear", "Layers that get adapters: all-linear or a comma list.")
-    compute_dtype: str = _f("float32", "QLoRA compute dtype: float32, bfloat16 or float16.")
-    precision: str = _f("auto", "Number format: auto (the fastest that trains well here, from matrix products "
+    target_modules: list[str] = _list(["all-linear"], "Layers that get adapters: all-linear, or a list of layer "
+                                      "names (q_proj, v_proj, ...).")
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "QLoRA compute dtype.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f("auto", "Number format: auto (the fastest that trains well here, from matrix products "
                                 "measured on this machine: bf16 on a GPU that has it; on a CPU only where bf16 "
                                 "measures at least 3x fp32), fp32, bf16 (bf16 compute, fp32 adapters and optimizer; "
                                 "refused where this machine runs it slower than fp32: `python -m engine.capability` "
@@ -112,11 +122,12 @@ class RunConfig:
                                              "about a third more compute.")
     early_stopping_patience: int = _f(0, "Stop after this many evaluations without a better eval loss; "
                                          "0 = off (needs a validation split).")
-    zero_stage: int = _f(0, "DeepSpeed ZeRO stage: 0 off, 1 shards optimizer states, 2 also gradients, "
+    zero_stage: Literal[0, 1, 2, 3] = _f(0, "DeepSpeed ZeRO stage: 0 off, 1 shards optimizer states, 2 also gradients, "
                             "3 also the weights, across the training processes.")
-    offload: str = _f("none", "ZeRO offload to CPU memory: none, optimizer, or all (optimizer and weights; stage 3).")
+    offload: Literal["none", "optimizer", "all"] = _f("none", "ZeRO offload to CPU memory: none, optimizer, or all (optimizer and weights; stage 3).")
     num_processes: int = _f(1, "Training processes: one per GPU; on a machine without a GPU, CPU processes (gloo).")
-    report_to: str = _f("tensorboard", "Where metrics also go: tensorboard, wandb, mlflow (comma list), or none.")
+    report_to: list[str] = _list(["tensorboard"], "Where metrics also go: a list of tensorboard, wandb, mlflow; "
+                                                  "none (or an empty list) for nowhere.")
     trust_remote_code: bool = _f(False, "Run Python code that comes with the model (some architectures need it). "
                                         "It runs with your rights: only with `revision` pinned to a commit you read.")
     revision: str = _f("", "Model commit (40 hex characters) to load; required with trust_remote_code.")
@@ -126,10 +137,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.data = _files(self.data)
+        self.report_to = [x for x in _words("report_to", self.report_to) if x != "none"]
+        self.target_modules = _words("target_modules", self.target_modules) or ["all-linear"]
         for f in fields(self):  # YAML and forms hand over strings and ints loosely
             value = getattr(self, f.name)
-            if f.type in ("float", float, "int", int):
-                setattr(self, f.name, _number(f.name, int if f.type in ("int", int) else float, value))
+            if f.type in ("float", float, "int", int) or f.name in INT_CHOICES:
+                setattr(self, f.name, _number(f.name, float if f.type in ("float", float) else int, value))
             elif f.type in ("bool", bool) and not isinstance(value, bool):
                 setattr(self, f.name, _boolean(f.name, value))
         for name, (low, high, text) in RANGES.items():  # written so that NaN fails every rule
@@ -139,10 +152,10 @@ class RunConfig:
         from engine.formats import parse_mapping
 
         try:
-            parse_mapping(self.columns)
+            self.columns = parse_mapping(self.columns) or {}
         except ValueError as err:
             raise ConfigError(f"{err}.") from None
-        for name, allowed in CHOICES.items():
+        for name, allowed in choices().items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(map(str, allowed))}.")
         if not self.model.strip():
@@ -167,7 +180,7 @@ class RunConfig:
             raise ConfigError(f"report_to: {unknown[0]!r} is not one of tensorboard, wandb, mlflow, none.")
 
     def reporters(self) -> list[str]:
-        return [x.strip() for x in self.report_to.split(",") if x.strip() and x.strip() != "none"]
+        return list(self.report_to)
 
     def distributed(self) -> bool:
         """Whether the run goes through `accelerate launch` with DeepSpeed (ZeRO or several processes)."""
@@ -175,6 +188,11 @@ class RunConfig:
 
     def data_files(self) -> list[str]:
         return list(self.data)
+
+    @classmethod
+    def preset(cls, name: str = FORM_PRESET, **values: Any) -> "RunConfig":
+        """The config a named preset starts from (RunConfig's defaults where it says nothing), with `values`."""
+        return cls(**{**PRESETS[name], **values})
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -215,16 +233,55 @@ class RunConfig:
 def _files(value: Any) -> list[str]:
     """The data field as a list of paths. A string is one file when such a file exists (its name may hold a
     comma), else a comma list, as older configs and `--data a.jsonl,b.jsonl` give it."""
-    if isinstance(value, (list, tuple)):
-        if not all(isinstance(v, (str, Path)) for v in value):
-            raise ConfigError("data: each entry of the list must be a file path.")
-        return [str(v).strip() for v in value if str(v).strip()]
-    if not isinstance(value, (str, Path)):
+    if isinstance(value, (str, Path)):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in value):
         raise ConfigError(f"data: {value!r} is not a file path or a list of them.")
-    text = str(value).strip()
-    if not text or Path(text).expanduser().is_file():
-        return [text] if text else []
-    return [p.strip() for p in text.split(",") if p.strip()]
+    out = []
+    for text in (str(v).strip() for v in value):
+        if Path(text).expanduser().is_file() or "," not in text:
+            out += [text] if text else []
+        else:
+            out += [p.strip() for p in text.split(",") if p.strip()]
+    return out
+
+
+def choices() -> dict[str, tuple]:
+    """Every field typed with a Literal, and its choices: the one list the form and the CLI offer."""
+    hints = get_type_hints(RunConfig)
+    return {f.name: get_args(hints[f.name]) for f in fields(RunConfig) if get_origin(hints[f.name]) is Literal}
+
+
+def _words(name: str, value: Any) -> list[str]:
+    """A list field from a YAML list, or from a comma list as older configs and forms give it."""
+    if isinstance(value, str):
+        return [x.strip() for x in value.split(",") if x.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        return [x.strip() for x in value if x.strip()]
+    raise ConfigError(f"{name}: {value!r} is not a list of names.")
+
+
+# The label each field has on the Train form (its help text, choices and default are the field's own).
+LABELS: dict[str, str] = {
+    "model": "Model",
+    "method": "Method",
+    "epochs": "Epochs",
+    "max_steps": "Max steps",
+    "learning_rate": "Learning rate",
+    "batch_size": "Batch size",
+    "max_length": "Max length",
+    "lora_rank": "LoRA rank",
+    "lora_alpha": "LoRA alpha",
+    "precision": "Precision",
+    "force_precision": "Force this precision",
+    "padding_free": "Padding-free batches",
+    "packing": "Packing",
+    "zero_stage": "ZeRO stage",
+    "offload": "Offload",
+    "num_processes": "Processes (GPUs)",
+    "trust_remote_code": "Trust the model's own code (trust_remote_code)",
+    "revision": "Revision (commit hash)",
+}
 
 
 def _boolean(name: str, value: Any) -> bool:

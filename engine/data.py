@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import StudioError
 from engine.formats import (SUFFIXES, Example, FileError, RecordError, hub_records, iter_records,
                             looks_like_hub_id, to_example)
 
@@ -33,7 +34,7 @@ STATS_CHARS = 64 * 1024
 MAX_EXAMPLE_CHARS = 4 * 1024 * 1024
 
 
-class DataError(ValueError):
+class DataError(StudioError, ValueError):
     """A problem in a dataset, said in one sentence that names the line and field."""
 
 

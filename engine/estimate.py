@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from engine.errors import StudioError
+
 GB = 1024**3
 
 # name: layers, hidden, intermediate, heads, kv heads, vocabulary, tied embeddings
@@ -66,7 +68,7 @@ OVERHEAD_CPU = 0.57 * GB  # peak RSS of a training process on the tiny test mode
 LORA_FAMILY = ("lora", "rslora", "dora", "qlora", "lora-8bit", "adalora", "loha", "lokr")
 
 
-class EstimateError(ValueError):
+class EstimateError(StudioError, ValueError):
     """A model whose shape cannot be found, said in one sentence."""
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Callable
 
 from engine import methods
+from engine.errors import StudioError
 from engine.models import load_tokenizer, resolve_model
 
 Progress = Callable[[float, str], None]
 UNMERGEABLE = ("prompt-tuning", "prefix-tuning")
 
 
-class ExportError(ValueError):
+class ExportError(StudioError, ValueError):
     """An export that cannot be made, said in one sentence."""
 
 

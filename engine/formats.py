@@ -81,14 +81,19 @@ def detect_format(record: dict, mapping: dict | None = None) -> str:
     return "unknown"
 
 
-def parse_mapping(text: str | None) -> dict | None:
-    """ "prompt=question,completion=answer[,system=sys]" as a dict; None for an empty text."""
-    if not text or not text.strip():
+def parse_mapping(text: str | dict | None) -> dict | None:
+    """ "prompt=question,completion=answer[,system=sys]" (or that as a dict) as a dict; None for an empty one."""
+    if isinstance(text, dict):
+        if not text:
+            return None
+        mapping = {str(k).strip(): str(v).strip() for k, v in text.items()}
+    elif not text or not text.strip():
         return None
-    try:
-        mapping = {k.strip(): v.strip() for k, v in (part.split("=", 1) for part in text.split(","))}
-    except ValueError:
-        raise ValueError("columns: write it as prompt=COLUMN,completion=COLUMN[,system=COLUMN]") from None
+    else:
+        try:
+            mapping = {k.strip(): v.strip() for k, v in (part.split("=", 1) for part in text.split(","))}
+        except ValueError:
+            raise ValueError("columns: write it as prompt=COLUMN,completion=COLUMN[,system=COLUMN]") from None
     if not {"prompt", "completion"} <= set(mapping) or set(mapping) - {"prompt", "completion", "system"}:
         raise ValueError("columns: name prompt= and completion= (and optionally system=), nothing else")
     return mapping

@@ -38,8 +38,7 @@ def suggested_learning_rate(method: str) -> float:
 
 
 def _targets(cfg):
-    t = cfg.target_modules.strip()
-    return t if t == "all-linear" else [x.strip() for x in t.split(",") if x.strip()]
+    return "all-linear" if cfg.target_modules == ["all-linear"] else list(cfg.target_modules)
 
 
 def peft_config(cfg, total_steps: int = 0):

@@ -20,10 +20,12 @@ import socket
 import tempfile
 from pathlib import Path
 
+from engine.errors import StudioError
+
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-class ModelError(Exception):
+class ModelError(StudioError):
     """A model that cannot be found or loaded, said in one sentence."""
 
 

@@ -23,6 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import psutil
+
+from engine.errors import RunError
 from engine.config import RunConfig
 from engine.events import TERMINAL, EventLog
 
@@ -47,15 +51,11 @@ def runs_root() -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (ended, not yet reaped by its parent) counts as ended."""
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-    try:  # a zombie child of this process is dead for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 @dataclass
@@ -258,7 +258,7 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     while pid is not None and _pid_alive(pid) and run.status() in TERMINAL and time.monotonic() < deadline:
         time.sleep(0.2)
     if pid is not None and _pid_alive(pid):
-        raise RuntimeError(f"Run {run.id} is already {run.status()}.")
+        raise RunError(f"Run {run.id} is already {run.status()}.")
     (run.dir / "pid").unlink(missing_ok=True)
     others_busy = any(r.id != run.id and r.status() in ACTIVE for r in list_runs(run.dir.parent))
     run.events.write("launched")  # before the process exists: its own events always come after
@@ -412,12 +412,14 @@ def curves(run_ids: list[str], root: Path | None = None) -> list[dict]:
 
 
 def smoothed(values: list[float], weight: float) -> list[float]:
-    """Exponential moving average with TensorBoard's start-up correction (weight 0: the values as they are)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, 1):
-        avg = weight * avg + (1 - weight) * v
-        out.append(avg / (1 - weight**i) if weight else v)
-    return out
+    """Exponential moving average with TensorBoard's start-up correction (weight 0: the values as they are).
+
+    pandas' `ewm(adjust=True)` is that very average: each point weighs the earlier ones by weight**age
+    and divides by the weights' sum, which is the correction TensorBoard applies.
+    """
+    if not weight or not values:
+        return list(values)
+    return pd.Series(values, dtype=float).ewm(alpha=1 - weight, adjust=True).mean().tolist()
 
 
 def metrics(run: Run, smoothing: float = 0.6) -> dict[str, list[dict]]:

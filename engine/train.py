@@ -14,7 +14,6 @@ to train.log only.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import shutil
@@ -25,6 +24,8 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from engine.config import ConfigError, RunConfig
 from engine.data import DataError, load_examples, split_examples, tokenize_example
@@ -364,31 +365,31 @@ class _NoEvents(EventLog):
 def queue_slot(lock_path: Path, events: EventLog, stop: _StopRequest):
     """Hold the machine's one training slot; while another run holds it, wait in the queue.
 
-    Yields True once the slot is held, False when a Stop came while waiting. The slot is an
-    flock, so it is released however this process ends.
+    Yields True once the slot is held, False when a Stop came while waiting. The slot is a file lock
+    (filelock, an flock on Linux), so it is released however this process ends.
     """
-    fh = open(lock_path, "a+")
+    lock = FileLock(str(lock_path))
+    records = events.read()
+    launched = max((i for i, r in enumerate(records) if r["event"] == "launched"), default=-1)
+    waiting = any(r["event"] == "queued" for r in records[launched + 1:])  # the registry saw a busy slot
+    while True:
+        try:
+            lock.acquire(timeout=0)
+            break
+        except Timeout:
+            if not waiting:
+                events.write("queued")
+                waiting = True
+            if stop.requested:
+                yield False
+                return
+            time.sleep(0.5)
     try:
-        records = events.read()
-        launched = max((i for i, r in enumerate(records) if r["event"] == "launched"), default=-1)
-        waiting = any(r["event"] == "queued" for r in records[launched + 1:])  # the registry saw a busy slot
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waiting:
-                    events.write("queued")
-                    waiting = True
-                if stop.requested:
-                    yield False
-                    return
-                time.sleep(0.5)
         if waiting:
             events.write("dequeued")
         yield True
     finally:
-        fh.close()
+        lock.release()
 
 
 def _run_ranks(cfg: RunConfig, config_path: Path, events: EventLog, stop: _StopRequest) -> int:

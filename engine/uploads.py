@@ -24,12 +24,14 @@ import threading
 import zipfile
 from pathlib import Path
 
+from engine.errors import StudioError
+
 TEXT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".markdown", ".html", ".htm")
 MAX_EXPANSION = 100  # a .docx expands about 3-10x; 100x is an attack
 HEAD_BYTES = 64 * 1024
 
 
-class UploadError(ValueError):
+class UploadError(StudioError, ValueError):
     """An upload refused, said in one sentence naming the file."""
 
 

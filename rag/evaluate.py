@@ -25,6 +25,8 @@ import numpy as np
 from rag.compare import COLUMNS, compare
 from rag.pipeline import RagPipeline
 
+from rag.errors import RagError
+
 METRICS = ("f1", "em", "rouge_l", "semantic", "grounded", "hit", "seconds", "answer_tokens")
 STOPWORDS = set("a an the of to in on at for and or is are was were be been it its this that with by as from "
                 "do does did can you your i we they he she what which who how when where why there their".split())
@@ -98,13 +100,13 @@ def load_questions(path: str | Path) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path.name} line {n}: not valid JSON ({exc.msg}).") from None
+                    raise RagError(f"{path.name} line {n}: not valid JSON ({exc.msg}).") from None
                 where.append(f"line {n}")
     for row, w in zip(rows, where):
         if not isinstance(row, dict) or not str(row.get("question", "")).strip() or "answer" not in row:
-            raise ValueError(f"{path.name} {w}: needs \"question\" and \"answer\" fields.")
+            raise RagError(f"{path.name} {w}: needs \"question\" and \"answer\" fields.")
     if not rows:
-        raise ValueError(f"{path.name}: no questions found.")
+        raise RagError(f"{path.name}: no questions found.")
     return rows
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from rag.documents import Chunk, Skipped, chunk_document, load_documents
 from rag.embeddings import EmbeddingCache, Embedder, default_embedder
 from rag.store import FaissStore, Hit
+from rag.errors import RagError
 
 SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "docs"
 SYSTEM = ("Answer the question using only the numbered sources. Cite the sources you use as [1], [2]. "
@@ -102,7 +103,7 @@ class RagPipeline:
         meta_file = collections_root() / name / "meta.json"
         saved = json.loads(meta_file.read_text()).get("embedder") if meta_file.exists() else None
         if isinstance(embedder, str) and saved and embedder != saved:
-            raise ValueError(f"collection {name!r} was built with {saved}; it cannot be searched with {embedder}")
+            raise RagError(f"collection {name!r} was built with {saved}; it cannot be searched with {embedder}")
         if not isinstance(embedder, Embedder):
             wanted = embedder or saved
             embedder = default_embedder() if wanted in (None, default_embedder().name) else Embedder(wanted)

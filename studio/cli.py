@@ -40,29 +40,49 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from engine.config import ASSETS, ConfigError, RunConfig
-from engine.models import ModelError
+from engine.errors import StudioError
+from engine.runs import storage_problem
 from engine.runs import ACTIVE, Run, create_run, launch, list_runs, runs_root, stop
 
 SAMPLE_QUESTIONS = ASSETS / "sample" / "eval.jsonl"
 
 
-def _overrides(pairs: list[str]) -> dict:
-    out, it = {}, iter(pairs)
-    for key in it:
-        if not key.startswith("--"):
-            raise ConfigError(f"{key}: expected --field value.")
-        name = key[2:].replace("-", "_")
-        if "=" in name:
-            name, value = name.split("=", 1)
-        else:
-            value = next(it, None)
-            if value is None:
-                raise ConfigError(f"{name}: no value given.")
-        out[name] = value
-    return out
+def train_parser() -> argparse.ArgumentParser:
+    """`studio train`'s options, one per RunConfig field with its help, type, choices and default
+    (transformers' HfArgumentParser reads them off the dataclass). Only the options given override the
+    YAML; numbers are passed on as typed, for RunConfig to check with a sentence naming the field."""
+    from transformers import HfArgumentParser
+
+    p = HfArgumentParser(RunConfig, prog="studio train", usage="studio train CONFIG.yaml [--field value ...]\n"
+                         "       studio train --resume RUN_ID", description="Train without the UI: the run CONFIG.yaml "
+                         "describes, each option given overriding that field.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for action in p._actions:
+        if action.dest != "help":
+            action.help = f"{action.help} (default: {_shown(action.default)})"
+            action.default = argparse.SUPPRESS  # only what is given overrides the YAML
+            if action.type in (int, float):
+                action.type = None
+    p.formatter_class = argparse.HelpFormatter
+    return p
+
+
+def _shown(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value) if value not in ("", None) else "-"
+
+
+def _overrides(args: list[str]) -> dict:
+    """The fields given on the command line (`--max_steps 7`, `--learning-rate=0.01`), as RunConfig reads them."""
+    namespace, unknown = train_parser().parse_known_args(args)
+    if unknown:
+        name = unknown[0].lstrip("-").split("=")[0]
+        raise ConfigError(f"{name}: not a setting; `studio train --help` lists them." if unknown[0].startswith("--")
+                          else f"{unknown[0]}: expected --field value.")
+    return vars(namespace)
 
 
 def _follow(run: Run) -> int:
@@ -110,6 +130,9 @@ def _print_event(r: dict) -> None:
 
 
 def cmd_train(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        train_parser().print_help()
+        return 0 if args else 2
     if args[:1] == ["--resume"]:
         if len(args) != 2:
             raise ConfigError("--resume needs a run id (see `studio runs`).")
@@ -130,12 +153,13 @@ def cmd_train(args: list[str]) -> int:
 def _print_command(args: list[str]) -> int:
     from engine.distributed import launch_command, write_deepspeed_config
 
-    args = [a for a in args if a != "--print-command"]
-    fields = _overrides(args[1:])
-    machines = int(fields.pop("machines", 1))
-    machine_rank = int(fields.pop("machine_rank", 0))
-    main_ip = fields.pop("main_ip", None)
-    cfg = RunConfig.from_yaml(args[0], fields)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--machines", type=int, default=1)
+    where.add_argument("--machine-rank", "--machine_rank", dest="machine_rank", type=int, default=0)
+    where.add_argument("--main-ip", "--main_ip", dest="main_ip", default=None)
+    spots, rest = where.parse_known_args([a for a in args[1:] if a != "--print-command"])
+    machines, machine_rank, main_ip = spots.machines, spots.machine_rank, spots.main_ip
+    cfg = RunConfig.from_yaml(args[0], _overrides(rest))
     if not cfg.distributed():
         raise ConfigError("--print-command: this config trains in one process; set zero_stage or num_processes.")
     run = create_run(cfg)
@@ -398,10 +422,29 @@ def main(argv: list[str] | None = None) -> int:
             return bench(rest)
         print(__doc__)
         return 0 if command in ("-h", "--help", "help") else 2
-    except (ConfigError, ModelError, RuntimeError, ValueError, OSError) as exc:
+    except StudioError as exc:  # what a person can cause: one sentence
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        problem = storage_problem(exc)
+        if problem is None:
+            raise  # not a disk or folder a person can fix: a bug, with its traceback
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(argv: list[str] | None = None) -> int:
+    """`main`, and for anything that is not a StudioError the traceback with a request to report it."""
+    try:
+        return main(argv)
+    except Exception:
+        traceback.print_exc()
+        print("error: this is a bug in the studio, not in what you gave it; please report it with the "
+              "traceback above.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -87,3 +87,17 @@ def test_print_command_prepares_a_multi_machine_zero_run(runs_dir):
     assert "--machine_rank 1" in command and "--main_process_ip 10.0.0.1" in command
     assert command.endswith(f"-m engine.train {run_dir / 'config.yaml'}")
     assert '"stage": 2' in (run_dir / "ds_config.json").read_text()
+
+
+def test_studio_train_help_lists_every_field_with_its_help_and_default():
+    from dataclasses import fields
+
+    from engine.config import RunConfig
+
+    out = subprocess.run([STUDIO, "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())  # argparse wraps the lines
+    for f in fields(RunConfig):
+        assert f"--{f.name}" in text, f.name
+        assert " ".join(f.metadata["help"].split()[:6]) in text, f.name
+    assert "{assistant,all}" in text and "(default: 512)" in text

@@ -42,11 +42,11 @@ def test_the_preview_shows_the_run_the_demo_will_train(monkeypatch):
     asked = RunConfig(max_steps=10_000)
     assert demo.limit(asked) is not asked and asked.max_steps == 10_000  # the form's config is left as it was
     dataset = {"files": ["assets/sample/train.jsonl"]}
-    form = [DEFAULT_MODEL, "lora", 1, 10_000, 1e-3, 8, 4, 256]
-    yaml_text, _, _ = config_preview(dataset, *form)
+    form = {"model": DEFAULT_MODEL, "epochs": 1, "max_steps": 10_000, "lora_rank": 8}
+    yaml_text, _, _ = config_preview(dataset, form)
     assert f"max_steps: {demo.MAX_STEPS}" in yaml_text
     monkeypatch.delenv("STUDIO_DEMO")
-    assert "max_steps: 10000" in config_preview(dataset, *form)[0]
+    assert "max_steps: 10000" in config_preview(dataset, form)[0]
 
 
 def test_the_preview_of_a_zero_run_shows_the_accelerate_command_and_deepspeed_config(monkeypatch):
@@ -56,11 +56,34 @@ def test_the_preview_of_a_zero_run_shows_the_accelerate_command_and_deepspeed_co
     from ui.train_tab import config_preview
 
     monkeypatch.delenv("STUDIO_DEMO", raising=False)
-    form = [DEFAULT_MODEL, "lora", 1, 10, 1e-3, 8, 4, 256, False, "", "auto", False, 2, 4, "optimizer"]
-    yaml_text, text, _ = config_preview({"files": ["assets/sample/train.jsonl"]}, *form)
+    form = {"model": DEFAULT_MODEL, "max_steps": 10, "zero_stage": 2, "num_processes": 4, "offload": "optimizer"}
+    yaml_text, text, _ = config_preview({"files": ["assets/sample/train.jsonl"]}, form)
     assert "zero_stage: 2" in yaml_text and "num_processes: 4" in yaml_text
     assert "accelerate.commands.launch --use_deepspeed --deepspeed_config_file ds_config.json --num_processes 4" in text
     ds = json.loads(re.search(r"```json\n(.*?)\n```", text, re.S).group(1))
     assert ds["zero_optimization"]["stage"] == 2 and ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
-    bad = form[:-3] + [0, 1, "optimizer"]  # offload without ZeRO: the config's own sentence, in the preview
-    assert config_preview({"files": ["assets/sample/train.jsonl"]}, *bad)[0].startswith("# offload: needs ZeRO")
+    bad = {**form, "zero_stage": 0, "num_processes": 1}  # offload without ZeRO: the config's own sentence
+    assert config_preview({"files": ["assets/sample/train.jsonl"]}, bad)[0].startswith("# offload: needs ZeRO")
+
+
+def test_the_train_form_opens_on_the_named_preset_and_the_preview_says_so(monkeypatch):
+    """Every widget of the Train form starts at the preset's value of its field; no other defaults exist."""
+    from engine.config import FORM_PRESET, LABELS, PRESETS
+    from ui.app import build
+    from ui.train_tab import ADVANCED, BASIC, config_preview
+
+    monkeypatch.delenv("STUDIO_DEMO", raising=False)
+    monkeypatch.delenv("STUDIO_MODEL", raising=False)
+    preset = RunConfig.preset(FORM_PRESET)
+    assert PRESETS[FORM_PRESET] and preset != RunConfig()  # a real preset, not the defaults
+    labels = {label: name for name, label in LABELS.items()}
+    shown = {labels[b.label]: b.value for b in build().blocks.values() if getattr(b, "label", None) in labels
+             and getattr(b, "elem_id", None) not in (None, "estimate")}
+    assert set(BASIC + ADVANCED + ("model", "method", "max_length")) <= set(shown)
+    for name in BASIC + ADVANCED + ("model", "method", "max_length"):
+        value = shown[name]
+        expected = getattr(preset, name)
+        assert (", ".join(expected) if isinstance(expected, list) else expected) == value, name
+    yaml_text = config_preview({"files": ["assets/sample/train.jsonl"]}, {})[0]
+    assert yaml_text.startswith(f"# The form starts from the preset '{FORM_PRESET}' (epochs 5.0")
+    assert "learning_rate: 0.001" in yaml_text and "max_length: 256" in yaml_text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SAMPLE, train as _train, training, wait_for as _wait
+from conftest import SAMPLE, train as _train, train_process, training, wait_for as _wait
 from engine.config import RunConfig
 from engine.runs import Run, create_run, launch, list_runs, stop
 
@@ -389,7 +389,8 @@ def test_bf16_on_cpu_trains_adapters_kept_in_fp32(tiny_model, runs_dir):
     from engine.capability import capability
 
     slow = not capability(tiny_model).faster("bf16")  # where bf16 is slower here it must be forced, and warns
-    run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, batch_size=8,
+    # Its own process: autocast settings live in accelerate's process-wide state.
+    run = train_process(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, batch_size=8,
                            max_length=96, learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, precision="bf16",
                            force_precision=slow))
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]

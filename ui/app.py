@@ -24,20 +24,18 @@ import gradio as gr
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 from engine import demo as public_demo
-from engine.config import RunConfig
-from engine.methods import METHODS
 from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import list_runs
 from engine.uploads import max_upload_mb
 from ui import i18n
 from ui.files import launch_paths
+from ui.form import widget
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
 from ui.runs_tab import build_runs_tab
 from ui.train_tab import build_train_tab, current_run
 
-HELP = RunConfig.help()
 
 def finished_runs():
     return [r.id for r in list_runs() if r.adapter or r.model_dir]
@@ -73,13 +71,9 @@ def build() -> gr.Blocks:
             gr.Markdown(public_demo.NOTICE, elem_id="demo-notice")
         run_id = gr.State(None)
         # Defined here, shown on the Train tab: the Data tab's token counts use them too.
-        model = gr.Textbox(default_model, label="Model", info=HELP["model"], elem_id="model", scale=3, render=False)
-        max_len = gr.Number(256, label="Max length", info=HELP["max_length"], precision=0, minimum=16,
-                            render=False)
-
-        method = gr.Dropdown([(f"{k}: {v}", k) for k, v in METHODS.items()], value="lora", label="Method",
-                             info="The Method tab helps choose; QLoRA and 8-bit need bitsandbytes",
-                             scale=1, elem_id="method", render=False)
+        model = widget("model", value=default_model, scale=3, render=False)
+        max_len = widget("max_length", render=False)
+        method = widget("method", scale=1, render=False)
 
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):

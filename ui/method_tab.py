@@ -15,6 +15,7 @@ from engine import advisor, estimate
 from engine.data import token_stats
 from engine.methods import METHODS
 from engine.runs import measured_throughput
+from engine.config import choices
 
 CPU = "This machine (CPU, its RAM)"
 PARTS = ("weights", "gradients", "optimizer", "activations", "overhead")
@@ -198,8 +199,8 @@ def build_method_tab(model, dataset, method_out, tabs):
             est_method = gr.Dropdown(list(METHODS), value="lora", label="Method")
             device = gr.Dropdown([CPU, *estimate.GPUS], value="NVIDIA A10G (24 GB)", label="Device")
             gpus = gr.Number(1, label="GPUs", precision=0, minimum=1)
-            zero = gr.Dropdown([0, 1, 2, 3], value=0, label="ZeRO stage")
-            offload = gr.Dropdown(["none", "optimizer", "all"], value="none", label="Offload")
+            zero = gr.Dropdown(list(choices()["zero_stage"]), value=0, label="ZeRO stage")
+            offload = gr.Dropdown(list(choices()["offload"]), value="none", label="Offload")
         with gr.Row():
             batch = gr.Number(4, label="Batch size", precision=0, minimum=1)
             seq = gr.Number(512, label="Sequence length", precision=0, minimum=16)

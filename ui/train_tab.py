@@ -16,48 +16,51 @@ import gradio as gr
 import pandas as pd
 
 from engine import demo as public_demo
-from engine.config import ConfigError, RunConfig
+from engine.config import FORM_PRESET, PRESETS, ConfigError, RunConfig
+from engine.errors import StudioError
 from engine.distributed import deepspeed_config, launch_command
 from engine.methods import precision_note, precision_warning, suggested_learning_rate
 from engine.runs import ACTIVE, Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
+from ui.form import to_values, widget
 
-HELP = RunConfig.help()
 LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e4572e"}
 
 
-def form_to_config(dataset, model, method, epochs, max_steps, learning_rate, lora_rank, batch_size,
-                   max_length, trust_remote_code=False, revision="", precision="auto",
-                   padding_free=False, zero_stage=0, num_processes=1, offload="none", packing=False) -> RunConfig:
-    """The one place where form widgets (and the Data tab's choices) become a RunConfig."""
-    return RunConfig(
-        model=model, data=list(dataset["files"]), columns=dataset.get("columns", ""),
-        val_fraction=dataset.get("val_fraction", 0.0), val_data=dataset.get("val_data", ""),
-        train_on=dataset.get("train_on", "assistant"), method=method, epochs=epochs,
-        max_steps=int(max_steps or -1), learning_rate=learning_rate, lora_rank=int(lora_rank),
-        lora_alpha=2 * int(lora_rank), batch_size=int(batch_size), max_length=int(max_length),
-        trust_remote_code=bool(trust_remote_code), revision=(revision or "").strip(),
-        precision=precision or "auto", padding_free=bool(padding_free),
-        zero_stage=int(zero_stage or 0), num_processes=int(num_processes or 1), offload=offload or "none",
-        packing=bool(packing),
-    )
+# The fields the Train form shows, besides the Data tab's choices; each widget is made from its field.
+BASIC = ("epochs", "max_steps", "learning_rate", "lora_rank", "lora_alpha", "batch_size")
+ADVANCED = ("zero_stage", "num_processes", "offload", "precision", "force_precision", "padding_free", "packing",
+            "trust_remote_code", "revision")
 
 
-def run_config(dataset, *form) -> RunConfig:
+def form_to_config(dataset, values: dict) -> RunConfig:
+    """The one place where the form's values (and the Data tab's choices) become a RunConfig: the form's
+    preset, then what the form says; an empty or 0 max steps trains for the epochs."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values.get("max_steps"):
+        values["max_steps"] = -1
+    if "revision" in values:
+        values["revision"] = (values["revision"] or "").strip()
+    return RunConfig.preset(FORM_PRESET, **values, data=list(dataset["files"]), columns=dataset.get("columns", ""),
+                            val_fraction=dataset.get("val_fraction", 0.0), val_data=dataset.get("val_data", ""),
+                            train_on=dataset.get("train_on", "assistant"))
+
+
+def run_config(dataset, values: dict) -> RunConfig:
     """The config a press of Start would run: the form's, with the public-demo caps applied."""
-    return public_demo.limit(form_to_config(dataset, *form))
+    return public_demo.limit(form_to_config(dataset, values))
 
 
-def start_training(dataset, *form):
+def start_training(dataset, values: dict):
     if dataset is None:
         gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return gr.update()
     try:
-        cfg = run_config(dataset, *form)
+        cfg = run_config(dataset, values)
         run = create_run(cfg)
         launch(run)
         if precision_warning(cfg):
             gr.Warning(precision_warning(cfg))
-    except (ConfigError, RuntimeError) as err:
+    except StudioError as err:
         gr.Warning(str(err))
         return gr.update()
     except OSError as err:
@@ -80,19 +83,19 @@ def resume_training(run_id):
     else:
         try:
             launch(run)
-        except RuntimeError as err:
+        except StudioError as err:
             gr.Warning(str(err))
         except OSError as err:
             gr.Warning(storage_problem(err) or f"The run could not be resumed: {err}")
     return run_id
 
 
-def config_preview(dataset, *form):
+def config_preview(dataset, values: dict):
     """The run the form describes, as the YAML `studio train` reads and the commands that start it."""
     if dataset is None:
         return "# The data chosen on the Data tab has errors.", "", ""
     try:
-        cfg = run_config(dataset, *form)
+        cfg = run_config(dataset, values)
     except ConfigError as err:
         return f"# {err}", "", ""
     text = ("Save the YAML as `run.yaml`, then:\n\n```bash\nstudio train run.yaml\n```")
@@ -103,7 +106,9 @@ def config_preview(dataset, *form):
                  f"```bash\n{cmd}\n```\n\n```json\n{json.dumps(deepspeed_config(cfg), indent=2)}\n```\n\n"
                  "For several machines, `studio train run.yaml --print-command --machines N --machine-rank R "
                  "--main-ip IP` prints the command to run on each.")
-    return cfg.to_yaml(), text, f"**Precision here:** {precision_note(cfg)}"
+    preset = ", ".join(f"{k} {v}" for k, v in PRESETS[FORM_PRESET].items())
+    head = f"# The form starts from the preset {FORM_PRESET!r} ({preset}); the rest are RunConfig's defaults.\n"
+    return head + cfg.to_yaml(), text, f"**Precision here:** {precision_note(cfg)}"
 
 
 def _remote_code_warning(on: bool) -> None:
@@ -191,33 +196,29 @@ def stop_training(run_id, smoothing=0.6):
 
 
 def build_train_tab(tab, model, method, max_len, dataset, run_id):
-    """The Train tab's layout and events (`tab` is the gr.Tab it is built in)."""
+    """The Train tab's layout and events (`tab` is the gr.Tab it is built in). `model`, `method` and
+    `max_len` are made by the page (the Data tab reads them too); every other field here by ui/form.py."""
+    form = {"model": model, "method": method, "max_length": max_len}
     with gr.Row():
         model.render()
         method.render()
     with gr.Row():
-        epochs = gr.Number(5, label="Epochs", info=HELP["epochs"], minimum=0.1)
-        max_steps = gr.Number(-1, label="Max steps", info=HELP["max_steps"], precision=0, elem_id="max-steps")
-        lr = gr.Number(1e-3, label="Learning rate", info=HELP["learning_rate"])
+        for name in BASIC[:3]:
+            form[name] = widget(name)
     with gr.Row():
-        rank = gr.Number(16, label="LoRA rank", info=HELP["lora_rank"], precision=0, minimum=1)
-        batch = gr.Number(4, label="Batch size", info=HELP["batch_size"], precision=0, minimum=1)
+        for name in BASIC[3:]:
+            form[name] = widget(name)
         max_len.render()
     with gr.Accordion("Advanced: speed, several GPUs (ZeRO) and the model's own code", open=False):
         with gr.Row():
-            zero = gr.Dropdown([0, 1, 2, 3], value=0, label="ZeRO stage", info=HELP["zero_stage"], elem_id="zero")
-            processes = gr.Number(1, label="Processes (GPUs)", info=HELP["num_processes"], precision=0, minimum=1)
-            offload = gr.Dropdown(["none", "optimizer", "all"], value="none", label="Offload", info=HELP["offload"])
+            for name in ADVANCED[:3]:
+                form[name] = widget(name)
         with gr.Row():
-            precision = gr.Dropdown(["auto", "fp32", "bf16", "fp16"], value="auto", label="Precision",
-                                    info=HELP["precision"], elem_id="precision")
-            padding_free = gr.Checkbox(False, label="Padding-free batches", info=HELP["padding_free"],
-                                       elem_id="padding-free")
-            packing = gr.Checkbox(False, label="Packing", info=HELP["packing"], elem_id="packing")
+            for name in ADVANCED[3:7]:
+                form[name] = widget(name)
         precision_info = gr.Markdown(elem_id="precision-note")
-        remote = gr.Checkbox(False, label="Trust the model's own code (trust_remote_code)",
-                             info=HELP["trust_remote_code"], elem_id="remote-code")
-        revision = gr.Textbox("", label="Revision (commit hash)", info=HELP["revision"])
+        for name in ADVANCED[7:]:
+            form[name] = widget(name)
     with gr.Accordion("The same run from the command line", open=False):
         preview = gr.Code("", language="yaml", label="run.yaml", elem_id="config-preview")
         command = gr.Markdown()
@@ -237,17 +238,24 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
                           info="Exponential moving average, as TensorBoard draws it; 0 shows the raw loss only.")
     timer = gr.Timer(1.0)
 
-    form = [model, method, epochs, max_steps, lr, rank, batch, max_len, remote, revision, precision, padding_free,
-            zero, processes, offload, packing]
+    # Handlers take the form as a set of components, so they read values by field name, not by position.
+    inputs = {dataset, *form.values()}
+
+    def read(got: dict):
+        return got[dataset], to_values(form, got)
+
     view = [status, plot, lr_plot, speed_plot]
-    remote.change(_remote_code_warning, remote, None)
-    for event in (tab.select, *(part.change for part in (dataset, *form))):  # shown at once on opening the tab
-        event(config_preview, [dataset, *form], [preview, command, precision_info], show_progress="hidden")
-    method.change(suggested_learning_rate, method, lr)
-    start_btn.click(start_training, [dataset, *form], run_id).then(run_view, [run_id, smoothing], view)
+    form["trust_remote_code"].change(_remote_code_warning, form["trust_remote_code"], None)
+    for event in (tab.select, *(part.change for part in (dataset, *form.values()))):  # shown on opening the tab
+        event(lambda got: config_preview(*read(got)), inputs, [preview, command, precision_info],
+              show_progress="hidden")
+    method.change(suggested_learning_rate, method, form["learning_rate"])
+    start_btn.click(lambda got: start_training(*read(got)), inputs, run_id).then(
+        run_view, [run_id, smoothing], view)
     resume_btn.click(resume_training, run_id, run_id).then(run_view, [run_id, smoothing], view)
     # Reading the events file is cheap: progress and Stop never wait behind a long Compare.
     stop_btn.click(stop_training, [run_id, smoothing], view, concurrency_limit=None)
     smoothing.change(run_view, [run_id, smoothing], view, show_progress="hidden")
     timer.tick(run_view, [run_id, smoothing], view, show_progress="hidden", concurrency_limit=None)
     gr.api(run_status, api_name="run_status", concurrency_limit=None)
+    return form
