@@ -18,6 +18,7 @@ import random
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from engine.errors import StudioError
@@ -354,6 +355,44 @@ def token_length(ex: Example, tokenizer) -> int:
         return len(tokenize_example(ex, tokenizer, "all")["input_ids"])
     head = clipped(ex, STATS_CHARS)
     return round(len(tokenize_example(head, tokenizer, "all")["input_ids"]) * size / max(example_chars(head), 1))
+
+
+@lru_cache(maxsize=2)
+def cached_tokenizer(model: str):
+    """The model's tokenizer, loaded once per model for the views that count tokens."""
+    from engine.models import load_tokenizer
+
+    return load_tokenizer(model)
+
+
+def _stamp(path: str):
+    try:
+        st = Path(path).stat()
+        return path, st.st_mtime_ns, st.st_size
+    except OSError:
+        return path, None, None
+
+
+@lru_cache(maxsize=4)
+def _cached_report(stamps: tuple, columns: str) -> DataReport:
+    from engine.formats import parse_mapping
+
+    return check_files([s[0] for s in stamps], parse_mapping(columns))
+
+
+def dataset_report(files: list[str], columns: str = "") -> DataReport:
+    """The report of `files`, read once per version of the files: the views of one upload share it."""
+    return _cached_report(tuple(_stamp(f) for f in files), columns)
+
+
+def dataset_tokens(files: list[str], columns: str, model: str, max_length: int, sample: int = 2000) -> int | None:
+    """Tokens one epoch trains (each example cut to max_length), from a sample; None when it cannot be counted."""
+    try:
+        report = dataset_report(files, columns)
+        stats = token_stats(report.examples, cached_tokenizer(model), int(max_length), sample=sample)
+    except (StudioError, OSError, ValueError):  # no tokenizer offline, unreadable data: no time estimate
+        return None
+    return sum(min(n, int(max_length)) for n in stats.lengths) * stats.scale
 
 
 def token_stats(examples: list[Example], tokenizer, max_length: int, sample: int | None = None) -> TokenStats:

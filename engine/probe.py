@@ -33,23 +33,23 @@ def probe_root() -> Path:
 
 def measure(run) -> dict:
     """What a finished (or failed) run measured, from its events."""
-    events = run.events.read()
-    started = next((r for r in events if r["event"] == "started"), {})
-    ended = next((r for r in reversed(events) if r["event"] in ("finished", "stopped", "failed")), {})
-    losses = [r["loss"] for r in run.logged() if isinstance(r.get("loss"), float)]
-    speeds = [r["tokens_per_s"] for r in run.logged() if r.get("tokens_per_s")]
-    trainable, params = started.get("trainable_params"), started.get("params")
+    st = run.state()
+    started, ended = st.first_started, st.ended
+    losses = [e.loss for e in st.losses()]
+    speeds = [e.tokens_per_s for e in st.logged if e.tokens_per_s]
+    trainable, params = (started.trainable_params, started.params) if started else (None, None)
+    peak = getattr(ended, "peak_memory_mb", None)
+    precision = started.precision if started else None
     return {
-        "method": run.config.method, "status": run.status(), "reason": ended.get("reason"),
+        "method": run.config.method, "status": run.status(), "reason": ended.reason if ended else None,
         "tokens_per_s": speeds[-1] if speeds else None,
-        "peak_memory_gb": round(ended["peak_memory_mb"] / 1024, 3) if ended.get("peak_memory_mb") else None,
+        "peak_memory_gb": round(peak / 1024, 3) if peak else None,
         "trainable_params": trainable, "params": params,
         "trainable_share": round(trainable / params, 5) if trainable and params else None,
         "loss_start": losses[0] if losses else None, "loss_end": losses[-1] if losses else None,
         "loss_change": round(losses[-1] - losses[0], 4) if len(losses) > 1 else None,
-        "precision": started.get("precision"),
-        "utilisation": _utilisation(run.config, speeds[-1] if speeds else None, params, trainable,
-                                    started.get("precision")),
+        "precision": precision,
+        "utilisation": _utilisation(run.config, speeds[-1] if speeds else None, params, trainable, precision),
         "run_id": run.id,
     }
 

@@ -28,7 +28,7 @@ import psutil
 
 from engine.errors import RunError
 from engine.config import RunConfig
-from engine.events import TERMINAL, EventLog
+from engine.events import TERMINAL, Evaluated, EventLog, Logged, RunState
 
 # Stop during training waits for the step and a save: twice the run's slowest measured step plus two saves
 # (checkpoint and adapter), and at least the floor; before any step is timed, the first-step grace.
@@ -91,41 +91,21 @@ class Run:
         except (FileNotFoundError, ValueError):
             return None
 
+    def state(self) -> RunState:
+        """What the run's events say (engine.events.fold), read from where this process last stopped reading."""
+        return self.events.state()
+
     def status(self) -> str:
-        """created, queued, running, stopping, finished, stopped, failed or interrupted."""
-        records = self._this_session()
-        for record in reversed(records):
-            if record["event"] in TERMINAL:
-                return record["event"]
-        pid = self.pid()
-        kinds = [r["event"] for r in records]
-        if pid is not None and _pid_alive(pid):
-            if "stopping" in kinds:
-                return "stopping"
-            if "queued" in kinds and "dequeued" not in kinds:
-                return "queued"
-            return "running"
-        if pid is None:  # being launched this instant, or never launched
-            return "queued" if any(r["event"] == "launched" for r in records) else "created"
-        if "stopping" in kinds:  # a Stop ended it before it could say so
-            self.events.write("stopped", reason=_stopped_reason(self, records))
-            return "stopped"
-        reason = "the training process ended without saying why (killed, or out of memory)"
-        self.events.write("interrupted", reason=reason)
-        return "interrupted"
+        """created, queued, running, stopping, finished, stopped, failed or interrupted. Only reads: a process
+        that ended without a word reads as interrupted (stopped, if a Stop was asked); `launch` records it."""
+        return _status(self.state(), self.pid())
 
-    def _this_session(self) -> list[dict]:
-        """Events since the process was last launched: a resumed run is judged by its new process."""
-        records = self.events.read()
-        starts = [i for i, r in enumerate(records) if r["event"] == "launched"]
-        return records[starts[-1]:] if starts else records
+    def logged(self) -> list[Logged]:
+        """The logged training steps, in order, over every process of the run."""
+        return list(self.state().logged)
 
-    def logged(self) -> list[dict]:
-        """Training-loss records, in order (evaluation records are in `evaluations`)."""
-        return [r for r in self.events.read() if r["event"] == "logged" and "loss" in r]
-
-    def evaluations(self) -> list[dict]:
-        return [r for r in self.events.read() if r["event"] == "logged" and "eval_loss" in r]
+    def evaluations(self) -> list[Evaluated]:
+        return list(self.state().evaluations)
 
     def wait(self, timeout: float | None = None, poll_s: float = 0.3) -> str:
         """Block until the run is no longer running or queued; its status then. TimeoutError after `timeout` s."""
@@ -137,24 +117,40 @@ class Run:
         return status
 
     def summary(self) -> dict:
-        records = self.events.read()
-        logged = [r for r in records if r["event"] == "logged" and "loss" in r]
-        last = logged[-1] if logged else {}
-        ended = next((r for r in reversed(self._this_session()) if r["event"] in TERMINAL), None)
+        st = self.state()
+        last = st.logged[-1] if st.logged else None
+        status = _status(st, self.pid())
         return {
             "id": self.id,
-            "status": self.status(),
-            "step": last.get("step", 0),
-            "total_steps": last.get("total_steps") or next(
-                (r.get("total_steps") for r in records if r["event"] == "started"), None),
-            "loss": last.get("loss"),
-            "tokens_per_s": last.get("tokens_per_s"),
-            "eta_s": last.get("eta_s"),
-            "memory_mb": last.get("memory_mb"),
-            "reason": (ended or {}).get("reason"),
-            "queue_position": queue_position(self),
-            "stopping": next((r for r in reversed(self._this_session()) if r["event"] == "stopping"), None),
+            "status": status,
+            "step": last.step if last else 0,
+            "total_steps": st.total_steps,
+            "loss": last.loss if last else None,
+            "tokens_per_s": last.tokens_per_s if last else None,
+            "eta_s": last.eta_s if last else None,
+            "memory_mb": last.memory_mb if last else None,
+            "reason": st.ended.reason if st.ended else _unsaid_ending(self, st)[1] if status in TERMINAL else None,
+            "warnings": st.warnings,
+            "queue_position": queue_position(self) if status == "queued" else None,
+            "stopping": st.stopping,
         }
+
+
+def _status(st: RunState, pid: int | None) -> str:
+    if st.ended:
+        return st.ended.kind
+    if pid is not None and _pid_alive(pid):
+        return "stopping" if st.stopping else "queued" if st.waiting else "running"
+    if pid is None:  # being launched this instant, or never launched
+        return "queued" if st.launches else "created"
+    return "stopped" if st.stopping else "interrupted"
+
+
+def _unsaid_ending(run: Run, st: RunState) -> tuple[str, str]:
+    """(kind, reason) for the newest process when it ended without writing how."""
+    if st.stopping:
+        return "stopped", _stopped_reason(run, st)
+    return "interrupted", "the training process ended without saying why (killed, or out of memory)"
 
 
 # What libraries that write files say when the disk is full: some wrap the OSError in their own error
@@ -220,13 +216,13 @@ def measured_throughput(model: str, root: Path | None = None) -> float | None:
     """Tokens per second of the newest run of `model` that logged any, for time estimates."""
     for run in list_runs(root):
         logged = run.logged()
-        if logged and logged[-1].get("tokens_per_s"):
+        if logged and logged[-1].tokens_per_s:
             try:
                 used = run.config.model
             except Exception:  # a run folder with an unreadable config is skipped, not fatal
                 continue
             if used in (model, str(Path(model).expanduser().resolve())):
-                return float(logged[-1]["tokens_per_s"])
+                return float(logged[-1].tokens_per_s)
     return None
 
 
@@ -241,8 +237,8 @@ def queue_position(run: Run) -> int | None:
     waiting = []
     for other in list_runs(run.dir.parent):
         if other.status() == "queued":
-            queued = [r for r in other._this_session() if r["event"] in ("queued", "launched")]
-            waiting.append((queued[-1]["time"] if queued else float("inf"), other.id))
+            queued = [e.time for e in other.state().session if e.kind in ("queued", "launched")]
+            waiting.append((queued[-1] if queued else float("inf"), other.id))
     return 1 + [rid for _, rid in sorted(waiting)].index(run.id)
 
 
@@ -259,6 +255,10 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
         time.sleep(0.2)
     if pid is not None and _pid_alive(pid):
         raise RunError(f"Run {run.id} is already {run.status()}.")
+    st = run.state()
+    if pid is not None and st.launches and st.ended is None:  # the last process ended without a word: say so
+        kind, reason = _unsaid_ending(run, st)
+        run.events.write(kind, reason=reason)
     (run.dir / "pid").unlink(missing_ok=True)
     others_busy = any(r.id != run.id and r.status() in ACTIVE for r in list_runs(run.dir.parent))
     run.events.write("launched")  # before the process exists: its own events always come after
@@ -278,48 +278,27 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
 
 
 def _launches(run: Run) -> int:
-    return sum(r["event"] == "launched" for r in run.events.read())
-
-
-def _sessions(records: list[dict]) -> list[list[dict]]:
-    out: list[list[dict]] = [[]]
-    for r in records:
-        if r["event"] == "launched":
-            out.append([])
-        out[-1].append(r)
-    return [x for x in out if x]
-
-
-def step_times(run: Run) -> tuple[float | None, float]:
-    """(slowest measured seconds per step, slowest checkpoint save in seconds) over all of the run's processes."""
-    step_s, save_s = None, 0.0
-    for session in _sessions(run.events.read()):
-        logged = [r for r in session if r["event"] == "logged" and r.get("elapsed_s") is not None and r.get("step")]
-        for a, b in zip([{"step": 0, "elapsed_s": 0.0}] + logged, logged):
-            if b["step"] > a["step"] and b["elapsed_s"] >= a["elapsed_s"]:
-                step_s = max(step_s or 0.0, (b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"]))
-        save_s = max([save_s] + [r.get("seconds") or 0.0 for r in session if r["event"] == "checkpoint"])
-    return step_s, save_s
+    return run.state().launches
 
 
 def stop_grace(run: Run) -> tuple[float, float]:
     """(grace, expected) seconds for a trainer to finish its step and save: expected is one step and two
-    saves (checkpoint, adapter) at the slowest measured; the grace twice that, and at least the floor."""
-    step_s, save_s = step_times(run)
-    if step_s is None:
+    saves (checkpoint, adapter) at the slowest measured in any of the run's processes; the grace twice that,
+    and at least the floor."""
+    st = run.state()
+    if st.slowest_step_s is None:
         return FIRST_STEP_GRACE_S, FIRST_STEP_GRACE_S / 2
-    expected = step_s + 2 * save_s
+    expected = st.slowest_step_s + 2 * st.slowest_save_s
     return max(STOP_GRACE_FLOOR_S, 2 * expected), expected
 
 
-def _stopped_reason(run: Run, session: list[dict]) -> str:
+def _stopped_reason(run: Run, st: RunState) -> str:
     from engine.checkpoints import newest
 
     kept = newest(run.dir / "checkpoints")
-    kinds = [r["event"] for r in session]
-    if "queued" in kinds and "dequeued" not in kinds and "started" not in kinds:
+    if st.waiting:
         return "Stopped while waiting in the queue; nothing was trained."
-    if "started" not in kinds:
+    if st.started is None:
         return (f"Stopped before training began; {kept.name} is kept, and Resume continues from it." if kept
                 else "Stopped before training began; nothing was trained.")
     return (f"Stopped; {kept.name} is the newest complete checkpoint, and Resume continues from it." if kept
@@ -337,13 +316,12 @@ def stop(run: Run, wait: bool = True, grace_s: float | None = None) -> str:
     pid = run.pid()
     if pid is None or not _pid_alive(pid) or run.status() not in ACTIVE:
         return run.status()
-    session = run._this_session()
-    training = any(r["event"] == "started" for r in session)
+    st = run.state()
+    training = st.started is not None
     grace, expected = stop_grace(run) if training else (STARTUP_GRACE_S, 0.0)
     grace = grace if grace_s is None else grace_s
-    if run.status() != "stopping":
-        steps = [r["step"] for r in run.logged()]
-        run.events.write("stopping", step=(steps[-1] + 1) if training and steps else None,
+    if st.stopping is None:
+        run.events.write("stopping", step=(st.logged[-1].step + 1) if training and st.logged else None,
                          grace_s=round(grace, 1), expected_s=round(expected, 1), training=training)
     launches = _launches(run)
     try:
@@ -360,7 +338,8 @@ def _end_stop(run: Run, pid: int, launches: int, grace: float) -> str:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _pid_alive(pid):
         time.sleep(0.2)
-    if _pid_alive(pid):
+    killed = _pid_alive(pid)
+    if killed:
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -369,8 +348,9 @@ def _end_stop(run: Run, pid: int, launches: int, grace: float) -> str:
             if not _pid_alive(pid):
                 break
             time.sleep(0.1)
-        session = run._this_session()
-        if _launches(run) == launches and not any(r["event"] in TERMINAL for r in session):
+    st = run.state()
+    if _launches(run) == launches and st.ended is None:  # only about the process signalled, not a later Resume
+        if killed:
             from engine.checkpoints import newest
 
             kept = newest(run.dir / "checkpoints")
@@ -379,27 +359,28 @@ def _end_stop(run: Run, pid: int, launches: int, grace: float) -> str:
                                                           "Resume continues from it." if kept else
                                                           "no checkpoint had been saved, so Resume starts from "
                                                           "the beginning."))
-    return run.status()  # a process that ended without a word is marked stopped here
+        else:  # it ended on the signal without a word (still importing, before its handler was set)
+            run.events.write("stopped", reason=_stopped_reason(run, st))
+    return run.status()
 
 
 def history(root: Path | None = None) -> list[dict]:
     """One row per run, newest first, read from the run folders (so it survives a restart)."""
     rows = []
     for run in list_runs(root):
-        events = run.events.read()
         try:
             cfg = run.config
         except Exception:  # a folder whose config cannot be read still shows, as broken
             rows.append({"run": run.id, "status": "unreadable"})
             continue
-        times = [e["time"] for e in events if "time" in e]
-        logged = [e for e in events if e["event"] == "logged" and isinstance(e.get("loss"), (int, float))]
+        st = run.state()
+        losses = st.losses()
         rows.append({
             "run": run.id, "status": run.status(), "model": Path(cfg.model).name, "method": cfg.method,
             "data": ", ".join(Path(p).name for p in cfg.data_files()),
-            "final loss": round(logged[-1]["loss"], 4) if logged else None,
-            "steps": logged[-1]["step"] if logged else 0,
-            "minutes": round((times[-1] - times[0]) / 60, 1) if len(times) > 1 else 0.0,
+            "final loss": round(losses[-1].loss, 4) if losses else None,
+            "steps": losses[-1].step if losses else 0,
+            "minutes": round((st.last_time - st.first_time) / 60, 1) if st.first_time is not None else 0.0,
         })
     return rows
 
@@ -407,8 +388,7 @@ def history(root: Path | None = None) -> list[dict]:
 def curves(run_ids: list[str], root: Path | None = None) -> list[dict]:
     """(run, step, loss) rows of several runs, to draw their loss curves over each other."""
     root = root or runs_root()
-    return [{"run": rid, "step": e["step"], "loss": e["loss"]} for rid in run_ids
-            for e in Run(root / rid).logged() if isinstance(e.get("loss"), (int, float))]
+    return [{"run": rid, "step": e.step, "loss": e.loss} for rid in run_ids for e in Run(root / rid).state().losses()]
 
 
 def smoothed(values: list[float], weight: float) -> list[float]:
@@ -424,19 +404,20 @@ def smoothed(values: list[float], weight: float) -> list[float]:
 
 def metrics(run: Run, smoothing: float = 0.6) -> dict[str, list[dict]]:
     """What the Train tab plots, as rows: loss (train raw, train smoothed, eval), learning rate, tokens/s."""
-    logged = [r for r in run.logged() if isinstance(r.get("loss"), (int, float))]
-    steps = [r["step"] for r in logged]
-    loss = [{"step": s, "value": r["loss"], "series": "train"} for s, r in zip(steps, logged)]
+    st = run.state()
+    logged = st.losses()
+    steps = [e.step for e in logged]
+    loss = [{"step": e.step, "value": e.loss, "series": "train"} for e in logged]
     loss += [{"step": s, "value": v, "series": "train, smoothed"}
-             for s, v in zip(steps, smoothed([r["loss"] for r in logged], smoothing))]
-    loss += [{"step": r["step"], "value": r["eval_loss"], "series": "eval"} for r in run.evaluations()
-             if isinstance(r.get("eval_loss"), (int, float))]
+             for s, v in zip(steps, smoothed([e.loss for e in logged], smoothing))]
+    loss += [{"step": e.step, "value": e.eval_loss, "series": "eval"} for e in st.evaluations
+             if isinstance(e.eval_loss, (int, float))]
     return {
         "loss": loss,
-        "learning_rate": [{"step": r["step"], "value": r["learning_rate"]} for r in logged
-                          if isinstance(r.get("learning_rate"), (int, float))],
-        "tokens_per_s": [{"step": r["step"], "value": r["tokens_per_s"]} for r in logged
-                         if isinstance(r.get("tokens_per_s"), (int, float))],
+        "learning_rate": [{"step": e.step, "value": e.learning_rate} for e in logged
+                          if isinstance(e.learning_rate, (int, float))],
+        "tokens_per_s": [{"step": e.step, "value": e.tokens_per_s} for e in logged
+                         if isinstance(e.tokens_per_s, (int, float))],
     }
 
 

@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 
 from engine.config import ConfigError, RunConfig
 from engine.data import DataError, load_examples, split_examples, tokenize_example
-from engine.events import TERMINAL, EventLog
+from engine.events import EventLog
 from engine.formats import parse_mapping
 from engine import checkpoints, distributed, methods
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
@@ -137,7 +137,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
             if "eval_loss" in logs:
-                events.write("logged", step=state.global_step, total_steps=state.max_steps,
+                events.write("evaluated", step=state.global_step, total_steps=state.max_steps,
                              eval_loss=float(logs["eval_loss"]))
                 return
             if "loss" not in logs:
@@ -369,9 +369,7 @@ def queue_slot(lock_path: Path, events: EventLog, stop: _StopRequest):
     (filelock, an flock on Linux), so it is released however this process ends.
     """
     lock = FileLock(str(lock_path))
-    records = events.read()
-    launched = max((i for i, r in enumerate(records) if r["event"] == "launched"), default=-1)
-    waiting = any(r["event"] == "queued" for r in records[launched + 1:])  # the registry saw a busy slot
+    waiting = events.state().waiting  # the registry saw a busy slot when it launched this run
     while True:
         try:
             lock.acquire(timeout=0)
@@ -399,9 +397,7 @@ def _run_ranks(cfg: RunConfig, config_path: Path, events: EventLog, stop: _StopR
     cmd = distributed.launch_command(cfg, config_path.resolve(), ds_path)
     proc = subprocess.Popen(cmd, env=distributed.launch_env(), cwd=Path(__file__).resolve().parent.parent)
     code = proc.wait()
-    records = events.read()
-    launched = max((i for i, r in enumerate(records) if r["event"] == "launched"), default=-1)
-    if not any(r["event"] in TERMINAL for r in records[launched + 1:]):
+    if events.state().ended is None:
         what = "was stopped" if stop.requested else f"ended with code {code}"
         events.write("stopped" if stop.requested else "failed",
                      reason=f"A training process {what} before saying why; see train.log.")

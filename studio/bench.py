@@ -1,7 +1,7 @@
 """Performance benchmark: the studio's training against a bare TRL script, MFU, Compare and app start.
 
     studio bench [--model M] [--methods lora,full] [--steps 30] [--batch 4] [--max-length 256]
-                 [--repeats 2] [--skip compare,app] [--json bench.json]
+                 [--repeats 2] [--skip train,compare,app,tick] [--json bench.json]
 
 Training, for each method, on the same model, data (the bundled sample, loss on every token), seed,
 batch, length, learning rate and schedule, one process at a time:
@@ -23,7 +23,8 @@ MFU: achieved FLOP/s (4N per token with adapters, whose frozen weights get no we
 for full fine-tuning; N = the model's parameters) over the matrix-multiply peak measured here at the
 precision used, at the model's layer shapes (engine/capability.py: the figures `precision: auto`
 reads). The bf16 variant is left out, with the measured ratio, where bf16 runs slower than fp32. Compare: time to first token and generation tokens per second of each column on
-one question. App: seconds from `studio` to a page that answers. RAG: see `studio rag bench`.
+one question. App: seconds from `studio` to a page that answers. Tick: milliseconds an open Train tab
+spends each second on a 10,000-step run. RAG: see `studio rag bench`.
 Nothing else should run while it measures.
 """
 
@@ -128,21 +129,18 @@ def _run_baseline(model, steps, batch, max_length, lr, method, seed) -> dict:
 # ---- the studio's runs ---------------------------------------------------------------------------
 
 def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
-    from engine import methods
     from engine.runs import create_run, launch
 
     run = create_run(cfg, root)
     launch(run)
     if run.wait(timeout=3600) != "finished":
         raise RuntimeError(f"the studio run {name} ended {run.status()}: {run.summary().get('reason')}")
-    events = run.events.read()
-    started = next(e for e in events if e["event"] == "started")
-    finished = next(e for e in events if e["event"] == "finished")
-    records = [e for e in events if e["event"] == "logged" and "loss" in e]
-    params = started["params"] - started["trainable_params"] if cfg.method not in ("full", "freeze") \
-        else started["params"]
-    return _summary(name, [r["loss"] for r in records], records, finished.get("peak_memory_mb"), params,
-                    cfg.method, methods.precision(cfg)), run
+    st = run.state()
+    started, finished = st.first_started, st.ended
+    records = [{"step": e.step, "tokens": e.tokens, "elapsed_s": e.elapsed_s} for e in st.losses()]
+    params = started.params - started.trainable_params if cfg.method not in ("full", "freeze") else started.params
+    return _summary(name, [e.loss for e in st.losses()], records, finished.peak_memory_mb, params,
+                    cfg.method, started.precision), run
 
 
 def train_bench(model: str, method: str, steps: int, batch: int, max_length: int, lr: float = 2e-4,
@@ -233,6 +231,46 @@ def app_start_bench(model: str) -> float:
         return app.start_s
 
 
+def tick_bench(steps: int = 10_000, ticks: int = 20) -> dict:
+    """Milliseconds one tick of an open Train tab takes (its status line and plots) on a run of `steps` logged
+    steps that is still training, and a tick right after one more step was logged."""
+    import json as _json
+
+    from ui.train_tab import run_view  # the tick itself, as the page calls it
+
+    home = Path(tempfile.mkdtemp(prefix="bench-tick-"))
+    os.environ["STUDIO_RUNS"] = str(home / "runs")
+    from engine.runs import create_run
+
+    run = create_run(RunConfig(), home / "runs")
+    t = time.time()
+    lines = [{"event": "launched", "time": t}, {"event": "started", "time": t, "pid": os.getpid(), "total_steps": steps}]
+    for i in range(1, steps + 1):
+        lines.append({"event": "logged", "time": t + i, "step": i, "total_steps": steps, "loss": 2.0 - i * 1e-4,
+                      "learning_rate": 1e-3, "epoch": i / 100, "tokens": i * 250, "tokens_per_s": 120.0,
+                      "elapsed_s": float(i), "eta_s": float(steps - i), "memory_mb": 2400.0})
+        if i % 20 == 0:
+            lines.append({"event": "evaluated", "time": t + i, "step": i, "total_steps": steps, "eval_loss": 1.9})
+    (run.dir / "events.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in lines))
+    (run.dir / "pid").write_text(str(os.getpid()))  # a live process: the run reads as running
+    first = time.perf_counter()
+    run_view(run.id)
+    first = time.perf_counter() - first
+    t0 = time.perf_counter()
+    for _ in range(ticks):
+        run_view(run.id)
+    per = (time.perf_counter() - t0) / ticks
+    with open(run.dir / "events.jsonl", "a") as fh:
+        fh.write(_json.dumps({"event": "logged", "time": t, "step": steps + 1, "total_steps": steps + 1,
+                              "loss": 1.0, "elapsed_s": float(steps + 1)}) + "\n")
+    t0 = time.perf_counter()
+    run_view(run.id)
+    after = time.perf_counter() - t0
+    return {"lines": len(lines), "mb": round((run.dir / "events.jsonl").stat().st_size / 1e6, 1),
+            "first_tick_ms": round(first * 1000, 1), "tick_ms": round(per * 1000, 1),
+            "tick_after_new_line_ms": round(after * 1000, 1)}
+
+
 # ---- the command --------------------------------------------------------------------------------------
 
 def _fmt(x, spec):
@@ -259,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2, help="runs of each variant, in turn; the fastest counts")
-    p.add_argument("--skip", default="", help="comma list of parts to leave out: compare, app")
+    p.add_argument("--skip", default="", help="comma list of parts to leave out: train, compare, app, tick")
     p.add_argument("--json", default=None)
     p.add_argument("--baseline", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -275,17 +313,18 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": machine, "model": a.model, "steps": a.steps, "batch": a.batch,
               "max_length": a.max_length, "train": []}
     run = None
-    for method in a.methods.split(","):
-        rows, method_run = train_bench(a.model, method.strip(), a.steps, a.batch, a.max_length,
-                                       repeats=a.repeats)
-        result["train"] += rows
-        run = run or method_run
-    print(f"Training, {a.model} on {machine}: {a.steps} steps, batch {a.batch}, max length {a.max_length}")
-    print(table(result["train"]))
-    for row in result["train"]:
-        for note in row.get("notes", []):
-            print(f"note: {note}.")
     skip = set(a.skip.split(","))
+    if "train" not in skip:
+        for method in a.methods.split(","):
+            rows, method_run = train_bench(a.model, method.strip(), a.steps, a.batch, a.max_length,
+                                           repeats=a.repeats)
+            result["train"] += rows
+            run = run or method_run
+        print(f"Training, {a.model} on {machine}: {a.steps} steps, batch {a.batch}, max length {a.max_length}")
+        print(table(result["train"]))
+        for row in result["train"]:
+            for note in row.get("notes", []):
+                print(f"note: {note}.")
     if "compare" not in skip and run is not None:
         result["compare"] = compare_bench(run)
         print("\n| column | first token s | total s | prompt tokens | answer tokens | tokens/s |\n|---|---|---|---|---|---|")
@@ -295,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     if "app" not in skip:
         result["app_start_s"] = app_start_bench(a.model)
         print(f"\nApp: {result['app_start_s']:.1f} s from `studio` to a page that answers.")
+    if "tick" not in skip:
+        result["tick"] = t = tick_bench()
+        print(f"\nTrain tab tick on a run of 10,000 steps ({t['lines']:,} event lines, {t['mb']} MB): first "
+              f"{t['first_tick_ms']:.0f} ms, then {t['tick_ms']:.1f} ms a tick, {t['tick_after_new_line_ms']:.1f} ms "
+              "after one new step.")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

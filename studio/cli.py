@@ -45,6 +45,7 @@ from pathlib import Path
 
 from engine.config import ASSETS, ConfigError, RunConfig
 from engine.errors import StudioError
+from engine.events import Event, Failed, Finished, Interrupted, Logged, Started, Stopping, Warned
 from engine.runs import storage_problem
 from engine.runs import ACTIVE, Run, create_run, launch, list_runs, runs_root, stop
 
@@ -87,14 +88,20 @@ def _overrides(args: list[str]) -> dict:
 
 def _follow(run: Run) -> int:
     seen = 0
+
+    def show_new() -> None:
+        nonlocal seen
+        session = run.state().session  # the events of the process just launched, read as they come
+        for e in session[seen:]:
+            _print_event(e)
+        seen = len(session)
+
     try:
         while True:
-            records = run.events.read()
-            for r in records[seen:]:
-                _print_event(r)
-            seen = len(records)
+            show_new()
             status = run.status()
             if status not in ACTIVE:
+                show_new()
                 return 0 if status in ("finished", "stopped") else 1
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -104,29 +111,26 @@ def _follow(run: Run) -> int:
             stop(run)
         except KeyboardInterrupt:
             stop(run, grace_s=0)
-        for r in run.events.read()[seen:]:
-            _print_event(r)
+        show_new()
         return 130
 
 
-def _print_event(r: dict) -> None:
-    kind = r["event"]
-    if kind == "logged":
-        eta = f"{r['eta_s']:.0f}s" if r.get("eta_s") is not None else "?"
-        print(f"step {r['step']}/{r['total_steps']}  loss {r['loss']}  {r.get('tokens_per_s')} tok/s  eta {eta}",
-              flush=True)
-    elif kind in ("failed", "interrupted"):
-        print(f"{kind}: {r.get('reason')}", flush=True)
-    elif kind in ("finished", "stopped"):
-        where = f"at step {r['step']}; adapter in {r.get('adapter')}" if r.get("adapter") else ""
-        print(" ".join(x for x in (kind, where, r.get("reason") or "") if x), flush=True)
-    elif kind == "warning":
-        print(f"warning: {r['message'].removeprefix('warning: ')}", flush=True)
-    elif kind == "stopping" and r.get("training"):
-        print(f"stopping: finishing step {r.get('step')} and saving, about {r.get('expected_s', 0):.0f} s "
-              f"(ended after {r.get('grace_s', 0):.0f} s)", flush=True)
-    elif kind == "started":
-        print(f"started: {r.get('total_steps')} steps", flush=True)
+def _print_event(e: Event) -> None:
+    if isinstance(e, Logged):
+        eta = f"{e.eta_s:.0f}s" if e.eta_s is not None else "?"
+        print(f"step {e.step}/{e.total_steps}  loss {e.loss}  {e.tokens_per_s} tok/s  eta {eta}", flush=True)
+    elif isinstance(e, (Failed, Interrupted)):
+        print(f"{e.kind}: {e.reason}", flush=True)
+    elif isinstance(e, Finished):  # and Stopped
+        where = f"at step {e.step}; adapter in {e.adapter}" if e.adapter else ""
+        print(" ".join(x for x in (e.kind, where, e.reason or "") if x), flush=True)
+    elif isinstance(e, Warned):
+        print(f"warning: {e.message.removeprefix('warning: ')}", flush=True)
+    elif isinstance(e, Stopping) and e.training:
+        print(f"stopping: finishing step {e.step} and saving, about {e.expected_s or 0:.0f} s "
+              f"(ended after {e.grace_s or 0:.0f} s)", flush=True)
+    elif isinstance(e, Started):
+        print(f"started: {e.total_steps} steps", flush=True)
 
 
 def cmd_train(args: list[str]) -> int:
@@ -238,7 +242,7 @@ def cmd_advise(argv: list[str]) -> int:
 
     where = f"GPU ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "CPU fp32"
     print(f"\n{model}, {where}, batch {a.batch_size} x {a.seq} tokens:")
-    print(f"| method | trained (measured) | trained (formula) | peak GiB measured | estimate GiB | error |")
+    print("| method | trained (measured) | trained (formula) | peak GiB measured | estimate GiB | error |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         if r.get("error") is None:

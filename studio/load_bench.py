@@ -55,7 +55,7 @@ def _user(url: str, run_id: str, model: str, questions: int, seed: int, out: lis
                 text = " ".join(str(x) for x in (result if isinstance(result, (list, tuple)) else [result]))
                 # Server errors raise in the client; an answer may well say "Error E31", so only the
                 # app's own failure sentence counts here.
-                record["ok"] = bool(text.strip()) and "Cannot load the model" not in text and (
+                record["ok"] = bool(text.strip()) and "**Refused:**" not in text and (
                     kind == "compare" or f"Run {run_id}" in text)  # the run asked for, read from its folder
                 if not record["ok"]:
                     record["error"] = text[:200]

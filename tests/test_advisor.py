@@ -130,3 +130,18 @@ def test_memory_estimate_is_close_to_the_measured_peak_on_the_default_model(runs
     for r in rows:
         assert r["status"] == "finished", r
         assert abs(r["error"]) < 0.25, r
+
+
+def test_the_plan_says_whether_it_fits_how_many_gpus_and_how_long(tiny_model, runs_dir):
+    from engine import estimate
+    from engine.capability import auto_precision, capability
+
+    big = estimate.plan("Qwen/Qwen2.5-7B-Instruct", "full", "NVIDIA A10G (24 GB)", gpus=1, epochs=1, tokens=10**6)
+    assert not big.fits and big.gpus_needed > 1 and any("With ZeRO-3 it needs" in t for t in big.sentences())
+    here = estimate.plan(tiny_model, "lora", estimate.CPU, epochs=2, tokens=50_000)
+    assert here.fits and here.gpus_needed is None and here.capacity_gb == estimate.ram_gb()
+    # no run of this model has been timed: the speed comes from the matrix products measured here
+    peak = capability(tiny_model).peak(auto_precision(tiny_model)[0])
+    assert here.speed == estimate.throughput_from_peak(here.shape, "lora", peak) and "estimated" in here.speed_source
+    assert here.time["seconds"] == round(50_000 * 2 / here.speed, 1)
+    assert {b["part"] for b in here.bars()} >= {"weights", "capacity"}

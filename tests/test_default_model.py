@@ -36,7 +36,7 @@ def test_lora_on_the_default_model_trains_and_answers(runs_dir):
     while run.status() == "running" and time.time() < deadline:
         time.sleep(1)
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
-    losses = [r["loss"] for r in run.logged()]
+    losses = [r.loss for r in run.logged()]
     assert len(losses) == 6 and min(losses[3:]) < losses[0]
     chat = ChatModel(DEFAULT_MODEL, run.adapter)
     question = [{"role": "user", "content": "What is the capital of France?"}]

@@ -34,7 +34,7 @@ def test_zero2_lora_with_optimizer_offload_trains_on_two_processes(tiny_model, r
     assert ds["zero_optimization"]["stage"] == 2 and ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     started = [e for e in run.events.read() if e["event"] == "started"]
     assert len(started) == 1 and started[0]["processes"] == 2  # two ranks; rank 0 speaks for both
-    losses = [r["loss"] for r in run.logged()]
+    losses = [r.loss for r in run.logged()]
     assert len(losses) == 20 and _mean(losses[-5:]) < 0.9 * _mean(losses[:5]), losses
     chat = ChatModel(tiny_model, run.adapter)
     assert chat.generate([{"role": "user", "content": "Hello"}], max_new_tokens=4).answer_tokens > 0
@@ -45,7 +45,7 @@ def test_zero3_full_fine_tuning_gathers_the_sharded_weights_into_one_model(tiny_
 
     run = _train(_cfg(tiny_model, zero_stage=3, method="full", learning_rate=1e-3))
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
-    losses = [r["loss"] for r in run.logged()]
+    losses = [r.loss for r in run.logged()]
     assert _mean(losses[-5:]) < 0.9 * _mean(losses[:5]), losses
     tuned = AutoModelForCausalLM.from_pretrained(run.model_dir)
     base = AutoModelForCausalLM.from_pretrained(tiny_model)

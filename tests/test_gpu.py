@@ -15,7 +15,7 @@ def test_lora_trains_in_bf16_on_the_gpu_and_answers(tiny_model, runs_dir):
 
     run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=40,
                            learning_rate=1e-2, batch_size=8, max_length=128))
-    losses = [r["loss"] for r in run.logged()]
+    losses = [r.loss for r in run.logged()]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     started = next(r for r in run.events.read() if r["event"] == "started")
     assert started["device"].startswith("cuda")
@@ -45,7 +45,7 @@ def test_zero_over_the_gpus_of_this_machine(stage, tiny_model, runs_dir):
                            method="full" if stage == 3 else "lora"))
     started = next(r for r in run.events.read() if r["event"] == "started")
     assert started["processes"] == gpus and started["device"].startswith("cuda")
-    losses = [r["loss"] for r in run.logged()]
+    losses = [r.loss for r in run.logged()]
     assert sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5
 
 

@@ -17,7 +17,7 @@ def test_history_lists_runs_newest_first_with_their_outcome_and_survives_a_new_p
     assert [r["run"] for r in rows] == [second.id, first.id]
     done = rows[1]
     assert done["status"] == "finished" and done["method"] == "lora" and done["data"] == "train.jsonl"
-    assert done["steps"] == 4 and done["final loss"] == round(first.logged()[-1]["loss"], 4)
+    assert done["steps"] == 4 and done["final loss"] == round(first.logged()[-1].loss, 4)
     assert rows[0]["status"] == "created" and rows[0]["steps"] == 0 and rows[0]["final loss"] is None
     again = subprocess.run([sys.executable, "-c", "from engine.runs import history; "
                             "print([r['run'] for r in history()])"], capture_output=True, text=True, check=True)

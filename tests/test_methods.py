@@ -23,7 +23,7 @@ def test_method_trains_and_its_output_reloads(method, tiny_model, runs_dir):
                     batch_size=8, max_length=96, save_steps=100, warmup_ratio=0.0)
     run = _train(cfg)
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
-    losses = [r["loss"] for r in run.logged()]
+    losses = [r.loss for r in run.logged()]
     assert sum(losses[-5:]) / 5 < 0.95 * sum(losses[:5]) / 5, losses
     if method in ("full", "freeze"):
         assert run.model_dir is not None and run.adapter is None

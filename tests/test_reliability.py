@@ -42,7 +42,7 @@ def test_stop_during_a_step_slower_than_8s_waits_for_it_and_saves(tiny_model, ru
     # Resumed, then stopped while still starting: it ends at once, says so, and keeps checkpoint-2.
     monkeypatch.delenv("STUDIO_FAULT")
     launch(run)
-    assert not any(r["event"] == "started" for r in run._this_session())
+    assert run.state().started is None
     assert stop(run) == "stopped"
     assert run.summary()["reason"] in (
         "Stopped before training began; checkpoint-2 is kept, and Resume continues from it.",)
@@ -74,7 +74,7 @@ def test_ctrl_c_on_studio_train_finishes_the_slow_step_and_saves(tiny_model, tmp
     assert proc.returncode == 130, out
     assert "stopping: finishing step 2 and saving" in out
     assert "stopped at step 2" in out and "checkpoint-2 is saved, and Resume continues from it." in out
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if (p / "config.yaml").exists())
     assert checkpoints.problem(run_dir / "checkpoints" / "checkpoint-2") is None
 
 
@@ -101,11 +101,11 @@ def test_every_file_of_a_checkpoint_cut_short_is_found_and_resume_takes_the_one_
     (run.dir / "config.yaml").write_text(cfg.to_yaml())
     launch(run)
     assert wait_for(run) == "finished", (run.dir / "train.log").read_text()[-3000:]
-    warning = next(r["message"] for r in run._this_session() if r["event"] == "warning")
+    warning = run.state().warnings[0]
     assert warning.startswith("checkpoint-4 is damaged (adapter_model.safetensors is ")
     assert warning.endswith("so it was renamed damaged-checkpoint-4; training continues from checkpoint-2.")
     assert (folder / "damaged-checkpoint-4").is_dir()
-    steps = [r["step"] for r in run._this_session() if r["event"] == "logged" and "loss" in r]
+    steps = [e.step for e in run.state().session if e.kind == "logged"]
     assert steps[0] == 3 and steps[-1] == 6  # from checkpoint-2, not from the start
 
 

@@ -13,7 +13,7 @@ from engine.runs import Run, create_run, launch, list_runs, stop
 
 
 def _losses(run):
-    return [r["loss"] for r in run.logged()]
+    return [r.loss for r in run.logged()]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_events_carry_progress_and_end_finished(finished_run):
     assert kinds[:2] == ["launched", "started"] and kinds[-1] == "finished"
     assert "checkpoint" in kinds
     last = finished_run.logged()[-1]
-    assert last["step"] == last["total_steps"] == 40
-    assert last["tokens_per_s"] > 0 and last["eta_s"] == 0
+    assert last.step == last.total_steps == 40
+    assert last.tokens_per_s > 0 and last.eta_s == 0
     assert (finished_run.dir / "config.yaml").exists()
 
 
@@ -142,8 +142,9 @@ def test_mapped_table_with_a_validation_split_logs_eval_loss(tiny_model, runs_di
     launch(run)
     assert _wait(run) == "finished", (run.dir / "train.log").read_text()[-2000:]
     evals = run.evaluations()
-    assert [e["step"] for e in evals] == [5, 10]
-    assert all(isinstance(e["eval_loss"], float) for e in evals)
+    assert [e.step for e in evals] == [5, 10]
+    assert all(isinstance(e.eval_loss, float) for e in evals)
+    assert [r["event"] for r in run.events.read()].count("evaluated") == 2  # its own kind in the file
     assert len(run.logged()) == 10  # eval records do not break the training curve
 
 
@@ -157,7 +158,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, runs_dir):
     os.killpg(proc.pid, 9)
     proc.wait()
     assert run.status() == "interrupted"
-    killed_at = run.logged()[-1]["step"]
+    killed_at = run.logged()[-1].step
     assert 10 <= killed_at < 30
     from engine.checkpoints import newest
 
@@ -165,7 +166,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, runs_dir):
     launch(run)
     assert run.status() in ("running", "queued")  # the old "interrupted" belongs to the last process
     assert _wait(run) == "finished", (run.dir / "train.log").read_text()[-2000:]
-    steps = [r["step"] for r in run.logged()]
+    steps = [r.step for r in run.logged()]
     resumed = steps[steps.index(killed_at) + 1:]
     assert resumed[0] == saved + 1 and resumed[-1] == 30
     assert run.adapter is not None
@@ -184,8 +185,8 @@ def test_early_stopping_ends_a_run_whose_eval_loss_stops_improving(tiny_model, r
                                batch_size=8, max_length=64, warmup_ratio=0.0))
     launch(run)
     assert _wait(run) == "finished", (run.dir / "train.log").read_text()[-2000:]
-    evals = [e["eval_loss"] for e in run.evaluations()]
-    assert run.logged()[-1]["step"] < 200
+    evals = [e.eval_loss for e in run.evaluations()]
+    assert run.logged()[-1].step < 200
     assert evals[-1] >= min(evals[:-1])  # it stopped because the last evaluation did not improve
 
 
@@ -248,7 +249,7 @@ def test_kill_and_resume_ends_near_the_loss_of_an_uninterrupted_run(tiny_model, 
     (broken.dir / "checkpoints" / "checkpoint-999").mkdir()  # cut short: no trainer state, never resumed from
     launch(broken)  # what `studio train --resume` and the Resume button do
     assert _wait(broken) == "finished"
-    assert broken.logged()[-1]["step"] == 12
+    assert broken.logged()[-1].step == 12
     assert any(r["event"] == "interrupted" for r in broken.events.read())
     assert (broken.dir / "checkpoints" / "incomplete-checkpoint-999").is_dir()  # moved aside, not resumed
     a, b = _losses(straight)[-1], _losses(broken)[-1]
@@ -307,7 +308,7 @@ def test_a_disk_that_fills_up_fails_the_run_with_its_reason_and_resume_finishes_
     assert cut_short and not any((p / "trainer_state.json").exists() for p in cut_short)
     launch(run)  # space freed: Resume
     assert _wait(run) == "finished"
-    assert run.logged()[-1]["step"] == 12 and run.adapter is not None
+    assert run.logged()[-1].step == 12 and run.adapter is not None
     assert (run.dir / "checkpoints" / "incomplete-checkpoint-4").is_dir()  # moved aside, not resumed from
 
 
@@ -379,7 +380,7 @@ def test_packing_fills_rows_so_an_epoch_takes_fewer_steps_and_still_learns(tiny_
     assert steps[1] < steps[0] / 1.5, steps  # several short examples share each row
     losses = _losses(packed)
     assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3
-    tokens = [next(r for r in reversed(run.logged()))["tokens"] for run in (padded, packed)]
+    tokens = [run.logged()[-1].tokens for run in (padded, packed)]
     assert abs(tokens[0] - tokens[1]) <= 0.02 * tokens[0], tokens  # the same examples, no padding counted
 
 
@@ -448,7 +449,7 @@ def test_resume_pressed_while_stop_is_still_waiting_keeps_the_new_process_runnin
         steps = len(run.logged())
         while len(run.logged()) < steps + 3 and time.time() < deadline + 60:
             time.sleep(0.2)
-        session = [r["event"] for r in run._this_session()]
+        session = [e.kind for e in run.state().session]
         assert run.status() == "running" and "stopped" not in session, session
     finally:
         assert stop(run) == "stopped"

@@ -35,6 +35,7 @@ from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
 from ui.runs_tab import build_runs_tab
 from ui.train_tab import build_train_tab, current_run
+from ui.notify import refuse
 
 
 def finished_runs():
@@ -52,7 +53,7 @@ def open_in_compare(run_id):
     """The Runs tab's "Open in Compare": that run in the Compare tab's picker, and the tab shown."""
     done = finished_runs()
     if run_id not in done:
-        gr.Warning(f"Run {run_id} has no adapter or model to answer with yet." if run_id else "Pick a run first.")
+        refuse(f"Run {run_id} has no adapter or model to answer with yet." if run_id else "Pick a run first.")
         return gr.update(), gr.update()
     return gr.update(choices=done, value=run_id), gr.Tabs(selected="compare")
 

@@ -17,10 +17,11 @@ import gradio as gr
 import pandas as pd
 
 from engine.infer import run_answerers
-from engine.models import ModelError
 from engine.runs import Run, list_runs, runs_root
 from engine.uploads import UploadError
+from engine.errors import RunError, StudioError
 from ui.files import accept
+from ui.notify import refuse
 from rag.compare import COLUMNS, stream_compare
 from rag.documents import SUFFIXES
 from rag.evaluate import evaluate, groundedness, load_questions, write_csv, write_json
@@ -66,13 +67,12 @@ def _describe(pipe: RagPipeline, name: str) -> str:
 def index_documents(files, name, column, request: gr.Request = None, progress=gr.Progress()):
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", (name or "").strip()) or "my-documents"
     if not files:
-        gr.Warning("Choose documents to index first.")
+        refuse("Choose documents to index first.")
         return gr.update(), gr.update(), gr.update()
     try:
         files = accept(files, request, SUFFIXES)  # only what this session uploaded: any server path can be named
     except (UploadError, OSError) as err:
-        gr.Warning(str(err))
-        return gr.update(), f"**Refused:** {err}", gr.update()
+        return gr.update(), refuse(err), gr.update()
     pipe = RagPipeline.open(name)
     report = pipe.index(files, column=column or None,
                         progress=lambda i, n, f: progress((i, n), desc=f"reading {f}"))
@@ -87,7 +87,7 @@ def choose_collection(name):
 
 def remove_document(name, source):
     if not source or name in ("", SAMPLE_COLLECTION):
-        gr.Warning("Pick a document of one of your own collections to remove.")
+        refuse("Pick a document of one of your own collections to remove.")
         return gr.update(), gr.update()
     pipe = RagPipeline.open(name)
     n = pipe.remove(source)
@@ -126,13 +126,13 @@ def _column_markdown(answer, done: bool) -> str:
 
 def _answerers(run_id, model):
     if run_id and run_id not in {r.id for r in list_runs()}:  # a name from the API, never a path
-        raise ValueError(f"There is no run named {run_id!r}; pick one from the list.")
+        raise RunError(f"There is no run named {run_id!r}; pick one from the list.")
     return run_answerers(Run(runs_root() / run_id) if run_id else None, model)
 
 
 def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
     if not (question or "").strip():
-        gr.Warning("Type a question first.")
+        refuse("Type a question first.")
         yield [gr.update()] * 4
         return
     shown = [f"#### {c}\n\n_waiting ..._" for c in COLUMNS]
@@ -140,8 +140,10 @@ def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
     try:
         base, tuned = _answerers(run_id, model)
         pipe = _pipeline(collection, k, min_score, mmr, reranker)
-    except (ModelError, OSError, ValueError) as err:
-        yield [f"#### {c}\n\n**Cannot load the model.** {err}" for c in COLUMNS]
+    # transformers says a model folder or id it cannot read with OSError or ValueError: the person's to fix
+    except (StudioError, OSError, ValueError) as err:
+        said = refuse(err)
+        yield [f"#### {c}\n\n{said}" for c in COLUMNS]
         return
     if tuned is None:
         for i in (2, 3):
@@ -160,8 +162,8 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
         base, tuned = _answerers(run_id, model)
         pipe = _pipeline(collection, k, min_score, mmr, reranker)
-    except (ValueError, ModelError, OSError) as err:
-        gr.Warning(str(err))
+    except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
+        refuse(str(err))
         return gr.update(), gr.update(), gr.update(), gr.update()
     result = evaluate(questions, pipe, base.generate, tuned.generate if tuned else None,
                       fit=(base.chat.tokenizer, base.chat.max_prompt_tokens()),

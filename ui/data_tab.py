@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import html
 import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from engine.config import SAMPLE_TRAIN
-from engine.data import check_files, export_chat_jsonl, token_stats, trained_pieces
-from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text, parse_mapping
-from engine.models import ModelError, load_tokenizer
+from engine.data import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
+from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text
 from engine.runs import measured_throughput
 from engine.uploads import UploadError
+from engine.errors import StudioError
 from ui.files import accept
+from ui.notify import refuse
 
 SHOWN = 10  # problems listed on the page per kind; the CLI lists more
 
@@ -34,27 +34,9 @@ MAX_COLUMN_CHOICES = 100  # columns offered in a mapping dropdown; any other can
 STATS_SAMPLE = 20_000  # token statistics of bigger datasets come from a seeded sample
 
 
-@lru_cache(maxsize=2)
-def _tokenizer(model: str):
-    return load_tokenizer(model)
-
-
-def _stamp(path: str):
-    try:
-        st = Path(path).stat()
-        return path, st.st_mtime_ns, st.st_size
-    except OSError:
-        return path, None, None
-
-
-@lru_cache(maxsize=4)
-def _cached_report(stamps: tuple, columns: str):
-    return check_files([s[0] for s in stamps], parse_mapping(columns))
-
-
 def _report(dataset: dict):
     """The dataset's report, read once per file version: the three views of one upload share it."""
-    return _cached_report(tuple(_stamp(f) for f in dataset["files"]), dataset["columns"])
+    return dataset_report(dataset["files"], dataset["columns"])
 
 
 def _report_markdown(report, files) -> str:
@@ -100,11 +82,11 @@ def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_f
         files = accept([str(f) for f in (files or [])] or [str(SAMPLE_TRAIN)], request, SUFFIXES)
         val_file = accept([str(val_file)], request, SUFFIXES)[0] if val_file else None
     except (UploadError, OSError) as err:
-        return (None, f"**Refused:** {err}", "", gr.update(visible=False), *[gr.update()] * 3,
+        return (None, refuse(err), "", gr.update(visible=False), *[gr.update()] * 3,
                 gr.update(interactive=False))
     mapping = {"prompt": prompt_col, "completion": completion_col, "system": system_col} \
         if prompt_col and completion_col else None
-    report = _cached_report(tuple(_stamp(f) for f in files), mapping_text(mapping))
+    report = dataset_report(files, mapping_text(mapping))
     dataset = {"files": files, "columns": mapping_text(mapping), "val_fraction": float(val_fraction or 0),
                "val_data": str(val_file) if val_file else "", "train_on": train_on}
     unmatched = [e.where.split(" ")[0] for e in report.errors if "no known format" in e.message]
@@ -133,8 +115,8 @@ def token_view(dataset, model, max_length):
         return "", pd.DataFrame({"tokens": [], "examples": []})
     report = _report(dataset)
     try:
-        tokenizer = _tokenizer(model)
-    except (ModelError, OSError, ValueError) as err:
+        tokenizer = cached_tokenizer(model)
+    except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
     stats = token_stats(report.examples, tokenizer, int(max_length), sample=STATS_SAMPLE)
     lines = stats.sentences(measured_throughput(model))
@@ -153,7 +135,7 @@ def trained_view(dataset, model, index, train_on):
         return []
     ex = report.examples[min(max(int(index or 0), 0), len(report.examples) - 1)]
     try:
-        pieces = trained_pieces(ex, _tokenizer(model), train_on)
+        pieces = trained_pieces(ex, cached_tokenizer(model), train_on)
     except Exception as err:  # a template that cannot be split is reported, not raised
         return [(f"{err}", None)]
     return [(text, "trained" if used else None) for text, used in pieces]
@@ -161,7 +143,7 @@ def trained_view(dataset, model, index, train_on):
 
 def export(dataset):
     if not dataset:
-        gr.Warning("Load a dataset without errors first.")
+        refuse("Load a dataset without errors first.")
         return None
     report = _report(dataset)
     out = Path(tempfile.mkdtemp(prefix="studio-export-")) / "train.chat.jsonl"

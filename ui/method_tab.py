@@ -12,21 +12,13 @@ import gradio as gr
 import pandas as pd
 
 from engine import advisor, estimate
-from engine.data import token_stats
+from engine.data import dataset_tokens
 from engine.methods import METHODS
-from engine.runs import measured_throughput
 from engine.config import choices
+from ui.notify import refuse
 
-CPU = "This machine (CPU, its RAM)"
+CPU = estimate.CPU
 PARTS = ("weights", "gradients", "optimizer", "activations", "overhead")
-
-
-def _ram_gb() -> float:
-    try:
-        with open("/proc/meminfo") as fh:
-            return int(fh.readline().split()[1]) / 1024**2
-    except (OSError, ValueError, IndexError):
-        return 16.0
 
 
 PROBE_COLUMN = {"LoRA": "lora", "QLoRA": "qlora", "PEFT": "ia3", "DoRA": "dora", "DeepSpeed": "full", "ZeRO": "full"}
@@ -80,80 +72,23 @@ def ranking_markdown(chosen: list[str]) -> tuple[str, str]:
         ranked[0][2]["method"]
 
 
-def dataset_tokens(dataset, model: str, max_length: int) -> int | None:
-    from ui.data_tab import _report, _tokenizer
-
-    if not dataset:
-        return None
-    try:
-        report = _report(dataset)
-        stats = token_stats(report.examples, _tokenizer(model), int(max_length), sample=2000)
-    except Exception:  # no tokenizer offline, unreadable data: the estimate simply has no time part
-        return None
-    return sum(min(n, int(max_length)) for n in stats.lengths) * stats.scale
-
-
-def machine_throughput(shape, model: str, method: str) -> tuple[float, str]:
-    """Tokens/s from this machine's measured matrix-product peak, in the precision `auto` trains in."""
-    from engine.capability import auto_precision, capability
-
-    precision = auto_precision(model)[0]
-    peak = capability(model).peak(precision)
-    speed = estimate.throughput_from_peak(shape, method, peak)
-    return speed, (f"estimated: {peak:.0f} GFLOP/s measured here in {precision} at "
-                   f"{estimate.TRAINING_UTILISATION:.0%} utilisation; one training run measures it")
-
-
 def estimate_view(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing, rank,
                   epochs, price, dataset):
+    """The plan engine/estimate.py makes for these settings, as sentences and a bar chart."""
+    tokens = dataset_tokens(dataset["files"], dataset["columns"], model, int(seq_len)) if dataset else None
     try:
-        shape = estimate.shape_of(model)
+        p = estimate.plan(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
+                          rank, epochs, price, tokens)
     except estimate.EstimateError as err:
         return str(err), pd.DataFrame({"config": [], "part": [], "GiB": []})
-    on_cpu = device == CPU
-    capacity = _ram_gb() if on_cpu else estimate.GPUS[device]
-    n = 1 if on_cpu else int(gpus)
-    zero = int(zero_stage)
-    from engine.capability import auto_precision
-
-    e = estimate.estimate_memory(shape, method, auto_precision(model)[0] if on_cpu else "bf16", int(rank),
-                                 int(batch_size),
-                                 int(seq_len), bool(checkpointing), n, zero if n > 1 or offload != "none" else 0,
-                                 offload, "cpu" if on_cpu else "gpu")
-    bars = [{"config": f"{method}, {n} x {'CPU' if on_cpu else device.split(' (')[0]}", "part": part, "GiB": gb}
-            for part, gb in e.parts_gb().items()]
-    bars += [{"config": "available", "part": "capacity", "GiB": round(capacity, 1)}]
-    total = e.total / estimate.GB
-    fits = "fits" if total <= capacity else "does **not** fit"
-    lines = [f"**{shape.name}**: {shape.params / 1e6:,.1f} M parameters; `{method}` trains {e.trainable:,} "
-             f"({e.trainable / shape.params:.2%}).",
-             f"Peak per device: **{total:.2f} GiB**, which {fits} in {capacity:.0f} GiB"
-             + (f" ({e.cpu_offloaded / estimate.GB:.2f} GiB moved to CPU memory by offload)" if e.cpu_offloaded else "")
-             + "."]
-    if total > capacity and not on_cpu:
-        need = estimate.gpus_needed(shape, capacity, method, zero_stage=3, rank=int(rank), batch_size=int(batch_size),
-                                    seq_len=int(seq_len), gradient_checkpointing=bool(checkpointing))
-        lines.append(f"With ZeRO-3 it needs {need} of these GPUs." if need else "Too large even over 512 GPUs.")
-    tokens = dataset_tokens(dataset, model, int(seq_len))
-    speed, source = measured_throughput(model), "measured here on this model"
-    if not speed and on_cpu:
-        speed, source = machine_throughput(shape, model, method)
-    if tokens and speed:
-        t = estimate.estimate_time(int(tokens), float(epochs), speed, n, float(price or 0))
-        lines.append(f"Time: {tokens:,.0f} tokens x {epochs:g} epochs at {speed:.0f} tokens/s ({source}) "
-                     f"= **{t['hours'] * 60:.1f} min**; {t['gpu_hours']:.2f} GPU-hours = "
-                     f"**{t['cost']:.2f}** at {float(price or 0):.2f} per GPU-hour.")
-    elif tokens:
-        lines.append(f"Time: {tokens:,.0f} tokens per epoch; run the probe (or one training) on this model to "
-                     "measure its tokens per second.")
-    return "\n\n".join(lines), pd.DataFrame(bars)
+    return "\n\n".join(p.sentences()), pd.DataFrame(p.bars())
 
 
 def run_probe(model, dataset, methods, steps, progress=gr.Progress()):
     from engine.probe import probe
 
     if not dataset:
-        gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
+        refuse("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return pd.DataFrame(), []
     rows = probe(model, ",".join(dataset["files"]), methods or ["lora"], int(steps),
                  progress=lambda f, t: progress(f, desc=t), columns=dataset.get("columns", ""))

@@ -12,9 +12,10 @@ import os
 import gradio as gr
 import pandas as pd
 
-from engine.export import ExportError, archive, export_onnx, push_to_hub
+from engine.export import archive, export_onnx, push_to_hub
+from engine.errors import StudioError
 from ui.files import servable
-from engine.models import ModelError
+from ui.notify import refuse
 from engine.runs import Run, config_diff, curves, history, runs_root
 
 COLUMNS = ["run", "status", "model", "method", "data", "final loss", "steps", "minutes"]
@@ -46,33 +47,34 @@ def _progress(progress):
 def export(run_id, what, progress=gr.Progress()):
     """A zip of the adapter (or the merged model) to download."""
     if not run_id:
-        raise gr.Error("Pick a run first.")
+        return None, refuse("Pick a run first.")
     try:
         zipped = archive(Run(runs_root() / run_id), what, _progress(progress))
         return servable(zipped), f"Zip of the {what} is ready."
-    except (ExportError, ModelError, OSError) as err:
-        raise gr.Error(str(err)) from None
+    except (StudioError, OSError) as err:
+        return None, refuse(err)
 
 
 def onnx(run_id, progress=gr.Progress()):
     if not run_id:
-        raise gr.Error("Pick a run first.")
+        return None, refuse("Pick a run first.")
     try:
         path, gap = export_onnx(Run(runs_root() / run_id), _progress(progress))
-    except (ExportError, ModelError, OSError, RuntimeError) as err:
-        raise gr.Error(str(err)) from None
+    except (StudioError, OSError) as err:
+        return None, refuse(err)
     return None, f"ONNX model written to `{path}`; ONNX Runtime's logits differ from PyTorch's by at most {gap:.1e}."
 
 
 def push(run_id, repo, what, progress=gr.Progress()):
     if not run_id or not (repo or "").strip():
-        raise gr.Error("Pick a run and type a repository as user/name.")
+        return None, refuse("Pick a run and type a repository as user/name.")
     if not os.environ.get("HF_TOKEN"):
-        raise gr.Error("Set HF_TOKEN (a Space secret, or the environment) to push to the Hub.")
+        return None, refuse("Set HF_TOKEN (a Space secret, or the environment) to push to the Hub.")
     try:
         url = push_to_hub(Run(runs_root() / run_id), repo.strip(), what=what, progress=_progress(progress))
-    except (ExportError, ModelError, OSError, RuntimeError, ValueError) as err:
-        raise gr.Error(str(err)) from None
+    # The Hub's own errors (a bad token, a repository of someone else) are HTTP errors: OSError, ValueError.
+    except (StudioError, OSError, ValueError) as err:
+        return None, refuse(err)
     return None, f"Pushed to {url} (private)."
 
 

@@ -22,6 +22,7 @@ from engine.distributed import deepspeed_config, launch_command
 from engine.methods import precision_note, precision_warning, suggested_learning_rate
 from engine.runs import ACTIVE, Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
 from ui.form import to_values, widget
+from ui.notify import fail, refuse
 
 LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e4572e"}
 
@@ -52,19 +53,19 @@ def run_config(dataset, values: dict) -> RunConfig:
 
 def start_training(dataset, values: dict):
     if dataset is None:
-        gr.Warning("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
+        refuse("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return gr.update()
     try:
         cfg = run_config(dataset, values)
         run = create_run(cfg)
         launch(run)
         if precision_warning(cfg):
-            gr.Warning(precision_warning(cfg))
+            refuse(precision_warning(cfg))
     except StudioError as err:
-        gr.Warning(str(err))
+        refuse(str(err))
         return gr.update()
     except OSError as err:
-        gr.Warning(storage_problem(err) or f"The run could not be written: {err}")
+        refuse(storage_problem(err) or f"The run could not be written: {err}")
         return gr.update()
     return run.id
 
@@ -72,21 +73,21 @@ def start_training(dataset, values: dict):
 def resume_training(run_id):
     """Continue the shown run from its last checkpoint (a stopped, failed or interrupted one)."""
     if not run_id:
-        gr.Warning("No run to resume yet: start one first.")
+        refuse("No run to resume yet: start one first.")
         return run_id
     run = Run(runs_root() / run_id)
     status = run.status()
     if status in ACTIVE:
         gr.Info(f"Run {run_id} is already {status}.")
     elif status == "finished":
-        gr.Warning(f"Run {run_id} has finished; press Start training for a new run.")
+        refuse(f"Run {run_id} has finished; press Start training for a new run.")
     else:
         try:
             launch(run)
         except StudioError as err:
-            gr.Warning(str(err))
+            refuse(str(err))
         except OSError as err:
-            gr.Warning(storage_problem(err) or f"The run could not be resumed: {err}")
+            refuse(storage_problem(err) or f"The run could not be resumed: {err}")
     return run_id
 
 
@@ -113,7 +114,7 @@ def config_preview(dataset, values: dict):
 
 def _remote_code_warning(on: bool) -> None:
     if on:
-        gr.Warning("The model's own Python code will run on this machine with your rights. Pin the revision "
+        refuse("The model's own Python code will run on this machine with your rights. Pin the revision "
                    "to a commit whose code you have read.")
 
 
@@ -140,12 +141,12 @@ def status_text(run: Run) -> str:
         return (f"**Run {s['id']}** · queued, position {s['queue_position'] or 1}: {ahead}, and one run trains "
                 "at a time on this machine. It starts by itself; Stop takes it out of the queue.")
     if s["status"] == "stopping":
-        st = s["stopping"] or {}
-        if not st.get("training"):
+        st = s["stopping"]
+        if st is None or not st.training:
             return f"**Run {s['id']}** · stopping: it was still starting, so it ends at once ..."
-        left = max(1, round((st.get("expected_s") or 0) - (time.time() - st.get("time", time.time()))))
-        return (f"**Run {s['id']}** · stopping: finishing step {st.get('step') or '?'} and saving a checkpoint, "
-                f"about {_minutes(left)} (it is ended if it has not finished in {_minutes(st.get('grace_s'))}).")
+        left = max(1, round((st.expected_s or 0) - (time.time() - st.time)))
+        return (f"**Run {s['id']}** · stopping: finishing step {st.step or '?'} and saving a checkpoint, "
+                f"about {_minutes(left)} (it is ended if it has not finished in {_minutes(st.grace_s)}).")
     if s["status"] == "running" and not s["total_steps"]:
         return f"**Run {s['id']}** · starting: loading the model and the data ..."
     parts = [f"**Run {s['id']}** · {s['status']}", f"step {s['step']}/{s['total_steps'] or '?'}"]
@@ -160,6 +161,8 @@ def status_text(run: Run) -> str:
     text = " · ".join(parts)
     if s["reason"]:
         text += f"\n\n{s['reason']}"
+    for warning in s["warnings"]:
+        text += f"\n\nWarning: {warning.removeprefix('warning: ')}"
     if s["status"] in ("stopped", "failed", "interrupted"):
         text += "\n\n**Resume** continues it from its last checkpoint."
     if s["status"] in ("finished", "stopped") and run.adapter:
@@ -180,7 +183,7 @@ def run_view(run_id: str | None, smoothing: float = 0.6):
 def run_status(run_id: str) -> str:
     """A run's status line, for API clients (`/run_status`); the id must be one of the runs listed."""
     if run_id not in {r.id for r in list_runs()}:
-        raise gr.Error(f"There is no run {run_id!r}; `studio runs` lists them.")
+        fail(f"There is no run {run_id!r}; `studio runs` lists them.")
     return status_text(Run(runs_root() / run_id))
 
 
