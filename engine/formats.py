@@ -43,6 +43,7 @@ class RecordError(ValueError):
         self.message = message
 
 
+MAX_LINE_CHARS = 8 * 1024 * 1024  # a JSON line longer than this is refused before it is parsed
 MAX_KEYS_NAMED = 10  # a report names this many of a record's fields; the rest are counted
 
 
@@ -253,6 +254,11 @@ def iter_records(name: str, text: str | None, raw: bytes, suffix: str):
     if suffix == ".jsonl":
         for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
+                continue
+            if len(line) > MAX_LINE_CHARS:  # refused unparsed: parsing would cost several times its size
+                yield f"{name} line {n}", RecordError("", f"this line is {len(line):,} characters, over the limit of "
+                                                          f"{MAX_LINE_CHARS:,} for one example; split it into "
+                                                          "smaller examples")
                 continue
             try:
                 yield f"{name} line {n}", json.loads(line)

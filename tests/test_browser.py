@@ -34,9 +34,18 @@ def app_url(tiny_model, tmp_path_factory):
     home = tmp_path_factory.mktemp("app")
     env = {"STUDIO_MODEL": tiny_model, "HF_TOKEN": SECRET,
            "STUDIO_FAULT": f"@{home / 'fault'}"}  # a test writes a fault there for the next run it starts
-    APP["fault"] = home / "fault"
+    APP["fault"], APP["home"] = home / "fault", home
     with running_app(env, home=home) as app:
         yield app.url
+
+
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_browser_test(app_url):
+    """A test that fails mid-run must not leave its trainer going beside the next test."""
+    yield
+    from studio.app import end_runs
+
+    end_runs(APP["home"] / "runs")
 
 
 @pytest.fixture(scope="module")

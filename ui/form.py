@@ -30,7 +30,7 @@ SHOWN = {"method": lambda k: f"{k}: {METHODS[k]}"}
 def widget(name: str, **kw: Any) -> gr.components.Component:
     """The form widget of RunConfig field `name`; `kw` adds layout (scale, render, ...) or changes the info."""
     f, hint = FIELDS[name], HINTS[name]
-    value = getattr(PRESET, name)
+    value = kw.pop("value", getattr(PRESET, name))
     common = dict(label=LABELS[name], info=f.metadata["help"], elem_id=ELEM_IDS.get(name, name.replace("_", "-")))
     common.update(kw)
     if name in choices():
