@@ -154,7 +154,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 tokens=tokens, tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else None,
                 elapsed_s=round(elapsed, 3),
                 eta_s=round(elapsed / step * (total - step), 1) if step else None,
-                memory_mb=_peak_memory_mb(),
+                memory_mb=peak_memory_mb(),
             )
             if not math.isfinite(loss):  # stop now, and never save the broken weights as a checkpoint
                 stop.requested = True
@@ -195,15 +195,23 @@ def _save_atomic(trainer, tokenizer, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def _peak_memory_mb() -> float:
-    """Peak memory of this training process: allocated GPU memory on a GPU, else resident memory."""
+def peak_memory_mb() -> float:
+    """Peak memory of this training process: allocated GPU memory on a GPU, else its peak resident memory.
+
+    Linux's VmHWM is the process's own peak since it started; ru_maxrss would also carry the peak of the
+    process that forked it (the app, at 1 GB and more), so a small run would read as large as the app.
+    """
     import resource
 
     import torch
 
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
+    try:
+        with open("/proc/self/status") as fh:
+            return round(int(next(l for l in fh if l.startswith("VmHWM")).split()[1]) / 1024, 1)
+    except (OSError, StopIteration, ValueError, IndexError):  # not Linux
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _fault() -> tuple[str, float] | None:
@@ -335,7 +343,7 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     reason = (f"Stopped at step {step}; {kept.name} is saved, and Resume continues from it." if kept else
               f"Stopped at step {step}; no checkpoint could be saved.") if outcome == "stopped" else None
     events.write(outcome, step=step, adapter=str(adapter), final_loss=losses[-1] if losses else None,
-                 peak_memory_mb=_peak_memory_mb(), **({"reason": reason} if reason else {}))
+                 peak_memory_mb=peak_memory_mb(), **({"reason": reason} if reason else {}))
     return outcome
 
 

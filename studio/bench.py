@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -104,8 +103,9 @@ def baseline(model: str, steps: int, batch: int, max_length: int, lr: float, met
     )
     trainer.train()
     params = _base_params(trainer.model)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from engine.train import peak_memory_mb
+
+    peak = peak_memory_mb()  # measured as the studio's runs measure it
     return _summary("baseline", [r["loss"] for r in records], records, round(peak), params, method,
                     "fp32")
 
