@@ -7,7 +7,7 @@ Training, for each method, on the same model, data (the bundled sample, loss on 
 batch, length, learning rate and schedule, one process at a time:
   baseline     a bare TRL `SFTTrainer` script in fp32, as a person would write it (run as
                `python -m studio.bench --baseline ARGS`; gradient checkpointing off, as in the studio)
-  studio       a studio run with its defaults (fp32 on a CPU)
+  studio       a studio run with its defaults, in fp32 as the baseline (`auto` may pick bf16; see that row)
   padding-free the studio with `padding_free: true` (exact: the same tokens, no padding)
   packed       the studio with `packing: true` and batch 1: rows of max_length holding several
                examples each (about as many as `batch` padded rows when max_length is about
@@ -156,8 +156,10 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
                save_steps=10 * steps, report_to="none", logging_steps=1)
     # Packed: rows of max_length holding several examples; one row per step holds about as many examples as
     # `batch` padded rows when max_length is about batch x the typical example (the sample: ~61 tokens).
-    variants = [("studio", {}), ("padding-free", {"padding_free": True}),
-                ("packed", {"packing": True, "batch_size": 1})]
+    # In fp32, as the baseline: the studio and the bare script must train the very same thing. (`auto` may pick
+    # bf16 here; the bf16 row shows what that gives.)
+    variants = [("studio", {"precision": "fp32"}), ("padding-free", {"padding_free": True, "precision": "fp32"}),
+                ("packed", {"packing": True, "batch_size": 1, "precision": "fp32"})]
     skipped = []
     if method not in ("full", "freeze"):
         if cap.faster("bf16"):
