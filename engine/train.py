@@ -71,6 +71,7 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
     from trl import SFTConfig
 
     on_gpu = torch.cuda.is_available()
+    precision = methods.precision(cfg)  # once: `auto` reads the measured capability (a file and the model's config)
     extra = {"deepspeed": str(ds_config), "accelerator_config": {"use_configured_state": True}} if ds_config else {}
     return SFTConfig(
         **extra,
@@ -98,9 +99,9 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
         metric_for_best_model="eval_loss" if has_eval and cfg.early_stopping_patience > 0 else None,
         greater_is_better=False if has_eval and cfg.early_stopping_patience > 0 else None,
         seed=cfg.seed,
-        bf16=methods.precision(cfg) == "bf16",
-        fp16=methods.precision(cfg) == "fp16",
-        use_cpu=not on_gpu and methods.precision(cfg) == "bf16",  # transformers' way of allowing CPU autocast
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not on_gpu and precision == "bf16",  # transformers' way of allowing CPU autocast
         report_to=_reporters(cfg) or "none",
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not hidden
         include_num_input_tokens_seen="non_padding",
