@@ -25,6 +25,7 @@ from engine.models import DEFAULT_MODEL
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
+SAMPLE_EVAL = ASSETS / "sample" / "eval.jsonl"  # held-back questions with reference answers
 
 
 

@@ -273,6 +273,21 @@ def estimate_time(tokens_per_epoch: int, epochs: float, tokens_per_s: float, gpu
             "gpu_hours": round(hours * gpus, 3), "cost": round(hours * gpus * price_per_gpu_hour, 2)}
 
 
+def generation_row_bytes(shape: ModelShape, tokens: int, dtype_bytes: int = 4) -> int:
+    """Memory one row of a batched `generate` holds at `tokens` (prompt + answer): its key/value cache
+    (2 x layers x kv width per token), one layer's prefill activations (about 4 h + 3 i numbers per token,
+    freed layer by layer) and the last position's logits in fp32 with their processed copy."""
+    kv = 2 * shape.layers * shape.kv_dim * tokens * dtype_bytes
+    activations = tokens * (4 * shape.hidden + 3 * shape.intermediate) * dtype_bytes
+    return kv + activations + 2 * shape.vocab * 4
+
+
+def generation_batch_rows(shape: ModelShape, tokens: int, budget_bytes: float, dtype_bytes: int = 4,
+                          cap: int = 32) -> int:
+    """How many rows one batched `generate` may take within `budget_bytes` (at least 1, at most `cap`)."""
+    return max(1, min(cap, int(budget_bytes // generation_row_bytes(shape, max(1, tokens), dtype_bytes))))
+
+
 CPU = "This machine (CPU, its RAM)"
 
 

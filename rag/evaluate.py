@@ -7,6 +7,13 @@ found in the passages it was given). Per question: whether the top-`hit_k` retri
 passages contain the reference (at least 60% of its content words, every number among
 them) — the retrieval hit rate. A summary per column, per-question rows, CSV and JSON.
 
+How sure: every score's mean per column comes with a 95% percentile bootstrap interval over
+the questions (scipy.stats.bootstrap, 2000 resamples, a fixed seed so the same answers give the
+same interval), and columns are compared pairwise on the questions both answered (a bootstrap of
+the per-question differences): "fine-tuned + RAG beats base + RAG on token F1 by 0.27 [0.19, 0.35]",
+or, when the interval includes zero or there are fewer than 5 questions, a sentence saying the
+questions cannot tell the two apart. Questions are answered several at a time (see `evaluate`).
+
     studio eval [RUN_ID] [--questions FILE] [--csv OUT.csv] [--json OUT.json]
 """
 
@@ -22,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from rag.compare import COLUMNS, compare
+from rag.compare import COLUMNS, BatchAnswer, ColumnAnswer, plan, stream_planned
 from rag.pipeline import RagPipeline
 
 from rag.errors import RagError
@@ -110,14 +117,36 @@ def load_questions(path: str | Path) -> list[dict]:
     return rows
 
 
-def evaluate(questions: list[dict], pipeline: RagPipeline, base: Callable, tuned: Callable | None,
-             columns=COLUMNS, hit_k: int = 5, fit: tuple | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate(questions: list[dict], pipeline: RagPipeline, answer: BatchAnswer, columns=COLUMNS, hit_k: int = 5,
+             fit: tuple | None = None, progress: Callable[[int, int], None] | None = None,
+             batch_questions: int | None = None) -> dict:
+    """Answer every question in every column, several questions per batch, and score the answers.
+
+    `batch_questions`: questions answered together; by default as many as `answer.batch_rows()` (the rows
+    its model takes at once, from its memory estimate) allows, one at a time for a plain callable."""
+    per_question = sum(1 for c in columns if ("fine-tuned" if c.startswith("fine-tuned") else "base") in answer.sides)
+    if batch_questions is None:
+        rows_at_once = answer.batch_rows() if hasattr(answer, "batch_rows") else per_question
+        batch_questions = max(1, rows_at_once // max(1, per_question))
+    texts = [str(q["question"]) for q in questions]
+    finished: dict[tuple[int, str], ColumnAnswer] = {}
+    for first in range(0, len(questions), batch_questions):
+        jobs = plan(texts[first:first + batch_questions], pipeline, answer.sides, columns, fit)
+        left = Counter(j.question for j in jobs)
+        for i, a, done in stream_planned(jobs, answer):
+            if done:
+                finished[(first + jobs[i].question, a.column)] = a
+                left[jobs[i].question] -= 1
+                if left[jobs[i].question] == 0 and progress:
+                    progress(len({q for q, _ in finished}), len(questions))
     rows = []
-    for i, q in enumerate(questions):
+    for qi, q in enumerate(questions):
         top = pipeline.retrieve(q["question"], k=hit_k)
         hit = float(contains_reference(" ".join(h.chunk.text for h in top), str(q["answer"])))
-        for a in compare(q["question"], pipeline, base, tuned, columns, fit):
+        for column in columns:
+            a = finished.get((qi, column))
+            if a is None:
+                continue
             rag = a.column.endswith("RAG")
             passages = " ".join(h.chunk.text for h in a.hits)
             rows.append({
@@ -128,14 +157,13 @@ def evaluate(questions: list[dict], pipeline: RagPipeline, base: Callable, tuned
                 "seconds": a.seconds, "answer_tokens": a.answer_tokens,
                 "sources": [f"{h.chunk.source}:{h.chunk.start}-{h.chunk.end}" for h in a.hits],
             })
-        if progress:
-            progress(i + 1, len(questions))
     if rows:
         vec_a = pipeline.embedder.embed([r["answer"] or " " for r in rows])
         vec_r = pipeline.embedder.embed([r["reference"] for r in rows])
         for r, s in zip(rows, np.sum(vec_a * vec_r, axis=1)):
             r["semantic"] = float(s)
-    return {"summary": summarise(rows, columns), "rows": rows, "hit_k": hit_k}
+    return {"summary": summarise(rows, columns), "intervals": intervals(rows, columns),
+            "differences": differences(rows, columns), "questions": len(questions), "rows": rows, "hit_k": hit_k}
 
 
 def summarise(rows: list[dict], columns=COLUMNS) -> dict:
@@ -148,6 +176,78 @@ def summarise(rows: list[dict], columns=COLUMNS) -> dict:
     return summary
 
 
+# ---- how sure: bootstrap intervals over questions ----------------------------------------------------------
+
+SCORES = ("f1", "em", "rouge_l", "semantic", "grounded", "hit")  # metrics that get an interval
+COMPARED = ("f1", "rouge_l", "semantic", "em")  # metrics two columns are compared on
+PAIRS = (("fine-tuned", "base"), ("base + RAG", "base"), ("fine-tuned + RAG", "base + RAG"),
+         ("fine-tuned + RAG", "fine-tuned"), ("fine-tuned + RAG", "base"))
+MIN_QUESTIONS = 5  # fewer than this and no interval is worth giving
+RESAMPLES = 2000
+NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic similarity",
+         "grounded": "groundedness", "hit": "retrieval hit rate"}
+
+
+def bootstrap_interval(values, level: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """The percentile bootstrap interval of the mean over `values` (one per question); None when too few."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < MIN_QUESTIONS:
+        return None
+    if np.all(values == values[0]):  # every resample has the same mean
+        return float(values[0]), float(values[0])
+    res = bootstrap((values,), np.mean, n_resamples=RESAMPLES, confidence_level=level, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _by_question(rows: list[dict], column: str, metric: str) -> dict[str, float]:
+    return {r["question"]: r[metric] for r in rows if r["column"] == column and r[metric] is not None}
+
+
+def intervals(rows: list[dict], columns=COLUMNS) -> dict:
+    """column -> metric -> [low, high], the 95% bootstrap interval over questions (None: too few questions)."""
+    out = {}
+    for column in columns:
+        mine = {m: list(_by_question(rows, column, m).values()) for m in SCORES}
+        if any(mine.values()):
+            out[column] = {m: (list(ci) if (ci := bootstrap_interval(v)) else None) for m, v in mine.items() if v}
+    return out
+
+
+def differences(rows: list[dict], columns=COLUMNS) -> list[dict]:
+    """Paired bootstrap of column a minus column b over the questions both answered, with a plain verdict."""
+    out = []
+    for a, b in PAIRS:
+        if a not in columns or b not in columns:
+            continue
+        for metric in COMPARED:
+            va, vb = _by_question(rows, a, metric), _by_question(rows, b, metric)
+            both = [q for q in va if q in vb]
+            if not both:
+                continue
+            diff = np.array([va[q] - vb[q] for q in both])
+            mean, ci = float(diff.mean()), bootstrap_interval(diff)
+            out.append({"a": a, "b": b, "metric": metric, "difference": mean, "low": ci[0] if ci else None,
+                        "high": ci[1] if ci else None, "questions": len(both),
+                        "verdict": verdict(a, b, metric, mean, ci, len(both))})
+    return out
+
+
+def verdict(a: str, b: str, metric: str, mean: float, ci, n: int) -> str:
+    name = NAMES[metric]
+    if ci is None:
+        return f"{a} vs {b} on {name}: {n} questions are too few to tell them apart (at least {MIN_QUESTIONS})."
+    low, high = ci
+    if low > 0:
+        return f"{a} beats {b} on {name} by {mean:.2f} [{low:.2f}, {high:.2f}]."
+    if high < 0:
+        return f"{b} beats {a} on {name} by {-mean:.2f} [{-high:.2f}, {-low:.2f}]."
+    return (f"{a} and {b} cannot be told apart on {name} with {n} questions: {mean:+.2f} "
+            f"[{low:+.2f}, {high:+.2f}] includes no difference.")
+
+
 def format_summary(summary: dict, hit_k: int = 5) -> str:
     head = f"{'column':<18}{'token F1':>9}{'exact':>7}{'ROUGE-L':>9}{'semantic':>10}{'grounded':>10}" \
            f"{f'hit@{hit_k}':>7}{'latency s':>11}"
@@ -158,6 +258,40 @@ def format_summary(summary: dict, hit_k: int = 5) -> str:
         lines.append(f"{column:<18}{f('f1', 9)}{f('em', 7, 2)}{f('rouge_l', 9)}{f('semantic', 10)}"
                      f"{f('grounded', 10)}{f('hit', 7, 2)}{f('seconds', 11, 2)}")
     return "\n".join(lines)
+
+
+def format_confidence(result: dict, metrics=("f1", "semantic")) -> str:
+    """The 95% intervals of `metrics` per column, then the paired differences on them, one sentence each."""
+    n = result.get("questions", 0)
+    lines = [f"95% bootstrap intervals over {n} questions:"]
+    for column, ci in result["intervals"].items():
+        parts = []
+        for m in metrics:
+            mean, box = result["summary"][column].get(m), ci.get(m)
+            if mean is not None:
+                parts.append(f"{NAMES[m]} {mean:.3f} " + (f"[{box[0]:.3f}, {box[1]:.3f}]" if box else "(too few)"))
+        lines.append(f"  {column:<18}" + "   ".join(parts))
+    lines.append("Paired differences:")
+    lines += [f"  {d['verdict']}" for d in result["differences"] if d["metric"] in metrics]
+    return "\n".join(lines)
+
+
+def write_summary_csv(result: dict, path: str | Path) -> None:
+    """Each column's mean and interval per metric, then each paired difference with its verdict."""
+    fields = ["kind", "column", "versus", "metric", "value", "low", "high", "questions", "verdict"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for column, ci in result["intervals"].items():
+            for m, box in ci.items():
+                writer.writerow({"kind": "mean", "column": column, "metric": m, "value": result["summary"][column][m],
+                                 "low": box[0] if box else "", "high": box[1] if box else "",
+                                 "questions": result.get("questions", "")})
+        for d in result["differences"]:
+            writer.writerow({"kind": "difference", "column": d["a"], "versus": d["b"], "metric": d["metric"],
+                             "value": d["difference"], "low": "" if d["low"] is None else d["low"],
+                             "high": "" if d["high"] is None else d["high"], "questions": d["questions"],
+                             "verdict": d["verdict"]})
 
 
 def write_csv(rows: list[dict], path: str | Path) -> None:

@@ -1,7 +1,8 @@
 """Performance benchmark: the studio's training against a bare TRL script, MFU, Compare and app start.
 
     studio bench [--model M] [--methods lora,full] [--steps 30] [--batch 4] [--max-length 256]
-                 [--repeats 2] [--skip train,compare,app,tick] [--json bench.json]
+                 [--repeats 2] [--skip train,compare,app,tick] [--run RUN_ID] [--questions 20]
+                 [--json bench.json]
 
 Training, for each method, on the same model, data (the bundled sample, loss on every token), seed,
 batch, length, learning rate and schedule, one process at a time:
@@ -22,8 +23,13 @@ step-by-step gap to the baseline.
 MFU: achieved FLOP/s (4N per token with adapters, whose frozen weights get no weight gradients; 6N
 for full fine-tuning; N = the model's parameters) over the matrix-multiply peak measured here at the
 precision used, at the model's layer shapes (engine/capability.py: the figures `precision: auto`
-reads). The bf16 variant is left out, with the measured ratio, where bf16 runs slower than fp32. Compare: time to first token and generation tokens per second of each column on
-one question. App: seconds from `studio` to a page that answers. Tick: milliseconds an open Train tab
+reads). The bf16 variant is left out, with the measured ratio, where bf16 runs slower than fp32.
+Compare (on the run trained here, or --run): the studio's batched Compare against a plain
+sequential transformers + peft loop in fp32 doing the same generations (same prompts, greedy, same
+maximum tokens and decoding settings): one question's four columns in one batch against one column
+alone (goal: at most 1.5x), and the batch evaluation of --questions sample questions against the
+loop answering them one by one (goal: at least 2.5x faster); each column's first-token and done
+times, and how many answers are word for word the loop's. App: seconds from `studio` to a page that answers. Tick: milliseconds an open Train tab
 spends each second on a 10,000-step run. RAG: see `studio rag bench`.
 Nothing else should run while it measures.
 """
@@ -37,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from engine.config import SAMPLE_TRAIN, RunConfig
@@ -201,28 +208,103 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
 
 # ---- Compare and the app ---------------------------------------------------------------------------
 
-def compare_bench(run, question: str = "How heavy is the Tilly T2?") -> list[dict]:
-    """Time to first token and generation speed of each Compare column for one question."""
+def _sequential_loop(model: str, adapter, full_model, jobs, max_new_tokens: int) -> tuple[list[str], list[float]]:
+    """The baseline: plain transformers + peft, fp32, one greedy generate per job, the same prompts,
+    maximum tokens and decoding settings as Compare (repetition penalty, suppressed special tokens)."""
+    import torch
+    from peft import PeftModel
+
+    from engine.models import load_causal_lm, load_tokenizer
+
+    tok = load_tokenizer(model)
+    base = load_causal_lm(model).eval()
+    tuned = None
+    if full_model:
+        tuned = load_causal_lm(str(full_model)).eval()
+    elif adapter:
+        base = PeftModel.from_pretrained(base, str(adapter)).eval()
+    ends = base.generation_config.eos_token_id
+    ends = set(ends if isinstance(ends, list) else [ends]) | {tok.eos_token_id}
+    suppress = [i for i in tok.all_special_ids if i not in ends] or None
+    texts, seconds = [], []
+    for side, messages in jobs:
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        model_ = tuned if (side == "fine-tuned" and tuned is not None) else base
+        switch = base.disable_adapter() if (side == "base" and adapter and not full_model) else nullcontext()
+        start = time.perf_counter()
+        with torch.inference_mode(), switch:
+            out = model_.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.1,
+                                  pad_token_id=tok.pad_token_id, suppress_tokens=suppress)
+        seconds.append(time.perf_counter() - start)
+        texts.append(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    return texts, seconds
+
+
+def compare_bench(run, questions: int = 20, question: str = "How heavy is the Tilly T2?") -> dict:
+    """Compare against a plain sequential transformers + peft loop doing the same generations: one question's
+    four columns, then `questions` sample questions' four columns each (the batch evaluation's work)."""
+    from engine.config import SAMPLE_EVAL
     from engine.infer import run_answerers
-    from rag.compare import stream_compare
+    from rag.compare import plan, stream_planned
+    from rag.evaluate import evaluate, load_questions
     from rag.pipeline import sample_pipeline
 
-    base, tuned = run_answerers(run)
+    answer = run_answerers(run)
     pipe = sample_pipeline()
-    fit = (base.chat.tokenizer, base.chat.max_prompt_tokens())
-    first: dict[str, float] = {}
-    rows = []
-    for answer, done in stream_compare(question, pipe, base.stream, tuned.stream if tuned else None, fit=fit):
-        if answer.text and answer.column not in first:
-            first[answer.column] = answer.seconds
+    fit = (answer.chat.tokenizer, answer.chat.max_prompt_tokens())
+    asked = load_questions(SAMPLE_EVAL)[:questions]
+    one = plan([question], pipe, answer.sides, fit=fit)
+    many = plan([q["question"] for q in asked], pipe, answer.sides, fit=fit)
+    sides = lambda jobs: [("fine-tuned" if j.column.startswith("fine-tuned") else "base", j.messages) for j in jobs]
+    # warm both paths on one short answer, so no side pays for first-call set-up
+    list(answer([("base", one[0].messages)]))
+
+    start = time.perf_counter()
+    first: dict[int, float] = {}
+    finals = {}
+    for i, a, done in stream_planned(one, answer):
+        first.setdefault(i, time.perf_counter() - start)
         if done:
-            ttft = first.get(answer.column, answer.seconds)
-            gen = answer.seconds - ttft
-            rows.append({"column": answer.column, "ttft_s": ttft, "seconds": answer.seconds,
-                         "prompt_tokens": answer.prompt_tokens, "answer_tokens": answer.answer_tokens,
-                         "tokens_per_s": (answer.answer_tokens - 1) / gen if gen > 0 and answer.answer_tokens > 1
-                         else None})
-    return rows
+            finals[i] = a
+    four_s = time.perf_counter() - start
+    start = time.perf_counter()
+    result = evaluate(asked, pipe, answer, fit=fit)
+    eval_s = time.perf_counter() - start
+
+    max_new = answer.max_new_tokens
+    base_one, base_one_s = _sequential_loop(run.config.model, run.adapter, run.model_dir, sides(one), max_new)
+    base_many, base_many_s = _sequential_loop(run.config.model, run.adapter, run.model_dir, sides(many), max_new)
+    studio_many = {(r["question"], r["column"]): r["answer"] for r in result["rows"]}
+    same = sum(studio_many.get((asked[j.question]["question"], j.column)) == t for j, t in zip(many, base_many))
+    columns = [{"column": j.column, "prompt_tokens": finals[i].prompt_tokens, "answer_tokens": finals[i].answer_tokens,
+                "first_token_s": first[i], "studio_s": finals[i].seconds, "loop_s": base_one_s[i],
+                "same_answer": finals[i].text == base_one[i]} for i, j in enumerate(one)]
+    mean_column = sum(base_one_s) / len(base_one_s)
+    return {
+        "precision": answer.precision(), "kernels": answer.chat.kernels, "columns": columns,
+        "four_columns_s": four_s, "loop_one_column_mean_s": mean_column, "loop_one_column_max_s": max(base_one_s),
+        "loop_four_columns_s": sum(base_one_s),
+        "four_vs_one_column": four_s / mean_column,
+        "eval_questions": len(asked), "eval_s": eval_s, "loop_eval_s": sum(base_many_s),
+        "eval_speedup": sum(base_many_s) / eval_s, "eval_same_answers": same, "eval_answers": len(many),
+    }
+
+
+def compare_table(c: dict) -> str:
+    out = ["| column | prompt tokens | answer tokens | first token s | done s (batched) | alone s (loop) | "
+           "same answer |", "|---|---|---|---|---|---|---|"]
+    for r in c["columns"]:
+        out.append(f"| {r['column']} | {r['prompt_tokens']} | {r['answer_tokens']} | {r['first_token_s']:.2f} | "
+                   f"{r['studio_s']:.2f} | {r['loop_s']:.2f} | {'yes' if r['same_answer'] else 'no'} |")
+    out.append(f"\nFour columns in one batch: {c['four_columns_s']:.2f} s; one column alone in the loop: "
+               f"{c['loop_one_column_mean_s']:.2f} s on average ({c['loop_one_column_max_s']:.2f} s the longest), "
+               f"four in the loop {c['loop_four_columns_s']:.2f} s. Four columns = "
+               f"{c['four_vs_one_column']:.2f}x one column (goal: at most 1.5x).")
+    out.append(f"Evaluation, {c['eval_questions']} questions x {len(c['columns'])} columns: {c['eval_s']:.1f} s "
+               f"batched against {c['loop_eval_s']:.1f} s in the loop, {c['eval_speedup']:.2f}x faster (goal: 2.5x); "
+               f"{c['eval_same_answers']} of {c['eval_answers']} answers word for word the loop's.")
+    out.append(f"Generation: {c['precision']}; {c['kernels']}.")
+    return "\n".join(out)
 
 
 def app_start_bench(model: str) -> float:
@@ -300,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2, help="runs of each variant, in turn; the fastest counts")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: train, compare, app, tick")
+    p.add_argument("--run", default=None, help="the finished run Compare is measured on (default: the one trained here)")
+    p.add_argument("--questions", type=int, default=20, help="sample questions of the Compare evaluation part")
     p.add_argument("--json", default=None)
     p.add_argument("--baseline", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -327,12 +411,15 @@ def main(argv: list[str] | None = None) -> int:
         for row in result["train"]:
             for note in row.get("notes", []):
                 print(f"note: {note}.")
+    if a.run:
+        from engine.runs import Run, runs_root
+
+        run = Run(runs_root() / a.run)
     if "compare" not in skip and run is not None:
-        result["compare"] = compare_bench(run)
-        print("\n| column | first token s | total s | prompt tokens | answer tokens | tokens/s |\n|---|---|---|---|---|---|")
-        for r in result["compare"]:
-            print(f"| {r['column']} | {r['ttft_s']:.2f} | {r['seconds']:.2f} | {r['prompt_tokens']} | "
-                  f"{r['answer_tokens']} | {_fmt(r['tokens_per_s'], '.1f')} |")
+        result["compare"] = compare_bench(run, a.questions)
+        print(f"\nCompare, run {run.id} ({run.config.method} on {run.config.model}) on {machine}, against a plain "
+              "sequential transformers + peft loop (fp32, the same prompts, greedy, the same maximum tokens):")
+        print(compare_table(result["compare"]))
     if "app" not in skip:
         result["app_start_s"] = app_start_bench(a.model)
         print(f"\nApp: {result['app_start_s']:.1f} s from `studio` to a page that answers.")

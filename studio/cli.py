@@ -350,7 +350,8 @@ def cmd_rag(argv: list[str]) -> int:
 
 def cmd_eval(argv: list[str]) -> int:
     from engine.infer import run_answerers
-    from rag.evaluate import evaluate, format_summary, load_questions, write_csv, write_json
+    from rag.evaluate import (evaluate, format_confidence, format_summary, load_questions, write_csv, write_json,
+                              write_summary_csv)
     from rag.pipeline import RagPipeline, sample_pipeline
 
     p = argparse.ArgumentParser(prog="studio eval")
@@ -359,7 +360,10 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--docs", nargs="*", help="documents for RAG (default: the bundled Zorvane documents)")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--hit-k", type=int, default=5)
+    p.add_argument("--batch", type=int, default=0,
+                   help="questions answered together (default: as many as the memory estimate allows)")
     p.add_argument("--csv", help="write the per-question table here")
+    p.add_argument("--summary-csv", help="write each column's means with 95%% intervals, and the paired differences")
     p.add_argument("--json", help="write the summary and rows here")
     a = p.parse_args(argv)
     if a.run:
@@ -374,25 +378,29 @@ def cmd_eval(argv: list[str]) -> int:
         questions = load_questions(a.questions)[: a.limit or None]
     except (ValueError, OSError) as err:
         raise ConfigError(str(err)) from None
-    base, tuned = run_answerers(run)
+    answer = run_answerers(run)
     if a.docs:
         pipeline = RagPipeline()
         report = pipeline.index(a.docs)
         print(report.sentence(), file=sys.stderr)
     else:
         pipeline = sample_pipeline()
+    start = time.perf_counter()
     result = evaluate(
-        questions, pipeline,
-        base=base.generate, tuned=tuned.generate,
-        hit_k=a.hit_k, fit=(base.chat.tokenizer, base.chat.max_prompt_tokens()),
+        questions, pipeline, answer, hit_k=a.hit_k, fit=(answer.chat.tokenizer, answer.chat.max_prompt_tokens()),
         progress=lambda i, n: print(f"\r{i}/{n} questions", end="", file=sys.stderr, flush=True),
+        batch_questions=a.batch or None,
     )
     print(file=sys.stderr)
-    print(f"run {run.id}, {len(questions)} questions from {Path(a.questions).name}")
+    print(f"run {run.id}, {len(questions)} questions from {Path(a.questions).name}, answered in "
+          f"{time.perf_counter() - start:.1f} s; generation in {answer.precision()}")
     print(format_summary(result["summary"], a.hit_k))
+    print(format_confidence(result))
     write_json(result, run.dir / "eval.json")
     if a.csv:
         write_csv(result["rows"], a.csv)
+    if a.summary_csv:
+        write_summary_csv(result, a.summary_csv)
     if a.json:
         write_json(result, a.json)
     return 0

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import SAMPLE
-from rag.compare import COLUMNS, compare, stream_compare
+from rag.compare import COLUMNS, compare, one_by_one, stream_compare
 from rag.evaluate import (contains_reference, evaluate, exact_match, format_summary, groundedness, load_questions,
                           rouge_l, token_f1, write_csv, write_json)
 from rag.pipeline import RagPipeline
@@ -34,12 +34,12 @@ def echo(name):
 
 
 def test_compare_gives_four_columns_with_sources_under_rag_only(pipeline):
-    answers = compare("How heavy is the Tilly T2?", pipeline, echo("base"), echo("tuned"))
+    answers = compare("How heavy is the Tilly T2?", pipeline, one_by_one(echo("base"), echo("tuned")))
     assert [a.column for a in answers] == list(COLUMNS)
     assert [bool(a.hits) for a in answers] == [False, True, False, True]
     assert answers[1].text == "base: The Tilly T2 weighs 6.4 kg and measures 58 cm long, 44 cm wide and 26 cm high."
     assert all(a.seconds >= 0 for a in answers)
-    assert len(compare("x", pipeline, echo("base"), None)) == 2
+    assert len(compare("x", pipeline, one_by_one(echo("base")))) == 2
 
 
 def test_stream_compare_yields_growing_text_then_the_final_answer(pipeline):
@@ -48,7 +48,7 @@ def test_stream_compare_yields_growing_text_then_the_final_answer(pipeline):
             yield "word " * i
         yield Out("word word word [1]")
 
-    seen = list(stream_compare("How heavy is the Tilly T2?", pipeline, streaming, None))
+    seen = list(stream_compare("How heavy is the Tilly T2?", pipeline, one_by_one(streaming)))
     columns = [a.column for a, done in seen if done]
     assert columns == ["base", "base + RAG"]
     partial = [a.text for a, done in seen if not done and a.column == "base"]
@@ -73,7 +73,7 @@ def test_metrics():
 def test_batch_evaluation_on_the_bundled_questions(pipeline, tmp_path):
     questions = load_questions(SAMPLE / "eval.jsonl")
     seen = []
-    result = evaluate(questions, pipeline, echo("base"), echo("tuned"), progress=lambda i, n: seen.append(i))
+    result = evaluate(questions, pipeline, one_by_one(echo("base"), echo("tuned")), progress=lambda i, n: seen.append(i))
     summary = result["summary"]
     assert list(summary) == list(COLUMNS) and seen[-1] == 20
     assert summary["base + RAG"]["hit"] >= 0.9 and summary["base"]["hit"] is None
@@ -108,7 +108,7 @@ def test_an_answer_equal_to_the_reference_scores_full_marks(pipeline):
         asked = messages[-1]["content"].rsplit("Question: ", 1)[-1]
         return Out(truth[asked])
 
-    summary = evaluate(questions, pipeline, oracle, oracle)["summary"]
+    summary = evaluate(questions, pipeline, one_by_one(oracle, oracle))["summary"]
     for column in COLUMNS:
         assert summary[column]["f1"] == summary[column]["em"] == summary[column]["rouge_l"] == 1.0
         assert summary[column]["semantic"] > 0.99

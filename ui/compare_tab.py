@@ -10,6 +10,7 @@ import html
 import re
 import tempfile
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,10 +25,12 @@ from ui.files import accept
 from ui.notify import refuse
 from rag.compare import COLUMNS, stream_compare
 from rag.documents import SUFFIXES
-from rag.evaluate import evaluate, groundedness, load_questions, write_csv, write_json
+from rag.evaluate import (NAMES, SCORES, evaluate, groundedness, load_questions, write_csv, write_json,
+                          write_summary_csv)
 from rag.pipeline import RagPipeline, Reranker, collections_root, sample_pipeline
 
 SAMPLE_COLLECTION = "zorvane-sample"
+STREAM_EVERY_S = 0.15  # how often the page redraws the growing answers
 SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "eval.jsonl"
 METRIC_NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic",
                 "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
@@ -133,25 +136,30 @@ def _answerers(run_id, model):
 def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
     if not (question or "").strip():
         refuse("Type a question first.")
-        yield [gr.update()] * 4
+        yield [gr.update()] * 5
         return
-    shown = [f"#### {c}\n\n_waiting ..._" for c in COLUMNS]
+    shown = [f"#### {c}\n\n_waiting ..._" for c in COLUMNS] + [""]
     yield shown
     try:
-        base, tuned = _answerers(run_id, model)
+        answer = _answerers(run_id, model)
         pipe = _pipeline(collection, k, min_score, mmr, reranker)
     # transformers says a model folder or id it cannot read with OSError or ValueError: the person's to fix
     except (StudioError, OSError, ValueError) as err:
         said = refuse(err)
-        yield [f"#### {c}\n\n{said}" for c in COLUMNS]
+        yield [f"#### {c}\n\n{said}" for c in COLUMNS] + [""]
         return
-    if tuned is None:
+    if answer.tuned is None:
         for i in (2, 3):
             shown[i] = f"#### {COLUMNS[i]}\n\n_Pick a finished run above to see the fine-tuned answers._"
-    fit = (base.chat.tokenizer, base.chat.max_prompt_tokens())
-    for answer, done in stream_compare(question, pipe, base.stream, tuned.stream if tuned else None, fit=fit):
-        shown[COLUMNS.index(answer.column)] = _column_markdown(answer, done)
-        yield list(shown)
+    fit = (answer.chat.tokenizer, answer.chat.max_prompt_tokens())
+    shown[4] = f"<small>All columns in one batch · {html.escape(answer.precision())}</small>"
+    last = 0.0
+    for column, done in stream_compare(question, pipe, answer, fit=fit):
+        shown[COLUMNS.index(column.column)] = _column_markdown(column, done)
+        if done or time.monotonic() - last > STREAM_EVERY_S:  # four columns grow at once: redraw a few times a second
+            last = time.monotonic()
+            yield list(shown)
+    yield list(shown)
 
 
 def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr, reranker,
@@ -160,26 +168,68 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
         if questions_file:  # only what this session uploaded: a client can name any server path here
             questions_file = accept([str(questions_file)], request, (".jsonl", ".csv"))[0]
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
-        base, tuned = _answerers(run_id, model)
+        answer = _answerers(run_id, model)
         pipe = _pipeline(collection, k, min_score, mmr, reranker)
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         refuse(str(err))
-        return gr.update(), gr.update(), gr.update(), gr.update()
-    result = evaluate(questions, pipe, base.generate, tuned.generate if tuned else None,
-                      fit=(base.chat.tokenizer, base.chat.max_prompt_tokens()),
+        return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+    progress((0, len(questions)), desc="answering, several questions per batch")
+    result = evaluate(questions, pipe, answer, fit=(answer.chat.tokenizer, answer.chat.max_prompt_tokens()),
                       progress=lambda i, n: progress((i, n), desc=f"question {i} of {n}"))
-    summary = pd.DataFrame([{"column": c, **{METRIC_NAMES[m]: (round(v, 3) if v is not None else None)
+    summary = pd.DataFrame([{"column": c, **{METRIC_NAMES[m]: _with_interval(v, result["intervals"][c].get(m))
                                              for m, v in s.items() if m in METRIC_NAMES}}
                             for c, s in result["summary"].items()])
-    chart = pd.DataFrame([{"column": c, "metric": METRIC_NAMES[m], "value": v}
-                          for c, s in result["summary"].items() for m, v in s.items()
-                          if m in ("f1", "rouge_l", "semantic", "grounded") and v is not None])
+    verdicts = pd.DataFrame([{"compared": f"{d['a']} vs {d['b']}", "metric": NAMES[d["metric"]],
+                              "difference": round(d["difference"], 3),
+                              "95% interval": "" if d["low"] is None else f"[{d['low']:.3f}, {d['high']:.3f}]",
+                              "verdict": d["verdict"]} for d in result["differences"]])
     rows = pd.DataFrame([{k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in r.items() if k2 != "sources"}
                          for r in result["rows"]])
     out = Path(tempfile.mkdtemp(prefix="studio-eval-"))
     write_csv(result["rows"], out / "evaluation.csv")
+    write_summary_csv(result, out / "evaluation-summary.csv")
     write_json(result, out / "evaluation.json")
-    return summary, chart, rows, [str(out / "evaluation.csv"), str(out / "evaluation.json")]
+    note = (f"{result['questions']} questions · intervals are 95% bootstrap intervals over the questions · "
+            f"{answer.precision()}")
+    return (summary, _chart(result), verdicts, note, rows,
+            [str(out / "evaluation.csv"), str(out / "evaluation-summary.csv"), str(out / "evaluation.json")])
+
+
+def _with_interval(value, box) -> str | None:
+    if value is None:
+        return None
+    return f"{value:.3f} [{box[0]:.3f}, {box[1]:.3f}]" if box else f"{value:.3f}"
+
+
+def _chart(result):
+    """Bars per metric and column with the 95% interval as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("f1", "rouge_l", "semantic", "grounded") if m in SCORES]
+    columns = list(result["summary"])
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+    width = 0.8 / max(1, len(columns))
+    for ci, column in enumerate(columns):
+        xs, ys, lo, hi = [], [], [], []
+        for mi, m in enumerate(metrics):
+            v, box = result["summary"][column].get(m), result["intervals"].get(column, {}).get(m)
+            if v is None:
+                continue
+            xs.append(mi + (ci - (len(columns) - 1) / 2) * width)
+            ys.append(v)
+            lo.append(v - box[0] if box else 0)
+            hi.append(box[1] - v if box else 0)
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=column)
+    ax.set_xticks(range(len(metrics)), [METRIC_NAMES[m] for m in metrics])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score (95% interval)")
+    ax.legend(fontsize=8, ncols=len(columns), loc="upper center", bbox_to_anchor=(0.5, 1.18), frameon=False)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def build_compare_tab(run_id, model):
@@ -214,14 +264,17 @@ def build_compare_tab(run_id, model):
     ask_btn = gr.Button("Ask all four", variant="primary", elem_id="ask")
     with gr.Row():
         outs = [gr.Markdown(f"#### {c}", elem_id=f"answer-{i}", container=True) for i, c in enumerate(COLUMNS)]
+    outs.append(gr.Markdown(elem_id="compare-note"))
     with gr.Accordion("Evaluate on questions with reference answers", open=False):
         with gr.Row():
             qfile = gr.File(label="Questions (.jsonl or .csv with question, answer); empty = the 20 held-back "
                                   "Zorvane questions", file_types=[".jsonl", ".csv"], type="filepath")
             eval_btn = gr.Button("Evaluate the four columns", elem_id="evaluate")
         summary = gr.Dataframe(label="Summary per column", interactive=False, elem_id="eval-summary")
-        chart = gr.BarPlot(x="metric", y="value", color="column", title="Scores per column", height=280,
-                           elem_id="eval-chart")
+        chart = gr.Plot(label="Scores per column, with 95% intervals", elem_id="eval-chart")
+        verdicts = gr.Dataframe(label="Which column is better, and how sure (paired bootstrap over the questions)",
+                                interactive=False, wrap=True, elem_id="eval-verdicts")
+        eval_note = gr.Markdown(elem_id="eval-note")
         rows = gr.Dataframe(label="Per question", interactive=False, wrap=True)
         files = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
 
@@ -231,5 +284,6 @@ def build_compare_tab(run_id, model):
     remove_btn.click(remove_document, [collection, forget], [index_status, forget])
     ask_btn.click(ask, [question, run_pick, model, *settings], outs)
     question.submit(ask, [question, run_pick, model, *settings], outs)
-    eval_btn.click(run_evaluation, [qfile, run_pick, model, *settings], [summary, chart, rows, files])
+    eval_btn.click(run_evaluation, [qfile, run_pick, model, *settings],
+                   [summary, chart, verdicts, eval_note, rows, files])
     return run_pick, refresh_btn
