@@ -11,11 +11,13 @@ left-pads them into one batch no larger than the memory estimate allows, and run
 sampled) `generate`. A streamer splits the new tokens by row, so each caller still sees its own
 answer grow token by token. Batched greedy answers equal one-at-a-time answers in fp32.
 
-On a CPU, fp32 linear layers are packed once for oneDNN (`PackedLinear`): the stock kernel repacks
-each weight at every call, which makes a 4-row step cost 3x a 1-row step; packed, 4 rows cost what 1
-does and 1 row runs about 2x faster than before (see `studio bench`). Packing is checked against the
-plain layer's output before it is used, and skipped where oneDNN is missing or memory is short
-(STUDIO_PACKED=0 turns it off).
+With STUDIO_PACKED=1, fp32 linear layers on a CPU are packed once for oneDNN (`PackedLinear`): the
+stock kernel repacks each weight at every call, so a 4-row step costs about 3x a 1-row step. Measured
+on the main thread, packed, 4 rows cost what 1 does and 1 row runs 2x faster; but the batcher runs in
+its own thread, and there the packed oneDNN call measured 2.2-2.6x slower than on the main thread
+(86-110 vs 38-41 us for a 1x576 @ 576x1536 product, torch 2.13, oneDNN 3.12), slower than the stock
+kernel, so it is off by default until that is understood. LoRA rows are masked in one batch
+(`masked_lora`) rather than split and regrouped by peft in every layer.
 
 Precision: fp32, unless this machine's measured capability says bf16 (fp16 on a GPU without bf16)
 multiplies faster *and* greedy answers to the sample questions come out token for token the same
@@ -175,8 +177,8 @@ def pack_linears(model) -> str:
     import psutil
     import torch
 
-    if os.environ.get("STUDIO_PACKED", "1") == "0":
-        return "plain linear layers (STUDIO_PACKED=0)"
+    if os.environ.get("STUDIO_PACKED", "0") != "1":
+        return "plain linear layers (STUDIO_PACKED=1 packs them)"
     linears = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32
                and child.weight.device.type == "cpu"]
@@ -195,6 +197,47 @@ def pack_linears(model) -> str:
         for parent, name, child in linears:
             setattr(parent, name, PackedLinear(child))
     return f"{len(linears)} linear layers packed for oneDNN"
+
+
+class _RowMask:
+    """Which rows of the batch running now take the adapter: a (rows, 1, 1) tensor of 0/1."""
+    value = None
+
+
+def masked_lora(model, mask: _RowMask) -> bool:
+    """Swap each of peft's LoRA linear layers for one that adds the adapter's update row by row under `mask`:
+    y = W x + scaling * B (A x) * mask, the same sum peft computes (dropout is off in eval), without peft's
+    per-layer split and regroup of a mixed batch, which made a 4-row step cost 3x a 1-row step here.
+    Only plain LoRA (one adapter, no DoRA, no LoRA bias, linear layers); False leaves the model as it was."""
+    import torch
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.lora import LoraLayer
+
+    layers = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+              if isinstance(child, LoraLayer)]
+    plain = all(type(c) is LoraLinear and list(c.lora_A) == ["default"] and not c.use_dora.get("default")
+                and not getattr(c, "lora_bias", {}).get("default") and not c.merged for _, _, c in layers)
+    if not layers or not plain:
+        return False
+
+    class _Masked(torch.nn.Module):
+        def __init__(self, lora):
+            super().__init__()
+            self.base_layer = lora.base_layer
+            self.a, self.b = lora.lora_A["default"].weight, lora.lora_B["default"].weight
+            self.scaling = float(lora.scaling["default"])
+
+        def forward(self, x, *args, **kw):
+            y = self.base_layer(x)
+            rows = mask.value
+            if rows is not None and not bool(rows.any()):
+                return y
+            delta = torch.nn.functional.linear(torch.nn.functional.linear(x, self.a), self.b) * self.scaling
+            return y + (delta if rows is None else delta * rows.to(delta.dtype))
+
+    for parent, name, child in layers:
+        setattr(parent, name, _Masked(child))
+    return True
 
 
 def _precision_cache() -> Path:
@@ -233,8 +276,13 @@ class ChatModel:
         self._suppress = [i for i in tok.all_special_ids if i not in self._ends] or None
         self._pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.precision, self.precision_note = "fp32", "fp32"
+        self._mask, self.masked = _RowMask(), False  # peft's own layers while the precision is checked
         self._choose_precision(precision or os.environ.get("STUDIO_GENERATE_PRECISION", "auto"))
         self.kernels = pack_linears(self.model) if self.device == "cpu" and self.precision == "fp32" else "plain"
+        self.masked = bool(self.mixed_batches and os.environ.get("STUDIO_MASKED_LORA", "1") != "0"
+                           and masked_lora(self.model, self._mask))
+        if self.masked:
+            self.kernels += "; LoRA rows masked in one batch"
         self._jobs: queue.Queue[_Job] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
@@ -434,7 +482,9 @@ class ChatModel:
         kwargs = dict(do_sample=False) if temperature <= 0 else dict(do_sample=True, temperature=temperature,
                                                                      top_p=top_p)
         switch = nullcontext()
-        if self.has_adapter:
+        if self.masked:
+            self._mask.value = torch.tensor([[[float(r.use_adapter)]] for _, _, r in rows], device=self.device)
+        elif self.has_adapter:
             if self.mixed_batches:
                 kwargs["adapter_names"] = ["default" if r.use_adapter else "__base__" for _, _, r in rows]
             elif not rows[0][2].use_adapter:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SAMPLE
+
 
 pytestmark = pytest.mark.browser
 
@@ -163,18 +165,25 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
         assert "(empty answer)" not in text and "Pick a finished run" not in text, text
         assert ("Sources" in text) == (i in (1, 3)), text
     expect(answers[1]).to_contain_text("02-tilly-t2.md")
+    expect(page.locator("#compare-note")).to_contain_text("All columns in one batch")
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
-    # Batch evaluation on an uploaded question file: a summary row per column and downloads.
+    # Batch evaluation on an uploaded question file: a summary row per column with its 95% interval,
+    # the chart with error bars, the paired verdicts, and downloads.
     questions = tmp_path / "q.jsonl"
-    questions.write_text('{"question": "How heavy is the Tilly T2?", "answer": "6.4 kg"}\n'
-                         '{"question": "What does E31 mean?", "answer": "The boundary wire signal is lost."}\n')
+    questions.write_text("".join((SAMPLE / "eval.jsonl").read_text().splitlines(keepends=True)[:6]))
     page.get_by_text("Evaluate on questions with reference answers").click()
     page.locator("#evaluate").locator("xpath=..").locator("input[type=file]").set_input_files(str(questions))
     page.locator("#evaluate").click()
     summary = page.locator("#eval-summary")
     expect(summary).to_contain_text("fine-tuned + RAG", timeout=180000)
     expect(summary).to_contain_text("token F1")
+    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", summary.inner_text())  # mean [low, high]
+    verdicts = page.locator("#eval-verdicts")
+    expect(verdicts).to_contain_text("fine-tuned vs base")
+    assert re.search(r"beats|cannot be told apart", verdicts.inner_text())
+    expect(page.locator("#eval-note")).to_contain_text("6 questions")
+    expect(page.locator("#eval-chart img, #eval-chart svg").first).to_be_visible()
 
     # Your own documents: an HTML page becomes a saved collection that answers from it.
     doc = tmp_path / "dock.html"

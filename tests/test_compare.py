@@ -112,3 +112,63 @@ def test_an_answer_equal_to_the_reference_scores_full_marks(pipeline):
     for column in COLUMNS:
         assert summary[column]["f1"] == summary[column]["em"] == summary[column]["rouge_l"] == 1.0
         assert summary[column]["semantic"] > 0.99
+
+
+def test_intervals_and_paired_differences_say_how_sure(pipeline, tmp_path):
+    """An oracle against a model that repeats the question: a clear, paired difference with an interval;
+    two stand-ins that answer alike cannot be told apart; three questions are too few."""
+    from rag.evaluate import bootstrap_interval, format_confidence, write_summary_csv
+
+    questions = load_questions(SAMPLE / "eval.jsonl")
+    truth = {q["question"]: q["answer"] for q in questions}
+
+    def oracle(messages):
+        return Out(truth[messages[-1]["content"].rsplit("Question: ", 1)[-1]])
+
+    def parrot(messages):
+        return Out(messages[-1]["content"].rsplit("Question: ", 1)[-1])
+
+    result = evaluate(questions, pipeline, one_by_one(parrot, oracle))
+    ci = result["intervals"]["fine-tuned"]["f1"]
+    assert ci == [1.0, 1.0]  # every answer right: no spread
+    low, high = result["intervals"]["base"]["f1"]
+    assert low <= result["summary"]["base"]["f1"] <= high and high - low > 0.01
+    tuned_vs_base = next(d for d in result["differences"]
+                         if (d["a"], d["b"], d["metric"]) == ("fine-tuned", "base", "f1"))
+    assert tuned_vs_base["low"] > 0 and tuned_vs_base["questions"] == 20
+    assert tuned_vs_base["verdict"].startswith("fine-tuned beats base on token F1 by ")
+    alike = next(d for d in result["differences"]
+                 if (d["a"], d["b"], d["metric"]) == ("fine-tuned + RAG", "fine-tuned", "f1"))
+    assert alike["difference"] == 0 and "cannot be told apart" in alike["verdict"]
+    # the same answers give the same interval (a fixed seed), and it is in the JSON and the summary CSV
+    assert evaluate(questions, pipeline, one_by_one(parrot, oracle))["intervals"] == result["intervals"]
+    write_summary_csv(result, tmp_path / "summary.csv")
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    mean = next(r for r in rows if r["kind"] == "mean" and r["column"] == "base" and r["metric"] == "f1")
+    assert float(mean["low"]) == pytest.approx(low) and mean["questions"] == "20"
+    assert any(r["kind"] == "difference" and r["verdict"] == tuned_vs_base["verdict"] for r in rows)
+    assert tuned_vs_base["verdict"] in format_confidence(result)
+    few = evaluate(questions[:3], pipeline, one_by_one(parrot, oracle))
+    assert few["intervals"]["base"]["f1"] is None
+    assert all("too few" in d["verdict"] for d in few["differences"])
+    # the interval of a known sample: the mean of 0/1 values, 10 of 20, lies well inside (0.25, 0.75)
+    box = bootstrap_interval([0, 1] * 10)
+    assert 0.2 < box[0] < 0.5 < box[1] < 0.8
+
+
+def test_evaluation_batches_several_questions_and_keeps_its_progress(pipeline):
+    """A batch answerer gets several questions' columns at once; progress still counts every question."""
+    calls, seen = [], []
+
+    class Batch(one_by_one):
+        def batch_rows(self, tokens=1024):
+            return 8  # two questions of four columns
+
+        def __call__(self, jobs):
+            calls.append(len(jobs))
+            yield from super().__call__(jobs)
+
+    questions = load_questions(SAMPLE / "eval.jsonl")[:5]
+    result = evaluate(questions, pipeline, Batch(echo("base"), echo("tuned")), progress=lambda i, n: seen.append(i))
+    assert calls == [8, 8, 4] and seen == [1, 2, 3, 4, 5]
+    assert [r["column"] for r in result["rows"][:4]] == list(COLUMNS) and len(result["rows"]) == 20

@@ -31,6 +31,7 @@ from rag.pipeline import RagPipeline, Reranker, collections_root, sample_pipelin
 
 SAMPLE_COLLECTION = "zorvane-sample"
 STREAM_EVERY_S = 0.15  # how often the page redraws the growing answers
+ASK_CONCURRENCY = 8  # questions answered together at most: 8 x 4 columns = the batcher's 32 rows
 SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "eval.jsonl"
 METRIC_NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic",
                 "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
@@ -282,8 +283,12 @@ def build_compare_tab(run_id, model):
     index_btn.click(index_documents, [docs, name, column], [collection, index_status, forget])
     collection.change(choose_collection, collection, [index_status, forget])
     remove_btn.click(remove_document, [collection, forget], [index_status, forget])
-    ask_btn.click(ask, [question, run_pick, model, *settings], outs)
-    question.submit(ask, [question, run_pick, model, *settings], outs)
+    # Several users' questions run at once so the model's batcher can answer them in one batch (it holds
+    # the cores one generate at a time, whatever the number of questions waiting).
+    ask_btn.click(ask, [question, run_pick, model, *settings], outs, concurrency_limit=ASK_CONCURRENCY,
+                  concurrency_id="ask")
+    question.submit(ask, [question, run_pick, model, *settings], outs, concurrency_limit=ASK_CONCURRENCY,
+                    concurrency_id="ask")
     eval_btn.click(run_evaluation, [qfile, run_pick, model, *settings],
                    [summary, chart, verdicts, eval_note, rows, files])
     return run_pick, refresh_btn
