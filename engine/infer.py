@@ -5,19 +5,20 @@ rows share one copy of the weights: a LoRA adapter answers both kinds of row in 
 `generate` call through peft's mixed-adapter batches (`adapter_names`, "__base__" for the base
 rows); other adapters run their base rows with the adapter switched off (`disable_adapter()`).
 
-Every request goes through the model's batcher: one worker thread per model takes the requests
-waiting for it, waits at most `BATCH_WINDOW_S` for companions (other columns, other users' questions),
-left-pads them into one batch no larger than the memory estimate allows, and runs one greedy (or
-sampled) `generate`. A streamer splits the new tokens by row, so each caller still sees its own
-answer grow token by token. Batched greedy answers equal one-at-a-time answers in fp32.
+Every request goes through one executor: it takes the requests waiting, waits at most
+`BATCH_WINDOW_S` for companions (other users' questions) when others are about, and answers each
+model's requests in one batched generation no larger than the memory estimate allows: prompts read
+in groups of equal length, their caches stacked left-padded, ended rows leaving the batch (see
+`_run_loop`). A streamer splits the new tokens by row, so each caller still sees its own answer
+grow token by token. Batched greedy answers equal one-at-a-time answers in fp32 (tested).
 
-With STUDIO_PACKED=1, fp32 linear layers on a CPU are packed once for oneDNN (`PackedLinear`): the
-stock kernel repacks each weight at every call, so a 4-row step costs about 3x a 1-row step. Measured
-on the main thread, packed, 4 rows cost what 1 does and 1 row runs 2x faster; but the batcher runs in
-its own thread, and there the packed oneDNN call measured 2.2-2.6x slower than on the main thread
-(86-110 vs 38-41 us for a 1x576 @ 576x1536 product, torch 2.13, oneDNN 3.12), slower than the stock
-kernel, so it is off by default until that is understood. LoRA rows are masked in one batch
-(`masked_lora`) rather than split and regrouped by peft in every layer.
+On a CPU, fp32 linear layers are packed once for oneDNN (`PackedLinear`): the stock kernel repacks
+each weight at every call, so a 4-row step costs about 3x a 1-row step; packed, 4 rows cost what 1
+does and 1 row runs about 2x faster. Packing is checked against the plain layer's output first and
+skipped where oneDNN is missing or memory is short (STUDIO_PACKED=0 turns it off). LoRA rows are
+masked in one batch (`masked_lora`) rather than split and regrouped by peft in every layer. Every
+generate runs on the process's main thread where it can (see "the executor" below): off it, each of
+torch's parallel ops costs about 40 us more, which halves a small model's decoding speed.
 
 Precision: fp32, unless this machine's measured capability says bf16 (fp16 on a GPU without bf16)
 multiplies faster *and* greedy answers to the sample questions come out token for token the same
@@ -36,7 +37,6 @@ import queue
 import sys
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -47,7 +47,6 @@ BATCH_WINDOW_S = float(os.environ.get("STUDIO_BATCH_WINDOW_MS", "150")) / 1000  
 MAX_ROWS = 32  # rows per generate at most, whatever memory allows: padding waste grows with the batch
 PRECISION_PROMPTS = 20  # sample questions the lower-precision check answers (all the bundled ones)
 PRECISION_TOKENS = 32
-_WORKERS: "weakref.WeakSet[ChatModel]" = weakref.WeakSet()
 _COMPUTE = threading.Lock()  # one generate at a time on this machine, whichever model: they share the cores
 
 
@@ -177,8 +176,8 @@ def pack_linears(model) -> str:
     import psutil
     import torch
 
-    if os.environ.get("STUDIO_PACKED", "0") != "1":
-        return "plain linear layers (STUDIO_PACKED=1 packs them)"
+    if os.environ.get("STUDIO_PACKED", "1") == "0":
+        return "plain linear layers (STUDIO_PACKED=0)"
     linears = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32
                and child.weight.device.type == "cpu"]
@@ -276,16 +275,25 @@ class ChatModel:
         self._suppress = [i for i in tok.all_special_ids if i not in self._ends] or None
         self._pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.precision, self.precision_note = "fp32", "fp32"
-        self._mask, self.masked = _RowMask(), False  # peft's own layers while the precision is checked
+        # peft's own layers and transformers' generate while the precision is checked
+        self._mask, self.masked, self.own_loop = _RowMask(), False, False
         self._choose_precision(precision or os.environ.get("STUDIO_GENERATE_PRECISION", "auto"))
         self.kernels = pack_linears(self.model) if self.device == "cpu" and self.precision == "fp32" else "plain"
         self.masked = bool(self.mixed_batches and os.environ.get("STUDIO_MASKED_LORA", "1") != "0"
                            and masked_lora(self.model, self._mask))
+        import inspect
+
+        forward = inspect.signature(self.model.get_base_model().forward if self.has_adapter else self.model.forward)
+        self._cache_arg = "cache" if "cache" in forward.parameters else "past_key_values"  # renamed in transformers 5.x
+        # the own decoding loop (see _run_loop) needs plain key/value caches and adapters without virtual tokens
+        config = self.model.config
+        self.own_loop = (os.environ.get("STUDIO_OWN_LOOP", "1") != "0"
+                         and adapter_config.get("peft_type") not in ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING")
+                         and not getattr(config, "sliding_window", None)
+                         and all(t == "full_attention" for t in (getattr(config, "layer_types", None) or []))
+                         and (self.masked or not self.mixed_batches or not self.has_adapter))
         if self.masked:
             self.kernels += "; LoRA rows masked in one batch"
-        self._jobs: queue.Queue[_Job] = queue.Queue()
-        self._worker: threading.Thread | None = None
-        self._worker_lock = threading.Lock()
 
     @property
     def has_adapter(self) -> bool:
@@ -395,12 +403,9 @@ class ChatModel:
         if not requests:
             out.put((tag, None, None))
             return
-        with self._worker_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._serve, daemon=True, name=f"batcher {self.model_name}")
-                self._worker.start()
-                _WORKERS.add(self)
-        self._jobs.put(_Job(list(requests), out, tag, left=len(requests)))
+        _WORK.put((self, _Job(list(requests), out, tag, left=len(requests))))
+        if not _on_main_thread():  # the main thread answers its own requests while it waits (see _drain)
+            _ensure_executor()
 
     def max_prompt_tokens(self, max_new_tokens: int = 96) -> int:
         """How long a prompt may be so the answer still fits the model's context window."""
@@ -425,37 +430,24 @@ class ChatModel:
             return 4
         return generation_batch_rows(shape, tokens, free / 4, dtype_bytes, MAX_ROWS)
 
-    def _serve(self) -> None:
-        """The batcher: gather waiting jobs (at most BATCH_WINDOW_S for companions), answer them in batches."""
-        while True:
-            jobs = [self._jobs.get()]
-            if jobs[0] is None:  # the interpreter is exiting
-                return
-            deadline = time.perf_counter() + BATCH_WINDOW_S
-            while sum(len(j.requests) for j in jobs) < MAX_ROWS:
+    def _answer(self, jobs: list[_Job]) -> None:
+        """Answer `jobs` in as few generates as their rows allow (one sampling setting and, without mixed
+        batches, one adapter switch per generate; no more rows than memory allows)."""
+        rows = [(job, i, r) for job in jobs for i, r in enumerate(job.requests)]
+        groups: dict[tuple, list] = {}
+        for row in rows:
+            mixed = self.mixed_batches or not self.has_adapter
+            groups.setdefault((row[2].sampling(), mixed or row[2].use_adapter), []).append(row)
+        for group in groups.values():
+            group.sort(key=lambda row: self._prompt_len(row[2]))  # like lengths pad least
+            size = self.batch_rows(self._prompt_len(group[-1][2]) + max(r.max_new_tokens for _, _, r in group))
+            for start in range(0, len(group), size):
+                chunk = group[start:start + size]
                 try:
-                    job = self._jobs.get(timeout=max(0.0, deadline - time.perf_counter()))
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._jobs.put(None)  # answer what was gathered, then stop
-                    break
-                jobs.append(job)
-            rows = [(job, i, r) for job in jobs for i, r in enumerate(job.requests)]
-            groups: dict[tuple, list] = {}
-            for row in rows:  # rows batch together when they decode alike and share the adapter switch
-                mixed = self.mixed_batches or not self.has_adapter
-                groups.setdefault((row[2].sampling(), mixed or row[2].use_adapter), []).append(row)
-            for group in groups.values():
-                group.sort(key=lambda row: self._prompt_len(row[2]))  # like lengths pad least
-                size = self.batch_rows(self._prompt_len(group[-1][2]) + max(r.max_new_tokens for _, _, r in group))
-                for start in range(0, len(group), size):
-                    chunk = group[start:start + size]
-                    try:
-                        self._run(chunk)
-                    except Exception as exc:  # the callers raise it; the batcher keeps serving
-                        for job, row, _ in chunk:
-                            job.out.put((job.tag, row, exc))
+                    self._run(chunk)
+                except Exception as exc:  # the callers raise it; the batcher keeps serving
+                    for job, row, _ in chunk:
+                        job.out.put((job.tag, row, exc))
 
     def _ids(self, request: Request) -> list[int]:
         if request.ids is None:
@@ -467,7 +459,106 @@ class ChatModel:
         return len(self._ids(request))
 
     def _run(self, rows: list[tuple[_Job, int, Request]]) -> _RowStreamer:
-        """One generate over `rows` (one sampling setting), streaming each row back to its job."""
+        """One batched generation over `rows` (one sampling setting), streaming each row back to its job."""
+        return self._run_loop(rows) if self.own_loop else self._run_generate(rows)
+
+    def _run_loop(self, rows: list[tuple[_Job, int, Request]]) -> _RowStreamer:
+        """The decoding loop transformers' `generate` runs, with two changes that only save work: prompts are
+        read in groups of equal length (no padding read through the model) and their caches stacked, left
+        padded, under an attention mask; and a row that has ended leaves the batch (the cache drops it with
+        `batch_select_indices`) instead of being decoded to the longest row's end. The logits go through
+        transformers' own processors (repetition penalty 1.1, suppressed special tokens, temperature and
+        top-p when sampling), then argmax or a draw."""
+        torch = self._torch
+        from contextlib import nullcontext
+
+        from transformers import (DynamicCache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
+                                  SuppressTokensLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper)
+
+        dev = self.device
+        ids = [self._ids(r) for _, _, r in rows]
+        lens = [len(i) for i in ids]
+        width, n = max(lens), len(rows)
+        streamer = _RowStreamer(self.tokenizer, rows, lens, self._ends)
+        streamer._prompt_seen = True
+        temperature, top_p = rows[0][2].sampling()
+        procs = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.1)])
+        if self._suppress:
+            procs.append(SuppressTokensLogitsProcessor(self._suppress, device=dev))
+        if temperature > 0:
+            procs.append(TemperatureLogitsWarper(temperature))
+            if top_p < 1:
+                procs.append(TopPLogitsWarper(top_p))
+        adapter = torch.tensor([[[float(r.use_adapter)]] for _, _, r in rows], device=dev)
+        switch = nullcontext()
+        if self.has_adapter and not self.masked and not rows[0][2].use_adapter:
+            switch = self.model.disable_adapter()  # rows of one switch setting only (see _answer)
+        max_new = max(r.max_new_tokens for _, _, r in rows)
+        with _COMPUTE, torch.inference_mode(), switch:
+            # prompts of equal length together, unpadded
+            last = [None] * n
+            keys: list[list] = []
+            values: list[list] = []
+            by_len: dict[int, list[int]] = {}
+            for r, length in enumerate(lens):
+                by_len.setdefault(length, []).append(r)
+            parts = {}
+            for length, members in by_len.items():
+                self._mask.value = adapter[members]
+                cache = DynamicCache(config=self.model.config)
+                out = self.model(input_ids=torch.tensor([ids[r] for r in members], device=dev),
+                                 **{self._cache_arg: cache}, use_cache=True, logits_to_keep=1)
+                for j, r in enumerate(members):
+                    last[r] = out.logits[j, -1]
+                parts[length] = (members, cache)
+            cache = DynamicCache(config=self.model.config)
+            for layer in range(len(next(iter(parts.values()))[1].layers)):
+                k0 = next(iter(parts.values()))[1].layers[layer].keys
+                k = k0.new_zeros((n, k0.shape[1], width, k0.shape[3]))
+                v = torch.zeros_like(k)
+                for length, (members, part) in parts.items():
+                    k[members, :, width - length:] = part.layers[layer].keys
+                    v[members, :, width - length:] = part.layers[layer].values
+                cache.update(k, v, layer)
+            del parts
+            seqs = torch.tensor([[self._pad] * (width - len(i)) + list(i) for i in ids], device=dev)
+            attention = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=dev)
+            positions = torch.tensor(lens, device=dev)
+            logits = torch.stack(last)
+            alive = list(range(n))
+            self._mask.value = adapter
+            for step in range(max_new):
+                scores = procs(seqs, logits.float())
+                if temperature > 0:
+                    chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
+                else:
+                    chosen = scores.argmax(dim=-1)
+                every = torch.full((n,), self._pad, dtype=chosen.dtype)
+                every[alive] = chosen.cpu()
+                streamer.put(every)
+                keep = [j for j, r in enumerate(alive) if not streamer.done[r]]
+                if not keep or step == max_new - 1:
+                    break
+                if len(keep) < len(alive):  # ended rows leave the batch
+                    index = torch.tensor(keep, device=dev)
+                    cache.batch_select_indices(index)
+                    seqs, attention, positions = seqs[index], attention[index], positions[index]
+                    chosen, adapter = chosen[index], adapter[index]
+                    self._mask.value = adapter
+                    alive = [alive[j] for j in keep]
+                seqs = torch.cat([seqs, chosen[:, None]], dim=1)
+                attention = torch.cat([attention, attention.new_ones((len(alive), 1))], dim=1)
+                out = self.model(input_ids=chosen[:, None], attention_mask=attention, position_ids=positions[:, None],
+                                 **{self._cache_arg: cache}, use_cache=True, logits_to_keep=1,
+                                 cache_position=torch.tensor([attention.shape[1] - 1], device=dev))
+                positions = positions + 1
+                logits = out.logits[:, -1]
+        streamer.end()
+        return streamer
+
+    def _run_generate(self, rows: list[tuple[_Job, int, Request]]) -> _RowStreamer:
+        """One `generate` over `rows`, left padded: for adapters that add virtual tokens (prompt learning)
+        and models with sliding-window caches, which the own loop does not stack."""
         torch = self._torch
         from contextlib import nullcontext
 
@@ -499,9 +590,108 @@ class ChatModel:
         return streamer
 
 
+# ---- the executor: one thread runs every generate ------------------------------------------------------
+#
+# torch's OpenMP parallel regions cost about 40 us more each when started from a thread other than the
+# process's main thread (measured: a 200k-element add 11 vs 54 us, a packed 1x576 @ 576x1536 product 38
+# vs 86-140 us), and a decode step is hundreds of small ops. So generates run on the main thread where it
+# can: the app's main thread serves them (`serve_forever`, from ui/app.py), a command-line caller on the
+# main thread runs its own while it waits, and only otherwise does a background thread take them.
+
+_WORK: queue.Queue = queue.Queue()  # (ChatModel, _Job), or None to stop
+_EXECUTOR: dict = {"thread": None, "main": False}
+_EXECUTOR_LOCK = threading.Lock()
+_ROUND = {"callers": 0}  # jobs the last round answered
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread() and not _EXECUTOR["main"]
+
+
+def _ensure_executor() -> None:
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR["main"]:
+            return
+        thread = _EXECUTOR["thread"]
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=_execute, daemon=True, name="studio generate")
+            thread.start()
+            _EXECUTOR["thread"] = thread
+
+
+def _execute(until=None, window_s: float | None = None) -> None:
+    """Take waiting jobs, wait at most `window_s` (BATCH_WINDOW_S) for companions, answer each model's jobs
+    together; until None arrives, or until `until()` is true."""
+    window_s = BATCH_WINDOW_S if window_s is None else window_s
+    while True:
+        if until is not None and until():
+            return
+        try:
+            first = _WORK.get(timeout=0.05 if until is not None else None)
+        except queue.Empty:
+            continue
+        if first is None:
+            return
+        work = [first]
+        # Wait for companions only where there are others about: jobs already waiting, or the last round
+        # answered more than one caller. A lone user's question starts at once.
+        crowded = not _WORK.empty() or _ROUND["callers"] > 1
+        deadline = time.perf_counter() + (window_s if crowded else 0.0)
+        while sum(len(job.requests) for _, job in work) < MAX_ROWS:
+            try:
+                item = _WORK.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                break
+            if item is None:
+                _WORK.put(None)  # answer what was gathered, then stop
+                break
+            work.append(item)
+        _ROUND["callers"] = len(work)
+        by_model: dict[int, tuple[ChatModel, list[_Job]]] = {}
+        for chat, job in work:
+            by_model.setdefault(id(chat), (chat, []))[1].append(job)
+        for chat, jobs in by_model.values():
+            chat._answer(jobs)
+
+
+def run_here(fn, *args, **kw):
+    """Call `fn` on a helper thread while this (main) thread runs the generates it asks for, as the app's
+    main thread does for its handlers; returns what `fn` returns (benchmarks measure the app's way)."""
+    result: dict = {}
+
+    def call():
+        try:
+            result["value"] = fn(*args, **kw)
+        except BaseException as exc:  # raised again on the calling thread
+            result["error"] = exc
+
+    _EXECUTOR["main"] = True
+    try:
+        helper = threading.Thread(target=call, daemon=True)
+        helper.start()
+        _execute(until=lambda: not helper.is_alive())
+        helper.join()
+    finally:
+        _EXECUTOR["main"] = False
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def serve_forever() -> None:
+    """Run every generate on the calling thread (the app's main thread) until the process ends."""
+    _EXECUTOR["main"] = True
+    _execute()
+
+
 def _drain(out: queue.Queue, jobs: int) -> Iterator[tuple[object, int, str | Generation]]:
-    """What the batcher answers on `out` until `jobs` jobs are done; an error in a row is raised here."""
+    """What the batcher answers on `out` until `jobs` jobs are done; an error in a row is raised here.
+    On the main thread, with no one serving there, the caller runs the waiting generates itself (no wait
+    for companions: a command has none)."""
+    inline = _on_main_thread()
     while jobs:
+        if inline and out.empty():
+            _execute(until=lambda: not out.empty(), window_s=0.0)
         tag, row, item = out.get()
         if row is None:
             jobs -= 1
@@ -512,13 +702,12 @@ def _drain(out: queue.Queue, jobs: int) -> Iterator[tuple[object, int, str | Gen
 
 
 @atexit.register
-def _stop_workers() -> None:
-    """Let each batcher finish its batch and return: torch's threads abort the exit if one is still inside."""
-    for chat in list(_WORKERS):
-        chat._jobs.put(None)
-    for chat in list(_WORKERS):
-        if chat._worker is not None:
-            chat._worker.join(timeout=30)
+def _stop_executor() -> None:
+    """Let the executor finish its batch and return: torch's threads abort the exit if one is still inside."""
+    thread = _EXECUTOR["thread"]
+    if thread is not None and thread.is_alive():
+        _WORK.put(None)
+        thread.join(timeout=30)
 
 
 _cache: dict[tuple, ChatModel] = {}

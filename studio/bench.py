@@ -244,7 +244,7 @@ def compare_bench(run, questions: int = 20, question: str = "How heavy is the Ti
     """Compare against a plain sequential transformers + peft loop doing the same generations: one question's
     four columns, then `questions` sample questions' four columns each (the batch evaluation's work)."""
     from engine.config import SAMPLE_EVAL
-    from engine.infer import run_answerers
+    from engine.infer import run_answerers, run_here
     from rag.compare import plan, stream_planned
     from rag.evaluate import evaluate, load_questions
     from rag.pipeline import sample_pipeline
@@ -256,20 +256,21 @@ def compare_bench(run, questions: int = 20, question: str = "How heavy is the Ti
     one = plan([question], pipe, answer.sides, fit=fit)
     many = plan([q["question"] for q in asked], pipe, answer.sides, fit=fit)
     sides = lambda jobs: [("fine-tuned" if j.column.startswith("fine-tuned") else "base", j.messages) for j in jobs]
-    # warm both paths on one short answer, so no side pays for first-call set-up
-    list(answer([("base", one[0].messages)]))
+    def studio():  # on a helper thread, as a page's handler; the generates run on this main thread, as in the app
+        list(answer([("base", one[0].messages)]))  # warm up on one short answer
+        start = time.perf_counter()
+        first: dict[int, float] = {}
+        finals = {}
+        for i, a, done in stream_planned(one, answer):
+            first.setdefault(i, time.perf_counter() - start)
+            if done:
+                finals[i] = a
+        four_s = time.perf_counter() - start
+        start = time.perf_counter()
+        result = evaluate(asked, pipe, answer, fit=fit)
+        return first, finals, four_s, result, time.perf_counter() - start
 
-    start = time.perf_counter()
-    first: dict[int, float] = {}
-    finals = {}
-    for i, a, done in stream_planned(one, answer):
-        first.setdefault(i, time.perf_counter() - start)
-        if done:
-            finals[i] = a
-    four_s = time.perf_counter() - start
-    start = time.perf_counter()
-    result = evaluate(asked, pipe, answer, fit=fit)
-    eval_s = time.perf_counter() - start
+    first, finals, four_s, result, eval_s = run_here(studio)
 
     max_new = answer.max_new_tokens
     base_one, base_one_s = _sequential_loop(run.config.model, run.adapter, run.model_dir, sides(one), max_new)

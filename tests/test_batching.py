@@ -5,6 +5,7 @@ cannot and splits them), fp32, greedy."""
 
 import json
 import threading
+import time
 
 import pytest
 import torch
@@ -45,23 +46,24 @@ def _requests(n=6, tokens=24):
             for i, q in enumerate(QUESTIONS[:n])]
 
 
-def _count_generates(model):
+def _count_generates(chat):
+    """Rows of each batched generation `chat` runs."""
     calls = []
-    original = model.generate
+    original = chat._run
 
-    def counted(*args, **kw):
-        calls.append(kw["input_ids"].shape[0])
-        return original(*args, **kw)
+    def counted(rows):
+        calls.append(len(rows))
+        return original(rows)
 
-    model.generate = counted
-    return calls, lambda: setattr(model, "generate", original)
+    chat._run = counted
+    return calls, lambda: delattr(chat, "_run")
 
 
 def test_batched_greedy_answers_equal_one_at_a_time(chat):
-    assert chat.mixed_batches and chat.masked and chat.precision == "fp32"
+    assert chat.mixed_batches and chat.masked and chat.own_loop and chat.precision == "fp32"
     requests = _requests()
     alone = [chat.generate(r.messages, r.use_adapter, r.max_new_tokens) for r in requests]
-    calls, undo = _count_generates(chat.model)
+    calls, undo = _count_generates(chat)
     try:
         batched = chat.generate_many(_requests())
     finally:
@@ -81,7 +83,7 @@ def test_a_dora_adapter_splits_its_rows_and_still_matches(tiny_model, tmp_path):
     assert not dora.mixed_batches  # peft has no mixed batches for DoRA
     requests = _requests(4)
     alone = [dora.generate(r.messages, r.use_adapter, r.max_new_tokens).text for r in requests]
-    calls, undo = _count_generates(dora.model)
+    calls, undo = _count_generates(dora)
     try:
         batched = [g.text for g in dora.generate_many(_requests(4))]
     finally:
@@ -105,8 +107,9 @@ def test_callers_at_the_same_moment_share_one_generate(chat, monkeypatch):
     import engine.infer as infer
 
     monkeypatch.setattr(infer, "BATCH_WINDOW_S", 1.0)  # wait long enough for every companion here
+    infer._stop_executor()  # none serving yet: the first to ask starts it
     alone = [chat.generate(r.messages, r.use_adapter, r.max_new_tokens).text for r in _requests(4)]
-    calls, undo = _count_generates(chat.model)
+    calls, undo = _count_generates(chat)
     answers: dict[int, str] = {}
     barrier = threading.Barrier(4)
 
@@ -116,8 +119,11 @@ def test_callers_at_the_same_moment_share_one_generate(chat, monkeypatch):
 
     try:
         threads = [threading.Thread(target=user, args=(i, r)) for i, r in enumerate(_requests(4))]
-        for t in threads:
-            t.start()
+        with infer._EXECUTOR_LOCK:  # no executor starts until all four have asked: they all wait together
+            for t in threads:
+                t.start()
+            while infer._WORK.qsize() < 4:
+                time.sleep(0.01)
         for t in threads:
             t.join(60)
     finally:
@@ -168,8 +174,8 @@ def test_four_columns_and_a_full_fine_tune_as_two_batched_models(tiny_model, tmp
     pair = Answerers(Answerer(base), Answerer(tuned), max_new_tokens=16)
     pipe = RagPipeline()
     pipe.index([SAMPLE / "docs"])
-    calls_b, undo_b = _count_generates(base.model)
-    calls_t, undo_t = _count_generates(tuned.model)
+    calls_b, undo_b = _count_generates(base)
+    calls_t, undo_t = _count_generates(tuned)
     try:
         answers = compare(QUESTIONS[0], pipe, pair)
     finally:
@@ -209,12 +215,12 @@ def test_precision_stays_fp32_where_bf16_is_slower_or_answers_differ(tiny_model,
 def test_packed_linear_layers_give_the_plain_layers_answers(tiny_model, monkeypatch):
     from engine.infer import ChatModel, Request
 
-    plain = ChatModel(tiny_model, precision="fp32")
-    monkeypatch.setenv("STUDIO_PACKED", "1")
     packed = ChatModel(tiny_model, precision="fp32")
+    monkeypatch.setenv("STUDIO_PACKED", "0")
+    plain = ChatModel(tiny_model, precision="fp32")
     if "packed" not in packed.kernels:
         pytest.skip(f"no packing on this machine: {packed.kernels}")
-    assert "plain linear layers" in plain.kernels
+    assert "STUDIO_PACKED=0" in plain.kernels
     requests = [Request([{"role": "user", "content": q}], max_new_tokens=24) for q in QUESTIONS]
     assert [g.text for g in packed.generate_many(requests)] == [g.text for g in plain.generate_many(requests)]
 
@@ -229,3 +235,23 @@ def test_masked_lora_rows_equal_peft_own_forward(tiny_model, lora, monkeypatch):
     masked = ChatModel(tiny_model, lora, precision="fp32")
     assert masked.masked and not peft_path.masked
     assert [g.text for g in masked.generate_many(_requests())] == [g.text for g in peft_path.generate_many(_requests())]
+
+
+def test_the_own_loop_answers_as_transformers_generate_does(tiny_model, lora, monkeypatch):
+    """Unpadded prompts and ended rows leaving the batch change no token: the same answers as one left-padded
+    `generate` over the whole batch (peft's own mixed-adapter batch)."""
+    from engine.infer import ChatModel
+
+    monkeypatch.setenv("STUDIO_OWN_LOOP", "0")
+    monkeypatch.setenv("STUDIO_MASKED_LORA", "0")
+    stock = ChatModel(tiny_model, lora, precision="fp32")
+    monkeypatch.undo()
+    own = ChatModel(tiny_model, lora, precision="fp32")
+    assert own.own_loop and not stock.own_loop
+    requests = _requests(6, tokens=32)
+    for r, n in zip(requests, (32, 5, 17, 32, 9, 24)):  # rows end at different steps
+        r.max_new_tokens = n
+    expected = [(g.text, g.answer_tokens) for g in stock.generate_many(_requests(6, tokens=32)[:0] or requests)]
+    for r in requests:
+        r.ids = None
+    assert [(g.text, g.answer_tokens) for g in own.generate_many(requests)] == expected

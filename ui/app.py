@@ -24,6 +24,7 @@ import gradio as gr
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 from engine import demo as public_demo
+from engine.infer import serve_forever
 from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.runs import list_runs
 from engine.uploads import max_upload_mb
@@ -123,7 +124,12 @@ def main() -> int:
         theme=gr.themes.Soft(), ssr_mode=False,
         max_file_size=f"{max_upload_mb():g}mb",  # gradio refuses bigger uploads before they land
         **launch_paths(),  # runs, collections, caches and the checkout are never served or read as inputs
+        prevent_thread_lock=True,
     )
+    try:
+        serve_forever()  # this main thread runs every generate: torch's parallel ops start fastest here
+    except KeyboardInterrupt:
+        demo.close()
     return 0
 
 
