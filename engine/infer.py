@@ -37,6 +37,7 @@ import queue
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -199,43 +200,43 @@ def pack_linears(model) -> str:
 
 
 class _RowMask:
-    """Which rows of the batch running now take the adapter: a (rows, 1, 1) tensor of 0/1."""
+    """Which rows of the batch running now take the adapter: a (rows, 1, 1) tensor of 0/1 and whether any
+    row does; None outside a batched generation (every row takes it unless peft's switch is off)."""
     value = None
+    any = True
 
 
 def masked_lora(model, mask: _RowMask) -> bool:
-    """Swap each of peft's LoRA linear layers for one that adds the adapter's update row by row under `mask`:
-    y = W x + scaling * B (A x) * mask, the same sum peft computes (dropout is off in eval), without peft's
-    per-layer split and regroup of a mixed batch, which made a 4-row step cost 3x a 1-row step here.
-    Only plain LoRA (one adapter, no DoRA, no LoRA bias, linear layers); False leaves the model as it was."""
+    """Give each of peft's LoRA linear layers a forward that adds the adapter's update row by row under
+    `mask`: y = W x + scaling * B (A x) * mask, the sum peft computes (dropout is off in eval), without
+    peft's per-layer split and regroup of a mixed batch, which made a 4-row step cost 3x a 1-row step
+    here. The layers stay peft's (`disable_adapter()` still switches them off). Only plain LoRA (one
+    adapter, no DoRA, no LoRA bias, linear layers); False leaves the model as it was."""
+    import types
+
     import torch
     from peft.tuners.lora import Linear as LoraLinear
     from peft.tuners.lora import LoraLayer
 
-    layers = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-              if isinstance(child, LoraLayer)]
-    plain = all(type(c) is LoraLinear and list(c.lora_A) == ["default"] and not c.use_dora.get("default")
-                and not getattr(c, "lora_bias", {}).get("default") and not c.merged for _, _, c in layers)
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    plain = all(type(m) is LoraLinear and list(m.lora_A) == ["default"] and not m.use_dora.get("default")
+                and not getattr(m, "lora_bias", {}).get("default") and not m.merged for m in layers)
     if not layers or not plain:
         return False
+    linear = torch.nn.functional.linear
 
-    class _Masked(torch.nn.Module):
-        def __init__(self, lora):
-            super().__init__()
-            self.base_layer = lora.base_layer
-            self.a, self.b = lora.lora_A["default"].weight, lora.lora_B["default"].weight
-            self.scaling = float(lora.scaling["default"])
+    def forward(self, x, *args, **kw):
+        y = self.base_layer(x, *args, **kw)
+        if self.disable_adapters or not mask.any:
+            return y
+        a, b, scaling = self._masked
+        delta = linear(linear(x, a), b) * scaling
+        return y + (delta if mask.value is None else delta * mask.value)
 
-        def forward(self, x, *args, **kw):
-            y = self.base_layer(x)
-            rows = mask.value
-            if rows is not None and not bool(rows.any()):
-                return y
-            delta = torch.nn.functional.linear(torch.nn.functional.linear(x, self.a), self.b) * self.scaling
-            return y + (delta if rows is None else delta * rows.to(delta.dtype))
-
-    for parent, name, child in layers:
-        setattr(parent, name, _Masked(child))
+    for m in layers:
+        # a plain attribute, not a registered parameter: the weights stay peft's own, under their own names
+        m.__dict__["_masked"] = (m.lora_A["default"].weight, m.lora_B["default"].weight, float(m.scaling["default"]))
+        m.forward = types.MethodType(forward, m)
     return True
 
 
@@ -279,19 +280,19 @@ class ChatModel:
         self._mask, self.masked, self.own_loop = _RowMask(), False, False
         self._choose_precision(precision or os.environ.get("STUDIO_GENERATE_PRECISION", "auto"))
         self.kernels = pack_linears(self.model) if self.device == "cpu" and self.precision == "fp32" else "plain"
-        self.masked = bool(self.mixed_batches and os.environ.get("STUDIO_MASKED_LORA", "1") != "0"
-                           and masked_lora(self.model, self._mask))
         import inspect
 
         forward = inspect.signature(self.model.get_base_model().forward if self.has_adapter else self.model.forward)
         self._cache_arg = "cache" if "cache" in forward.parameters else "past_key_values"  # renamed in transformers 5.x
         # the own decoding loop (see _run_loop) needs plain key/value caches and adapters without virtual tokens
         config = self.model.config
-        self.own_loop = (os.environ.get("STUDIO_OWN_LOOP", "1") != "0"
-                         and adapter_config.get("peft_type") not in ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING")
-                         and not getattr(config, "sliding_window", None)
-                         and all(t == "full_attention" for t in (getattr(config, "layer_types", None) or []))
-                         and (self.masked or not self.mixed_batches or not self.has_adapter))
+        eligible = (os.environ.get("STUDIO_OWN_LOOP", "1") != "0"
+                    and adapter_config.get("peft_type") not in ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING")
+                    and not getattr(config, "sliding_window", None)
+                    and all(t == "full_attention" for t in (getattr(config, "layer_types", None) or [])))
+        self.masked = bool(eligible and self.mixed_batches and os.environ.get("STUDIO_MASKED_LORA", "1") != "0"
+                           and masked_lora(self.model, self._mask))
+        self.own_loop = eligible and (self.masked or not self.mixed_batches or not self.has_adapter)
         if self.masked:
             self.kernels += "; LoRA rows masked in one batch"
 
@@ -494,7 +495,7 @@ class ChatModel:
         if self.has_adapter and not self.masked and not rows[0][2].use_adapter:
             switch = self.model.disable_adapter()  # rows of one switch setting only (see _answer)
         max_new = max(r.max_new_tokens for _, _, r in rows)
-        with _COMPUTE, torch.inference_mode(), switch:
+        with _COMPUTE, torch.inference_mode(), switch, self._rows_cleared():
             # prompts of equal length together, unpadded
             last = [None] * n
             keys: list[list] = []
@@ -504,7 +505,7 @@ class ChatModel:
                 by_len.setdefault(length, []).append(r)
             parts = {}
             for length, members in by_len.items():
-                self._mask.value = adapter[members]
+                self._set_rows(adapter[members])
                 cache = DynamicCache(config=self.model.config)
                 out = self.model(input_ids=torch.tensor([ids[r] for r in members], device=dev),
                                  **{self._cache_arg: cache}, use_cache=True, logits_to_keep=1)
@@ -526,7 +527,7 @@ class ChatModel:
             positions = torch.tensor(lens, device=dev)
             logits = torch.stack(last)
             alive = list(range(n))
-            self._mask.value = adapter
+            self._set_rows(adapter)
             for step in range(max_new):
                 scores = procs(seqs, logits.float())
                 if temperature > 0:
@@ -544,7 +545,7 @@ class ChatModel:
                     cache.batch_select_indices(index)
                     seqs, attention, positions = seqs[index], attention[index], positions[index]
                     chosen, adapter = chosen[index], adapter[index]
-                    self._mask.value = adapter
+                    self._set_rows(adapter)
                     alive = [alive[j] for j in keep]
                 seqs = torch.cat([seqs, chosen[:, None]], dim=1)
                 attention = torch.cat([attention, attention.new_ones((len(alive), 1))], dim=1)
@@ -555,6 +556,17 @@ class ChatModel:
                 logits = out.logits[:, -1]
         streamer.end()
         return streamer
+
+    def _set_rows(self, adapter) -> None:
+        self._mask.value = adapter.to(self.model.dtype)
+        self._mask.any = bool(adapter.any())
+
+    @contextmanager
+    def _rows_cleared(self):
+        try:
+            yield
+        finally:
+            self._mask.value, self._mask.any = None, True
 
     def _run_generate(self, rows: list[tuple[_Job, int, Request]]) -> _RowStreamer:
         """One `generate` over `rows`, left padded: for adapters that add virtual tokens (prompt learning)
@@ -573,9 +585,7 @@ class ChatModel:
         kwargs = dict(do_sample=False) if temperature <= 0 else dict(do_sample=True, temperature=temperature,
                                                                      top_p=top_p)
         switch = nullcontext()
-        if self.masked:
-            self._mask.value = torch.tensor([[[float(r.use_adapter)]] for _, _, r in rows], device=self.device)
-        elif self.has_adapter:
+        if self.has_adapter:
             if self.mixed_batches:
                 kwargs["adapter_names"] = ["default" if r.use_adapter else "__base__" for _, _, r in rows]
             elif not rows[0][2].use_adapter:
