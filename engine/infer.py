@@ -46,6 +46,9 @@ from engine.models import load_causal_lm, load_tokenizer
 
 BATCH_WINDOW_S = float(os.environ.get("STUDIO_BATCH_WINDOW_MS", "150")) / 1000  # wait for companions
 MAX_ROWS = 32  # rows per generate at most, whatever memory allows: padding waste grows with the batch
+# Growing texts go to their caller at most this often: every caller woken for every token of every row
+# took the main thread's interpreter lock often enough to slow the decoding loop itself.
+STREAM_EVERY_S = 0.1
 PRECISION_PROMPTS = 20  # sample questions the lower-precision check answers (all the bundled ones)
 PRECISION_TOKENS = 32
 _COMPUTE = threading.Lock()  # one generate at a time on this machine, whichever model: they share the cores
@@ -96,6 +99,7 @@ class _RowStreamer:
         self.text = [""] * len(rows)
         self.done = [False] * len(rows)
         self.reason = ["length"] * len(rows)
+        self._said: dict[int, float] = {}
         self._prompt_seen = False
 
     def put(self, value) -> None:
@@ -118,7 +122,10 @@ class _RowStreamer:
                 continue
             if not text.endswith("\ufffd") and text != self.text[r]:  # half a character: wait for the rest
                 self.text[r] = text
-                job.out.put((job.tag, row, text))
+                now = time.perf_counter()
+                if now - self._said.get(r, 0.0) >= STREAM_EVERY_S:  # a waiting caller wakes a few times a second
+                    self._said[r] = now
+                    job.out.put((job.tag, row, text))
             if len(self.ids[r]) >= req.max_new_tokens:
                 self._finish(r, "length")
 

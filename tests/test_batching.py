@@ -91,16 +91,22 @@ def test_a_dora_adapter_splits_its_rows_and_still_matches(tiny_model, tmp_path):
     assert sorted(calls) == [2, 2] and batched == alone  # base rows adapter off, adapter rows on
 
 
-def test_each_row_streams_its_own_text(chat):
+def test_each_row_streams_its_own_text(chat, monkeypatch):
+    import engine.infer as infer
+
+    monkeypatch.setattr(infer, "STREAM_EVERY_S", 0.0)  # every token
     seen: dict[int, list] = {}
     for row, item in chat.stream_many(_requests(3, tokens=16)):
         seen.setdefault(row, []).append(item)
     assert sorted(seen) == [0, 1, 2]
     for items in seen.values():
         *growing, final = items
-        assert growing and all(isinstance(t, str) for t in growing)
+        assert len(growing) > 3 and all(isinstance(t, str) for t in growing)
         assert all(b.startswith(a) for a, b in zip(growing, growing[1:]))  # each text grows from the last
         assert final.text == growing[-1].strip() and final.answer_tokens <= 16
+    monkeypatch.setattr(infer, "STREAM_EVERY_S", 60.0)  # a caller is told at most once a minute, then the end
+    throttled = [item for row, item in chat.stream_many(_requests(1, tokens=16))]
+    assert len(throttled) == 2 and throttled[-1].text.startswith(throttled[0].strip())
 
 
 def test_callers_at_the_same_moment_share_one_generate(chat, monkeypatch):
