@@ -22,7 +22,8 @@ torch's parallel ops costs about 40 us more, which halves a small model's decodi
 
 Precision: fp32, unless this machine's measured capability says bf16 (fp16 on a GPU without bf16)
 multiplies faster *and* greedy answers to the sample questions come out token for token the same
-as fp32's; the check runs once per model and adapter and is cached beside the capability figures.
+as fp32's (adapter off); the check runs once per base model and machine, cached beside the
+capability figures.
 
     python -m engine.infer MODEL [ADAPTER] "question"
 """
@@ -325,9 +326,10 @@ class ChatModel:
         if not cap.faster(candidate):
             self.precision_note = f"fp32: {cap.describe(candidate)}"
             return
-        weights = Path(self.adapter or "-") / "adapter_model.safetensors"
-        stamp = weights.stat().st_mtime_ns if weights.exists() else 0
-        key = f"{cap.key} | {self.model_name} | {self.adapter or '-'} {stamp} | {PRECISION_PROMPTS}x{PRECISION_TOKENS}"
+        # once per base model and machine: how far greedy decoding of these weights survives lower precision
+        # (an adapter's small update changes little of that, and checking each new run would cost every
+        # run's first Compare question the check)
+        key = f"{cap.key} | {self.model_name} | {PRECISION_PROMPTS}x{PRECISION_TOKENS}"
         path = _precision_cache()
         try:
             cache = json.loads(path.read_text())
@@ -355,7 +357,7 @@ class ChatModel:
         from engine.config import SAMPLE_EVAL
 
         questions = [json.loads(line)["question"] for line in SAMPLE_EVAL.read_text().splitlines() if line.strip()]
-        requests = [Request([{"role": "user", "content": q}], self.has_adapter, PRECISION_TOKENS)
+        requests = [Request([{"role": "user", "content": q}], False, PRECISION_TOKENS)
                     for q in questions[:PRECISION_PROMPTS]]
         fp32 = self._direct(requests)
         kept = self.model
@@ -625,6 +627,28 @@ def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread() and not _EXECUTOR["main"]
 
 
+_THREADS: dict = {}
+
+
+def _pick_threads() -> None:
+    """Generate on every core, unless other processes (a training run) keep the cores busy: then on one.
+    Measured with a 2-thread matrix loop beside it, 32 rows of Compare took 21 s on one thread and 45 s on
+    two: each of torch's parallel ops waits for a partner thread the other process has taken the core from."""
+    import psutil
+    import torch
+
+    if "all" not in _THREADS:
+        _THREADS["all"], _THREADS["me"] = torch.get_num_threads(), psutil.Process()
+        psutil.cpu_percent(interval=None)
+        _THREADS["me"].cpu_percent(interval=None)
+        return
+    busy = psutil.cpu_percent(interval=None)  # all cores, since the last round
+    mine = _THREADS["me"].cpu_percent(interval=None) / (psutil.cpu_count() or 1)
+    threads = 1 if busy - mine > 100 / (psutil.cpu_count() or 1) * 0.8 else _THREADS["all"]
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def _ensure_executor() -> None:
     with _EXECUTOR_LOCK:
         if _EXECUTOR["main"]:
@@ -668,6 +692,8 @@ def _execute(until=None, window_s: float | None = None) -> None:
         for chat, job in work:
             by_model.setdefault(id(chat), (chat, []))[1].append(job)
         for chat, jobs in by_model.values():
+            if chat.device == "cpu":
+                _pick_threads()
             chat._answer(jobs)
 
 
