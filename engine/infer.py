@@ -118,8 +118,7 @@ class _RowStreamer:
             text = self.tok.decode(self.ids[r], skip_special_tokens=True)
             cut = min((text.find(s) for s in req.stop if s and s in text), default=-1)
             if cut >= 0:
-                self.text[r] = text[:cut]
-                self._finish(r, "stop")
+                self._finish(r, "stop", text[:cut])
                 continue
             if not text.endswith("\ufffd") and text != self.text[r]:  # half a character: wait for the rest
                 self.text[r] = text
@@ -130,11 +129,12 @@ class _RowStreamer:
             if len(self.ids[r]) >= req.max_new_tokens:
                 self._finish(r, "length")
 
-    def _finish(self, r: int, reason: str) -> None:
+    def _finish(self, r: int, reason: str, cut: str | None = None) -> None:
+        """The row's answer: all its tokens but the end token decoded (or the text before a stop string)."""
         job, row, _ = self.rows[r]
         self.done[r], self.reason[r] = True, reason
-        if reason == "stop" and self.ids[r] and self.ids[r][-1] in self.ends:
-            self.text[r] = self.tok.decode(self.ids[r][:-1], skip_special_tokens=True)
+        ids = self.ids[r][:-1] if self.ids[r] and self.ids[r][-1] in self.ends else self.ids[r]
+        self.text[r] = cut if cut is not None else self.tok.decode(ids, skip_special_tokens=True)
         job.out.put((job.tag, row, Generation(self.text[r].strip(), self.prompt_lens[r], len(self.ids[r]),
                                               time.perf_counter() - job.submitted, reason)))
         job.left -= 1

@@ -24,12 +24,13 @@
     studio rag index PATH [PATH ...] --name NAME    add documents to a saved collection
     studio rag search NAME "question" [--k K]       the top passages with scores
     studio rag bench [--sizes 10000,100000]         ingest cost and query latency / recall
-    studio bench [--methods lora,full] [--steps N] [--json FILE]
+    studio bench [--methods lora,full] [--steps N] [--run RUN_ID] [--json FILE]
                                             training speed against a bare TRL script, MFU, Compare
-                                            latency and app start (see studio/bench.py)
-    studio eval [RUN_ID] [--questions FILE] [--limit N]
+                                            against a sequential loop, app start (see studio/bench.py)
+    studio eval [RUN_ID] [--questions FILE] [--limit N] [--batch N] [--summary-csv FILE]
                                             score base / base+RAG / fine-tuned / fine-tuned+RAG
-                                            on held-back questions (token F1 against references)
+                                            on held-back questions, in batches, with 95% bootstrap
+                                            intervals and paired differences between the columns
 
 `studio train` starts the very process the UI starts (engine/train.py) and prints its
 events; Ctrl-C asks it to save and stop.

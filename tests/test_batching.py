@@ -103,7 +103,7 @@ def test_each_row_streams_its_own_text(chat, monkeypatch):
         *growing, final = items
         assert len(growing) > 3 and all(isinstance(t, str) for t in growing)
         assert all(b.startswith(a) for a, b in zip(growing, growing[1:]))  # each text grows from the last
-        assert final.text == growing[-1].strip() and final.answer_tokens <= 16
+        assert final.text.startswith(growing[-1].strip()) and final.answer_tokens <= 16
     monkeypatch.setattr(infer, "STREAM_EVERY_S", 60.0)  # a caller is told at most once a minute, then the end
     throttled = [item for row, item in chat.stream_many(_requests(1, tokens=16))]
     assert len(throttled) == 2 and throttled[-1].text.startswith(throttled[0].strip())

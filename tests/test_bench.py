@@ -33,3 +33,22 @@ def test_the_studio_and_a_bare_trl_script_train_alike_and_the_ratios_are_measure
     assert packed["max_loss_gap"] is None and packed["losses"][-1] < packed["losses"][0]  # it learns too
     assert run.adapter is not None
     assert "| lora | padding-free | fp32 |" in table(rows)
+
+
+def test_compare_bench_measures_one_batch_against_a_sequential_loop(tiny_model, runs_dir):
+    """The Compare section: the studio's batch and the plain transformers + peft loop give the same answers, and
+    the ratios are computed from the times it measured."""
+    from conftest import SAMPLE, train
+    from engine.config import RunConfig
+    from rag.compare import COLUMNS
+    from studio.bench import compare_bench, compare_table
+
+    run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=4, batch_size=2,
+                          max_length=64, learning_rate=1e-2))
+    c = compare_bench(run, questions=3)
+    assert [r["column"] for r in c["columns"]] == list(COLUMNS)
+    assert all(r["same_answer"] for r in c["columns"]) and c["eval_same_answers"] == c["eval_answers"] == 12
+    assert c["four_vs_one_column"] == c["four_columns_s"] / c["loop_one_column_mean_s"]
+    assert c["eval_speedup"] == c["loop_eval_s"] / c["eval_s"]
+    assert all(r["loop_s"] > 0 and r["studio_s"] > 0 for r in c["columns"])
+    assert "Four columns = " in compare_table(c) and c["precision"]

@@ -193,6 +193,12 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("Evaluate the four columns", "قيّم الأعمدة الأربعة", "ارزیابی چهار ستون", "הערכת ארבע העמודות"),
     ("Summary per column", "ملخص لكل عمود", "خلاصه برای هر ستون", "סיכום לכל עמודה"),
     ("Per question", "لكل سؤال", "برای هر پرسش", "לכל שאלה"),
+    ("Scores per column, with 95% intervals", "الدرجات لكل عمود، مع فترات ثقة 95%",
+     "امتیازها برای هر ستون، با بازه‌های اطمینان ۹۵٪", "ציונים לכל עמודה, עם רווחי סמך של 95%"),
+    ("Which column is better, and how sure (paired bootstrap over the questions)",
+     "أي عمود أفضل، وبأي درجة من اليقين (bootstrap مزدوج على الأسئلة)",
+     "کدام ستون بهتر است و با چه اطمینانی (bootstrap جفتی روی پرسش‌ها)",
+     "איזו עמודה טובה יותר, ובאיזו ודאות (bootstrap מזווג על פני השאלות)"),
     ("Download (CSV, JSON)", "تنزيل (CSV, JSON)", "دانلود (CSV, JSON)", "הורדה (CSV, JSON)"),
     # Runs and export
     ("Every run on this machine, newest first (they survive a restart). Pick runs to draw their loss curves together "
