@@ -130,6 +130,7 @@ def evaluate(questions: list[dict], pipeline: RagPipeline, answer: BatchAnswer, 
         batch_questions = max(1, rows_at_once // max(1, per_question))
     texts = [str(q["question"]) for q in questions]
     finished: dict[tuple[int, str], ColumnAnswer] = {}
+    complete = 0
     for first in range(0, len(questions), batch_questions):
         jobs = plan(texts[first:first + batch_questions], pipeline, answer.sides, columns, fit)
         left = Counter(j.question for j in jobs)
@@ -137,8 +138,10 @@ def evaluate(questions: list[dict], pipeline: RagPipeline, answer: BatchAnswer, 
             if done:
                 finished[(first + jobs[i].question, a.column)] = a
                 left[jobs[i].question] -= 1
-                if left[jobs[i].question] == 0 and progress:
-                    progress(len({q for q, _ in finished}), len(questions))
+                if left[jobs[i].question] == 0:
+                    complete += 1
+                    if progress:
+                        progress(complete, len(questions))
     rows = []
     for qi, q in enumerate(questions):
         top = pipeline.retrieve(q["question"], k=hit_k)
