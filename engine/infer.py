@@ -1,9 +1,10 @@
 """Answering chat messages with a base model and the same model with a trained adapter, in batches.
 
 `ChatModel` loads the base weights once. With an adapter attached by peft, base and fine-tuned
-rows share one copy of the weights: a LoRA adapter answers both kinds of row in the same
-`generate` call through peft's mixed-adapter batches (`adapter_names`, "__base__" for the base
-rows); other adapters run their base rows with the adapter switched off (`disable_adapter()`).
+rows share one copy of the weights: a plain LoRA adapter answers both kinds of row in the same
+batch, its update added under a per-row mask (`masked_lora`); other adapters answer their base
+rows in a batch of their own with the adapter switched off (`disable_adapter()`); adapters that add
+virtual tokens keep transformers' `generate` and peft's mixed batches (`adapter_names`).
 
 Every request goes through one executor: it takes the requests waiting, waits at most
 `BATCH_WINDOW_S` for companions (other users' questions) when others are about, and answers each
@@ -15,8 +16,8 @@ grow token by token. Batched greedy answers equal one-at-a-time answers in fp32 
 On a CPU, fp32 linear layers are packed once for oneDNN (`PackedLinear`): the stock kernel repacks
 each weight at every call, so a 4-row step costs about 3x a 1-row step; packed, 4 rows cost what 1
 does and 1 row runs about 2x faster. Packing is checked against the plain layer's output first and
-skipped where oneDNN is missing or memory is short (STUDIO_PACKED=0 turns it off). LoRA rows are
-masked in one batch (`masked_lora`) rather than split and regrouped by peft in every layer. Every
+skipped where oneDNN is missing or memory is short (STUDIO_PACKED=0 turns it off). The LoRA row
+mask replaces peft's mixed batches, which split and regroup the batch in every layer. Every
 generate runs on the process's main thread where it can (see "the executor" below): off it, each of
 torch's parallel ops costs about 40 us more, which halves a small model's decoding speed.
 
@@ -692,9 +693,13 @@ def _execute(until=None, window_s: float | None = None) -> None:
         for chat, job in work:
             by_model.setdefault(id(chat), (chat, []))[1].append(job)
         for chat, jobs in by_model.values():
-            if chat.device == "cpu":
-                _pick_threads()
-            chat._answer(jobs)
+            try:
+                if chat.device == "cpu":
+                    _pick_threads()
+                chat._answer(jobs)
+            except Exception as exc:  # e.g. messages its chat template refuses: the callers raise it, serving goes on
+                for job in jobs:
+                    job.out.put((job.tag, 0, exc))
 
 
 def run_here(fn, *args, **kw):
@@ -805,6 +810,16 @@ class Answerers:
 
     def batch_rows(self, tokens: int = 1024) -> int:
         return self.chat.batch_rows(tokens)
+
+    def batching(self) -> str:
+        """How the columns are answered, in a few words."""
+        if self.tuned is None:
+            return "The base columns in one batch"
+        if self.tuned.chat is not self.base.chat:
+            return "Base and fine-tuned models, each answering its columns in one batch"
+        if self.chat.masked or (self.chat.mixed_batches and not self.chat.own_loop):
+            return "All four columns in one batch"
+        return "Base and fine-tuned columns in two batches (this kind of adapter cannot share one)"
 
     def precision(self) -> str:
         notes = {a.chat.precision_note for a in (self.base, self.tuned) if a}

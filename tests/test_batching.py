@@ -89,6 +89,9 @@ def test_a_dora_adapter_splits_its_rows_and_still_matches(tiny_model, tmp_path):
     finally:
         undo()
     assert sorted(calls) == [2, 2] and batched == alone  # base rows adapter off, adapter rows on
+    from engine.infer import Answerer, Answerers
+
+    assert "two batches" in Answerers(Answerer(dora, False), Answerer(dora, True)).batching()
 
 
 def test_each_row_streams_its_own_text(chat, monkeypatch):
@@ -157,6 +160,8 @@ def test_a_bad_request_is_refused_and_the_batcher_keeps_serving(tiny_model, chat
     plain = ChatModel(tiny_model, precision="fp32")
     with pytest.raises(ValueError, match="no adapter"):
         plain.generate_many([Request([{"role": "user", "content": "hi"}], use_adapter=True)])
+    with pytest.raises(Exception):  # messages the chat template cannot render reach the caller, not the executor
+        plain.generate_many([Request([{"no role": "x"}])])
     assert plain.generate([{"role": "user", "content": "hi"}], use_adapter=False, max_new_tokens=4).answer_tokens
 
 
@@ -187,6 +192,7 @@ def test_four_columns_and_a_full_fine_tune_as_two_batched_models(tiny_model, tmp
     finally:
         undo_b(), undo_t()
     assert calls_b == [2] and calls_t == [2]  # two columns each, one generate each
+    assert pair.batching().startswith("Base and fine-tuned models")
     fit_messages = [{"role": "user", "content": QUESTIONS[0]}]
     assert answers[0].text == base.generate(fit_messages, False, 16).text
     assert answers[2].text == tuned.generate(fit_messages, False, 16).text

@@ -165,7 +165,7 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
         assert "(empty answer)" not in text and "Pick a finished run" not in text, text
         assert ("Sources" in text) == (i in (1, 3)), text
     expect(answers[1]).to_contain_text("02-tilly-t2.md")
-    expect(page.locator("#compare-note")).to_contain_text("All columns in one batch")
+    expect(page.locator("#compare-note")).to_contain_text("All four columns in one batch")
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
     # Batch evaluation on an uploaded question file: a summary row per column with its 95% interval,

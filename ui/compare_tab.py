@@ -153,7 +153,7 @@ def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
         for i in (2, 3):
             shown[i] = f"#### {COLUMNS[i]}\n\n_Pick a finished run above to see the fine-tuned answers._"
     fit = (answer.chat.tokenizer, answer.chat.max_prompt_tokens())
-    shown[4] = f"<small>All columns in one batch · {html.escape(answer.precision())}</small>"
+    shown[4] = f"<small>{answer.batching()} · generation in {html.escape(answer.precision())}</small>"
     last = 0.0
     for column, done in stream_compare(question, pipe, answer, fit=fit):
         shown[COLUMNS.index(column.column)] = _column_markdown(column, done)
