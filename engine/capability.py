@@ -196,14 +196,19 @@ def capability(model: str | None = None, refresh: bool = False) -> Capability:
     if cap.device == "cpu":
         cap.gflops["fp16"] = cap.ratios["fp16"] = 0.0  # transformers trains fp16 on a GPU only
     cache[key] = {k: v for k, v in asdict(cap).items() if k != "key"}
+    save_cache(path, cache)
+    return cap
+
+
+def save_cache(path: Path, cache: dict) -> None:
+    """Write `cache` as JSON in one step (a reader never sees half a file); a read-only home keeps it unsaved."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache, indent=1))
         os.replace(tmp, path)
-    except OSError:  # a read-only home still gets the figures, only not cached
+    except OSError:
         pass
-    return cap
 
 
 def auto_precision(model: str | None = None) -> tuple[str, str]:

@@ -95,9 +95,9 @@ def test_a_dora_adapter_splits_its_rows_and_still_matches(tiny_model, tmp_path):
 
 
 def test_each_row_streams_its_own_text(chat, monkeypatch):
-    import engine.infer as infer
+    import engine.batching as batching
 
-    monkeypatch.setattr(infer, "STREAM_EVERY_S", 0.0)  # every token
+    monkeypatch.setattr(batching, "STREAM_EVERY_S", 0.0)  # every token
     seen: dict[int, list] = {}
     for row, item in chat.stream_many(_requests(3, tokens=16)):
         seen.setdefault(row, []).append(item)
@@ -107,16 +107,16 @@ def test_each_row_streams_its_own_text(chat, monkeypatch):
         assert len(growing) > 3 and all(isinstance(t, str) for t in growing)
         assert all(b.startswith(a) for a, b in zip(growing, growing[1:]))  # each text grows from the last
         assert final.text.startswith(growing[-1].strip()) and final.answer_tokens <= 16
-    monkeypatch.setattr(infer, "STREAM_EVERY_S", 60.0)  # a caller is told at most once a minute, then the end
+    monkeypatch.setattr(batching, "STREAM_EVERY_S", 60.0)  # a caller is told at most once a minute, then the end
     throttled = [item for row, item in chat.stream_many(_requests(1, tokens=16))]
     assert len(throttled) == 2 and throttled[-1].text.startswith(throttled[0].strip())
 
 
 def test_callers_at_the_same_moment_share_one_generate(chat, monkeypatch):
-    import engine.infer as infer
+    import engine.batching as batching
 
-    monkeypatch.setattr(infer, "BATCH_WINDOW_S", 1.0)  # wait long enough for every companion here
-    infer._stop_executor()  # none serving yet: the first to ask starts it
+    monkeypatch.setattr(batching, "BATCH_WINDOW_S", 1.0)  # wait long enough for every companion here
+    batching._stop_executor()  # none serving yet: the first to ask starts it
     alone = [chat.generate(r.messages, r.use_adapter, r.max_new_tokens).text for r in _requests(4)]
     calls, undo = _count_generates(chat)
     answers: dict[int, str] = {}
@@ -128,10 +128,11 @@ def test_callers_at_the_same_moment_share_one_generate(chat, monkeypatch):
 
     try:
         threads = [threading.Thread(target=user, args=(i, r)) for i, r in enumerate(_requests(4))]
-        with infer._EXECUTOR_LOCK:  # no executor starts until all four have asked: they all wait together
+        with batching._EXECUTOR_LOCK:  # no executor starts until all four have asked: they all wait together
             for t in threads:
                 t.start()
-            while infer._WORK.qsize() < 4:
+            deadline = time.monotonic() + 60
+            while batching._WORK.qsize() < 4 and time.monotonic() < deadline:
                 time.sleep(0.01)
         for t in threads:
             t.join(60)
