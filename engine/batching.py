@@ -51,6 +51,7 @@ class Request:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
+    adapter: str = "default"  # which of the model's adapters, when use_adapter (several: engine/serve.py)
     ids: list[int] | None = field(default=None, repr=False, compare=False)  # the prompt's tokens, once worked out
 
     def sampling(self) -> tuple:

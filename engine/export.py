@@ -4,6 +4,9 @@
     studio export RUN_ID --archive [--what adapter|merged]   # runs/<id>/exports/<id>-<what>.zip
     studio export RUN_ID --onnx               # runs/<id>/onnx/model.onnx, checked under ONNX Runtime
     studio export RUN_ID --push USER/REPO [--what adapter|merged] [--public]
+    studio export RUN_ID --gguf [--quant f16|bf16|q8_0]   # runs/<id>/gguf/: llama.cpp / Ollama (engine/gguf.py)
+
+Every folder, zip and push carries a README model card (engine/modelcard.py).
 
 Every output is written under a temporary name and renamed when complete, so a half-written
 export never looks finished. A QLoRA (or 8-bit) adapter is merged into the base loaded the
@@ -22,6 +25,7 @@ from typing import Callable
 
 from engine import methods
 from engine.errors import StudioError
+from engine.modelcard import card, write_card
 from engine.models import load_tokenizer, resolve_model
 
 Progress = Callable[[float, str], None]
@@ -36,7 +40,7 @@ def _noop(fraction: float, text: str) -> None:
     pass
 
 
-def _replace_dir(tmp: Path, target: Path) -> Path:
+def replace_dir(tmp: Path, target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
@@ -83,8 +87,9 @@ def merge(run, progress: Progress = _noop) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(str(run.adapter)).save_pretrained(tmp)  # the tokenizer the run saved
+    write_card(run, tmp, what="merged")
     progress(1.0, "merged")
-    return _replace_dir(tmp, target)
+    return replace_dir(tmp, target)
 
 
 def archive(run, what: str = "adapter", progress: Progress = _noop) -> Path:
@@ -95,7 +100,9 @@ def archive(run, what: str = "adapter", progress: Progress = _noop) -> Path:
     target = exports / f"{run.id}-{what}.zip"
     tmp = target.with_name(target.name + ".tmp")
     files = sorted(p for p in source.rglob("*") if p.is_file() and p.name != "training_args.bin")
+    files = [p for p in files if p.relative_to(source) != Path("README.md")]
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{run.id}-{what}/README.md", card(run, what=what))
         for i, path in enumerate(files):
             zf.write(path, Path(f"{run.id}-{what}") / path.relative_to(source))
             progress((i + 1) / len(files), f"zipping {path.name}")
@@ -140,6 +147,7 @@ def export_onnx(run, progress: Progress = _noop, opset: int = 17) -> tuple[Path,
                           input_names=["input_ids", "attention_mask"], output_names=["logits"],
                           dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     tokenizer.save_pretrained(tmp)
+    write_card(run, tmp, what="merged")
     progress(0.95, "checking the export under ONNX Runtime")
     check = tokenizer("A longer sentence to check the export with.", return_tensors="pt")
     session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -151,7 +159,7 @@ def export_onnx(run, progress: Progress = _noop, opset: int = 17) -> tuple[Path,
     if not diff < 1e-3 * max(1.0, float(np.abs(want).max())):
         raise ExportError(f"The ONNX export differs from the model by {diff:.3g} under ONNX Runtime; not kept.")
     progress(1.0, "exported")
-    return _replace_dir(tmp, target) / "model.onnx", diff
+    return replace_dir(tmp, target) / "model.onnx", diff
 
 
 def _scrub(text: str, token: str) -> str:
@@ -170,6 +178,7 @@ def push_to_hub(run, repo_id: str, token: str | None = None, what: str = "adapte
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ExportError(f"{repo_id!r} is not a repository id; write it as user/name.")
     source = merge(run, progress) if what == "merged" else _finished_output(run)
+    write_card(run, source, what=what)  # the Hub shows it as the repository's model card
     api = HfApi(endpoint=endpoint, token=token)
     try:
         progress(0.2, f"creating {repo_id}")

@@ -29,7 +29,7 @@ import os
 import queue
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -53,8 +53,11 @@ def _precision_cache() -> Path:
 
 
 class ChatModel:
-    def __init__(self, model: str, adapter: str | Path | None = None, precision: str | None = None):
-        """`precision`: "auto" (default, or STUDIO_GENERATE_PRECISION), "fp32", "bf16" or "fp16"."""
+    def __init__(self, model: str, adapter: str | Path | None = None, precision: str | None = None,
+                 more_adapters: dict[str, str | Path] | None = None):
+        """`precision`: "auto" (default, or STUDIO_GENERATE_PRECISION), "fp32", "bf16" or "fp16".
+        `more_adapters`: further adapters of the same base by name, beside `adapter` (named "default"), on the
+        same copy of the weights; a request picks one with `Request.adapter`."""
         import torch
 
         self._torch = torch
@@ -72,9 +75,13 @@ class ChatModel:
             from peft import PeftModel
 
             base = PeftModel.from_pretrained(base, self.adapter)
+            for name, path in (more_adapters or {}).items():
+                base.load_adapter(str(path), adapter_name=name)
         self.model = base.eval()
-        # peft answers base and adapter rows in one batch for LoRA (not DoRA) only
-        self.mixed_batches = adapter_config.get("peft_type") == "LORA" and not adapter_config.get("use_dora")
+        self.adapter_names = ["default", *(more_adapters or {})] if self.adapter else []
+        # peft answers base and adapter rows in one batch for one LoRA (not DoRA) adapter only
+        self.mixed_batches = (adapter_config.get("peft_type") == "LORA" and not adapter_config.get("use_dora")
+                              and len(self.adapter_names) == 1)
         tok = self.tokenizer
         # Never emit role markers or padding as answer text; only the end-of-turn token ends an answer.
         ends = self.model.generation_config.eos_token_id
@@ -203,6 +210,8 @@ class ChatModel:
         for r in requests:
             if r.use_adapter and not self.has_adapter:
                 raise ValueError("This model has no adapter to switch on; pick a finished run.")
+            if r.use_adapter and r.adapter not in self.adapter_names:
+                raise ValueError(f"This model has no adapter named {r.adapter!r}.")
         if not requests:
             out.put((tag, None, None))
             return
@@ -241,7 +250,8 @@ class ChatModel:
         groups: dict[tuple, list] = {}
         for row in rows:
             mixed = self.mixed_batches or not self.has_adapter
-            groups.setdefault((row[2].sampling(), mixed or row[2].use_adapter), []).append(row)
+            which = row[2].adapter if row[2].use_adapter and not mixed else None
+            groups.setdefault((row[2].sampling(), mixed or row[2].use_adapter, which), []).append(row)
         for group in groups.values():
             group.sort(key=lambda row: self._prompt_len(row[2]))  # like lengths pad least
             size = self.batch_rows(self._prompt_len(group[-1][2]) + max(r.max_new_tokens for _, _, r in group))
@@ -274,8 +284,6 @@ class ChatModel:
         transformers' own processors (repetition penalty 1.1, suppressed special tokens, temperature and
         top-p when sampling), then argmax or a draw."""
         torch = self._torch
-        from contextlib import nullcontext
-
         from transformers import (DynamicCache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
                                   SuppressTokensLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper)
 
@@ -294,9 +302,7 @@ class ChatModel:
             if top_p < 1:
                 procs.append(TopPLogitsWarper(top_p))
         adapter = torch.tensor([[[float(r.use_adapter)]] for _, _, r in rows], device=dev)
-        switch = nullcontext()
-        if self.has_adapter and not self.masked and not rows[0][2].use_adapter:
-            switch = self.model.disable_adapter()  # rows of one switch setting only (see _answer)
+        switch = self._switch(rows)
         max_new = max(r.max_new_tokens for _, _, r in rows)
         with COMPUTE, torch.inference_mode(), switch, self._rows_cleared():
             # prompts of equal length together, unpadded
@@ -359,6 +365,16 @@ class ChatModel:
         streamer.end()
         return streamer
 
+    def _switch(self, rows):
+        """The adapter state for a batch of one switch setting and adapter (see _answer): off, or the one asked."""
+        if not self.has_adapter or self.masked:
+            return nullcontext()
+        if not rows[0][2].use_adapter:
+            return self.model.disable_adapter()
+        if len(self.adapter_names) > 1 and self.model.active_adapter != rows[0][2].adapter:
+            self.model.set_adapter(rows[0][2].adapter)  # only the executor's thread runs batches
+        return nullcontext()
+
     def _set_rows(self, adapter) -> None:
         self._mask.value = adapter.to(self.model.dtype)
         self._mask.any = bool(adapter.any())
@@ -374,8 +390,6 @@ class ChatModel:
         """One `generate` over `rows`, left padded: for adapters that add virtual tokens (prompt learning)
         and models with sliding-window caches, which the own loop does not stack."""
         torch = self._torch
-        from contextlib import nullcontext
-
         from transformers import StoppingCriteriaList
 
         ids = [self._ids(r) for _, _, r in rows]
@@ -387,11 +401,10 @@ class ChatModel:
         kwargs = dict(do_sample=False) if temperature <= 0 else dict(do_sample=True, temperature=temperature,
                                                                      top_p=top_p)
         switch = nullcontext()
-        if self.has_adapter:
-            if self.mixed_batches:
-                kwargs["adapter_names"] = ["default" if r.use_adapter else "__base__" for _, _, r in rows]
-            elif not rows[0][2].use_adapter:
-                switch = self.model.disable_adapter()
+        if self.has_adapter and self.mixed_batches:
+            kwargs["adapter_names"] = ["default" if r.use_adapter else "__base__" for _, _, r in rows]
+        else:
+            switch = self._switch(rows)
         with COMPUTE, torch.inference_mode(), switch:
             self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max(r.max_new_tokens for _, _, r in rows),

@@ -7,9 +7,15 @@
     studio train CONFIG.yaml --print-command [--machines N --machine-rank R --main-ip IP]
                                             create the run and print its `accelerate launch` command
                                             (ZeRO / several processes; run it on each machine)
-    studio export RUN_ID [--merge] [--archive] [--onnx] [--push USER/REPO] [--what adapter|merged]
-                                            merged model, zip, ONNX (checked under ONNX Runtime), Hub upload
-                                            (token from HF_TOKEN; the repo is private unless --public)
+    studio export RUN_ID [--merge] [--archive] [--onnx] [--gguf [--quant f16|bf16|q8_0]] [--push USER/REPO]
+                         [--what adapter|merged]
+                                            merged model, zip, ONNX (checked under ONNX Runtime), GGUF and an
+                                            Ollama Modelfile (checked through transformers), Hub upload (token
+                                            from HF_TOKEN; the repo is private unless --public); each with a
+                                            README model card
+    studio serve [RUN_ID ...] [--port 8000] [--host 127.0.0.1] [--api-key KEY]
+                                            an OpenAI-compatible endpoint (/v1/models, /v1/chat/completions)
+                                            for the base model and each run's adapter, on one copy of the base
     studio runs                             list runs
     studio advise [SCENARIO ...]            the scenario matrix with the project's readings; methods ranked
     studio advise --probe [--model M] [--data FILE] [--methods lora,dora,...] [--steps N]
@@ -186,6 +192,8 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("--merge", action="store_true")
     p.add_argument("--archive", action="store_true")
     p.add_argument("--onnx", action="store_true")
+    p.add_argument("--gguf", action="store_true", help="GGUF for llama.cpp / Ollama, with a Modelfile")
+    p.add_argument("--quant", choices=("f16", "bf16", "q8_0"), default="f16", help="the GGUF's number format")
     p.add_argument("--push", metavar="USER/REPO")
     p.add_argument("--what", choices=("adapter", "merged"), default="adapter")
     p.add_argument("--public", action="store_true")
@@ -194,8 +202,8 @@ def cmd_export(argv: list[str]) -> int:
     run = Run(runs_root() / a.run_id)
     if not (run.dir / "config.yaml").exists():
         raise ConfigError(f"{a.run_id}: no such run in {runs_root()}.")
-    if not (a.merge or a.archive or a.onnx or a.push):
-        raise ConfigError("studio export: say what to make: --merge, --archive, --onnx or --push USER/REPO.")
+    if not (a.merge or a.archive or a.onnx or a.gguf or a.push):
+        raise ConfigError("studio export: say what to make: --merge, --archive, --onnx, --gguf or --push USER/REPO.")
 
     def show(fraction: float, text: str) -> None:
         print(f"[{fraction:4.0%}] {text}", flush=True)
@@ -207,6 +215,12 @@ def cmd_export(argv: list[str]) -> int:
     if a.onnx:
         path, diff = export.export_onnx(run, show)
         print(f"ONNX: {path} (largest logit difference under ONNX Runtime {diff:.2e})")
+    if a.gguf:
+        from engine.gguf import export_gguf
+
+        path, check = export_gguf(run, a.quant, show)
+        print(f"GGUF: {path} (round trip: {check.describe()})")
+        print(f"Modelfile: {path.parent / 'Modelfile'}  (ollama create {run.id.lower()} -f Modelfile)")
     if a.push:
         url = export.push_to_hub(run, a.push, what=a.what, private=not a.public, endpoint=a.endpoint, progress=show)
         print(f"pushed: {url}")
@@ -425,6 +439,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_advise(rest)
         if command == "eval":
             return cmd_eval(rest)
+        if command == "serve":
+            from engine.serve import main as serve
+
+            return serve(rest)
         if command == "data":
             return cmd_data(rest)
         if command == "rag":
