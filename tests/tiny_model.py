@@ -18,14 +18,22 @@ CHATML = (
 )
 
 
-def build_tiny_model(out_dir: str | Path, vocab_size: int = 1024) -> Path:
-    import torch
+def build_tiny_model(out_dir: str | Path, vocab_size: int = 1024, tokenizer_from: str | None = None,
+                     seed: int = 0) -> Path:
+    """`tokenizer_from`: a model folder whose tokenizer (and chat template) to take instead of training one,
+    e.g. the default model's, which llama.cpp's GGUF converter recognises."""
     from pydoc_data.topics import topics
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if tokenizer_from:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+        tokenizer.save_pretrained(out)
+        return _tiny_llama(out, tokenizer, seed)
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -41,7 +49,14 @@ def build_tiny_model(out_dir: str | Path, vocab_size: int = 1024) -> Path:
     )
     tokenizer.chat_template = CHATML
     tokenizer.save_pretrained(out)
-    torch.manual_seed(0)
+    return _tiny_llama(out, tokenizer, seed)
+
+
+def _tiny_llama(out: Path, tokenizer, seed: int) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
