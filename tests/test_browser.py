@@ -198,7 +198,7 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     expect(answers[1]).to_contain_text("dock.html", timeout=120000)
 
     # Runs: the history lists the run; picking it draws its curve; its adapter zips for download.
-    page.get_by_role("tab", name="5 · Runs and export").click()
+    page.get_by_role("tab", name="6 · Runs and export").click()
     expect(page.locator("#runs-table")).to_contain_text(run_id, timeout=20000)
     expect(page.locator("#runs-table")).to_contain_text("finished")
     page.locator("#runs-picked input").click()
@@ -465,3 +465,70 @@ def test_the_readme_shows_the_screenshots_the_walkthrough_takes():
     shown = set(re.findall(r"\(assets/screenshots/([\w-]+\.png)\)", (root / "README.md").read_text()))
     assert shown == taken and {"data.png", "method.png", "train.png", "compare.png", "runs.png"} <= shown
     assert all((root / "assets" / "screenshots" / name).is_file() for name in shown)
+
+
+def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url, browser, tiny_model):
+    """Chat with a finished run, greedy: adapter on and off give different answers on the same weights; a
+    collection adds its sources; a saved exchange lands in a chat JSONL the Data tab reads. The Runs tab
+    shows the serve command and refuses a GGUF of a tokenizer llama.cpp does not know, in a sentence."""
+    from playwright.sync_api import expect
+
+    from conftest import train
+    from engine.config import RunConfig
+    from engine.data import check_files
+
+    run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=8, learning_rate=1e-2,
+                          batch_size=8, max_length=96, save_steps=100), APP["home"] / "runs")
+    assert run.status() == "finished"
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(app_url)
+    page.get_by_role("tab", name="5 · Chat").click()
+    page.locator("#chat-model input").click()
+    page.get_by_role("option", name=run.id).click()
+    page.locator("#chat-temperature input[type=number]").fill("0")
+    page.locator("#chat-temperature input[type=number]").press("Enter")
+    page.locator("#chat-max-tokens input[type=number]").fill("32")
+    page.locator("#chat-max-tokens input[type=number]").press("Enter")
+    status, log = page.locator("#chat-status"), page.locator("#chat-log")
+
+    def ask(text):
+        page.locator("#chat-input textarea").fill(text)
+        page.locator("#chat-send").click()
+        expect(status).to_contain_text("tokens in", timeout=60000)
+        return status.inner_text()
+
+    assert "adapter on" in ask("How heavy is the Tilly T2?")
+    expect(log).to_contain_text("How heavy is the Tilly T2?")
+    page.locator("#chat-save").click()
+    expect(page.locator("#chat-saved")).to_contain_text("now holds 1", timeout=20000)
+    saved = APP["home"] / "chat-examples.jsonl"
+    first = json.loads(saved.read_text().splitlines()[0])["messages"]
+    assert [m["role"] for m in first] == ["user", "assistant"] and first[1]["content"].strip()
+    report = check_files([str(saved)])
+    assert report.ok and len(report.examples) == 1  # the Data tab reads it as it is
+
+    page.locator("#chat-clear").click()
+    page.locator("#chat-adapter input").uncheck()
+    assert "adapter off" in ask("How heavy is the Tilly T2?")
+    page.locator("#chat-save").click()
+    expect(page.locator("#chat-saved")).to_contain_text("now holds 2", timeout=20000)
+    second = json.loads(saved.read_text().splitlines()[1])["messages"]
+    assert second[1]["content"] != first[1]["content"]  # the base answered, not the adapter
+
+    page.locator("#chat-collection input").click()
+    page.get_by_role("option", name="zorvane-sample").click()
+    ask("How heavy is the Tilly T2?")
+    expect(page.locator("#chat-sources")).to_contain_text("02-tilly-t2.md", timeout=20000)
+    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+    page.get_by_role("tab", name="6 · Runs and export").click()
+    page.locator("#runs-refresh").click()
+    page.locator("#export-run input").click()
+    page.get_by_role("option", name=run.id).click()
+    expect(page.locator("#serve-command")).to_contain_text(f"studio serve {run.id} --port 8000", timeout=20000)
+    page.locator("#export-gguf").click()
+    expect(page.locator("#export-status")).to_contain_text("does not recognise this model's tokenizer",
+                                                          timeout=120000)
+    assert not errors, errors

@@ -61,7 +61,7 @@ def main(out: Path, browser=None) -> float:
             page.screenshot(path=str(out / "compare.png"), full_page=True)
             for i in range(4):
                 print(page.locator(f"#answer-{i}").inner_text().split("\n\n")[:2])
-            page.get_by_role("tab", name="5 · Runs and export").click()
+            page.get_by_role("tab", name="6 · Runs and export").click()
             page.locator("#runs-picked input").click()
             page.get_by_role("option").first.click()
             page.keyboard.press("Escape")

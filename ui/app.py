@@ -26,21 +26,17 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa
 from engine import demo as public_demo
 from engine.infer import serve_forever
 from engine.models import DEFAULT_MODEL, hub_reachable
-from engine.runs import list_runs
 from engine.uploads import max_upload_mb
 from ui import i18n
 from ui.files import launch_paths
 from ui.form import widget
+from ui.chat_tab import build_chat_tab, refresh_chat_models
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
-from ui.runs_tab import build_runs_tab
+from ui.runs_tab import build_runs_tab, finished_runs
 from ui.train_tab import build_train_tab, current_run
 from ui.notify import refuse
-
-
-def finished_runs():
-    return [r.id for r in list_runs() if r.adapter or r.model_dir]
 
 
 def refresh_runs(trained, picked):
@@ -90,13 +86,17 @@ def build() -> gr.Blocks:
             with gr.Tab("4 · Compare", id="compare") as compare_tab:
                 run_pick, refresh_btn = build_compare_tab(run_id, model)
 
-            with gr.Tab("5 · Runs and export", id="runs") as runs_tab:
+            with gr.Tab("5 · Chat", id="chat") as chat_tab:
+                chat_pick = build_chat_tab(model)
+
+            with gr.Tab("6 · Runs and export", id="runs") as runs_tab:
                 (open_btn, export_pick), (show_history, history_outputs) = build_runs_tab()
 
         runs_tab.select(show_history, None, history_outputs)
         open_btn.click(open_in_compare, export_pick, [run_pick, tabs])
         for event in (refresh_btn.click, compare_tab.select):
             event(refresh_runs, [run_id, run_pick], run_pick)
+        chat_tab.select(refresh_chat_models, chat_pick, chat_pick)
 
         def on_load():
             done = finished_runs()

@@ -47,7 +47,8 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("2 · Method", "٢ · الطريقة", "۲ · روش", "2 · שיטה"),
     ("3 · Train", "٣ · التدريب", "۳ · آموزش", "3 · אימון"),
     ("4 · Compare", "٤ · المقارنة", "۴ · مقایسه", "4 · השוואה"),
-    ("5 · Runs and export", "٥ · التشغيلات والتصدير", "۵ · اجراها و خروجی", "5 · הרצות וייצוא"),
+    ("5 · Chat", "٥ · المحادثة", "۵ · گفتگو", "5 · צ'אט"),
+    ("6 · Runs and export", "٦ · التشغيلات والتصدير", "۶ · اجراها و خروجی", "6 · הרצות וייצוא"),
     # Data
     ("Training data (.jsonl, .json, .csv, .tsv, .parquet, .txt); several files at once are fine",
      "بيانات التدريب (.jsonl, .json, .csv, .tsv, .parquet, .txt)؛ يمكن رفع عدة ملفات معًا",
@@ -229,6 +230,22 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("ONNX", "ONNX", "ONNX", "ONNX"),
     ("Push to the Hub", "ادفع إلى Hub", "ارسال به Hub", "דחפו ל-Hub"),
     ("Download", "تنزيل", "دانلود", "הורדה"),
+    ("GGUF number format", "صيغة أرقام GGUF", "قالب عددی GGUF", "פורמט המספרים של GGUF"),
+    ("GGUF for llama.cpp / Ollama", "GGUF لـ llama.cpp / Ollama", "GGUF برای llama.cpp / Ollama",
+     "GGUF עבור llama.cpp / Ollama"),
+    # Chat
+    ("Adapter on", "المهايئ مفعّل", "آداپتور روشن", "המתאם פעיל"),
+    ("Retrieval from", "الاسترجاع من", "بازیابی از", "אחזור מתוך"),
+    ("System prompt", "موجّه النظام", "پیام سیستم", "הנחיית מערכת"),
+    ("Temperature (0: greedy)", "درجة الحرارة (0: جشع)", "دما (۰: حریصانه)", "טמפרטורה (0: חמדני)"),
+    ("Top-p", "Top-p", "Top-p", "Top-p"),
+    ("Max tokens", "أقصى عدد من الرموز", "بیشینهٔ توکن‌ها", "מספר אסימונים מרבי"),
+    ("Chat", "المحادثة", "گفتگو", "צ'אט"),
+    ("Message", "الرسالة", "پیام", "הודעה"),
+    ("Send", "أرسل", "ارسال", "שליחה"),
+    ("Clear chat", "امسح المحادثة", "پاک کردن گفتگو", "ניקוי הצ'אט"),
+    ("Save this exchange as a training example", "احفظ هذا التبادل مثالًا للتدريب", "ذخیرهٔ این گفتگو به‌عنوان نمونهٔ آموزشی",
+     "שמרו את השיחה הזו כדוגמת אימון"),
 ]
 _BY_ENGLISH = {row[0]: dict(zip(CODES, row)) for row in TABLE}
 

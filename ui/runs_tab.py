@@ -1,6 +1,7 @@
 """The Runs tab: the history of runs (kept in the run folders, so it survives a restart), loss
 curves of several runs over each other, the config fields they differ in, and the exports of
-one run (adapter or merged model as a zip, ONNX, push to the Hub) with progress.
+one run (adapter or merged model as a zip, ONNX, GGUF with an Ollama Modelfile, push to the Hub) with
+progress, and the command that serves it behind an OpenAI-compatible endpoint.
 
     Part of the studio page: `studio` (ui/app.py builds it with `build_runs_tab`).
 """
@@ -14,11 +15,16 @@ import pandas as pd
 
 from engine.export import archive, export_onnx, push_to_hub
 from engine.errors import StudioError
+from engine.gguf import QUANTS, export_gguf
 from ui.files import servable
 from ui.notify import refuse
-from engine.runs import Run, config_diff, curves, history, runs_root
+from engine.runs import Run, config_diff, curves, history, list_runs, runs_root
 
 COLUMNS = ["run", "status", "model", "method", "data", "final loss", "steps", "minutes"]
+
+
+def finished_runs():
+    return [r.id for r in list_runs() if r.adapter or r.model_dir]
 
 
 def history_view():
@@ -65,6 +71,28 @@ def onnx(run_id, progress=gr.Progress()):
     return None, f"ONNX model written to `{path}`; ONNX Runtime's logits differ from PyTorch's by at most {gap:.1e}."
 
 
+def gguf(run_id, quant, progress=gr.Progress()):
+    """A GGUF for llama.cpp / Ollama with its Modelfile, checked by loading it back."""
+    if not run_id:
+        return None, refuse("Pick a run first.")
+    try:
+        path, check = export_gguf(Run(runs_root() / run_id), quant, _progress(progress))
+    except (StudioError, OSError) as err:
+        return None, refuse(err)
+    return servable(path), (f"GGUF ({quant}) written to `{path}`, with a `Modelfile` beside it "
+                            f"(`ollama create {run_id.lower()} -f Modelfile`). Round trip through transformers: "
+                            f"{check.describe()}.")
+
+
+def serve_command(run_id) -> str:
+    """How to serve the picked run (or the base model) behind an OpenAI-compatible endpoint."""
+    target = f" {run_id}" if run_id else ""
+    model = run_id or "the base model's id"
+    return (f"Serve it for any OpenAI client (one copy of the base weights; more run ids may follow):\n\n"
+            f"```sh\nstudio serve{target} --port 8000\n```\n\nthen `base_url=\"http://127.0.0.1:8000/v1\"`, "
+            f"`model=\"{model}\"`.")
+
+
 def push(run_id, repo, what, progress=gr.Progress()):
     if not run_id or not (repo or "").strip():
         return None, refuse("Pick a run and type a repository as user/name.")
@@ -92,21 +120,28 @@ def build_runs_tab():
                         elem_id="runs-diff")
     gr.Markdown("### Export\nDownload the adapter or the merged model, write an ONNX model, or push to the "
                 "Hugging Face Hub (token from `HF_TOKEN`; the repository is private).")
+    gr.Markdown("GGUF runs in llama.cpp, Ollama and LM Studio: the merged model is converted with llama.cpp's own "
+                "converter and checked by loading it back. Every export carries a README model card.")
     with gr.Row():
         one = gr.Dropdown([], label="Run", elem_id="export-run")
         what = gr.Radio(["adapter", "merged"], value="adapter", label="What")
         repo = gr.Textbox("", label="Hub repository (user/name)")
+        quant = gr.Dropdown(list(QUANTS), value="f16", label="GGUF number format", elem_id="export-quant")
     with gr.Row():
         open_btn = gr.Button("Open in Compare", elem_id="open-compare")
         zip_btn = gr.Button("Zip for download", elem_id="export-zip")
         onnx_btn = gr.Button("ONNX")
+        gguf_btn = gr.Button("GGUF for llama.cpp / Ollama", elem_id="export-gguf")
         push_btn = gr.Button("Push to the Hub")
     file = gr.File(label="Download", elem_id="export-file")
     done = gr.Markdown(elem_id="export-status")
+    serve = gr.Markdown(serve_command(None), elem_id="serve-command")
 
     refresh.click(history_view, None, [table, picked, one])
     picked.change(overlay, picked, [plot, diff, note])
     zip_btn.click(export, [one, what], [file, done])
     onnx_btn.click(onnx, one, [file, done])
+    gguf_btn.click(gguf, [one, quant], [file, done])
+    one.change(serve_command, one, serve)
     push_btn.click(push, [one, repo, what], [file, done])
     return (open_btn, one), (history_view, [table, picked, one])

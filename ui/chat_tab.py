@@ -1,0 +1,116 @@
+"""The Chat tab: talk with the base model or any finished run, streamed, with a system prompt, sampling
+settings, an adapter switch, optional retrieval from a collection (sources shown), Stop, and a button
+that saves the exchange as a training example.
+
+Layout and wiring only: the model side is engine/playground.py, retrieval rag/.
+
+    Part of the studio page: `studio` (ui/app.py builds it with `build_chat_tab`).
+"""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from engine.errors import StudioError
+from engine.infer import Generation
+from engine.playground import BASE, answer, chat_for, examples_path, prompt, save_exchange
+from ui.compare_tab import _pipeline, collections
+from ui.notify import refuse
+from ui.runs_tab import finished_runs
+
+NO_RETRIEVAL = "none"
+
+
+def choices() -> list[str]:
+    return [BASE] + finished_runs()
+
+
+def _sources(hits) -> str:
+    if not hits:
+        return ""
+    lines = [f"{i}. **{html.escape(h.chunk.source)}** (score {h.score:.2f}): {html.escape(h.chunk.text[:160])}"
+             for i, h in enumerate(hits, start=1)]
+    return "**Sources**\n\n" + "\n".join(lines)
+
+
+def refresh_chat_models(picked):
+    return gr.update(choices=choices(), value=picked if picked in choices() else BASE)
+
+
+def respond(question, history, who, adapter_on, system, temperature, top_p, max_tokens, collection, base_model):
+    """Stream the reply into the chat; yields (chat, question box, sources, status)."""
+    history = list(history or [])
+    question = (question or "").strip()
+    if not question:
+        yield history, "", gr.update(), refuse("Type a message first.")
+        return
+    try:
+        chat, use_adapter = chat_for(who, base_model, adapter_on)
+        hits = []
+        if collection and collection != NO_RETRIEVAL:
+            hits = _pipeline(collection, 3, 0.0, 0.0).retrieve(question)
+        messages = prompt(history, question, system or "", hits)
+        history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        yield history, "", _sources(hits), "Answering..."
+        for item in answer(chat, use_adapter, messages, max_tokens, temperature, top_p):
+            history[-1] = {"role": "assistant", "content": item.text if isinstance(item, Generation) else item}
+            if isinstance(item, Generation):
+                status = (f"{item.answer_tokens} tokens in {item.seconds:.1f} s "
+                          f"({'adapter on' if use_adapter else 'adapter off' if who not in (None, BASE) else 'base'}; "
+                          f"{chat.precision})")
+                yield history, "", gr.update(), status
+            else:
+                yield history, "", gr.update(), gr.update()
+    except (StudioError, ValueError, OSError) as err:
+        yield history, question, gr.update(), refuse(err)
+
+
+def save(history, system):
+    try:
+        path, count = save_exchange(list(history or []), system or "")
+    except (StudioError, OSError) as err:
+        return refuse(err)
+    return f"Saved as a training example: `{path}` now holds {count}. Pick that file on the Data tab to train on it."
+
+
+def build_chat_tab(model):
+    """The Chat tab's layout and events; returns the model picker (the page refreshes its runs)."""
+    gr.Markdown("Chat with the base model or a finished run. Switch the adapter off to hear the base model on "
+                "the same weights; pick a collection to answer from its documents. Good answers can be saved "
+                "as training examples, so the dataset grows from use.")
+    with gr.Row():
+        who = gr.Dropdown(choices(), value=BASE, label="Model", elem_id="chat-model", scale=2)
+        adapter_on = gr.Checkbox(True, label="Adapter on", elem_id="chat-adapter")
+        collection = gr.Dropdown([NO_RETRIEVAL] + collections(), value=NO_RETRIEVAL, label="Retrieval from",
+                                 elem_id="chat-collection")
+        refresh = gr.Button("Refresh", scale=0, elem_id="chat-refresh")
+    system = gr.Textbox("", label="System prompt", lines=1, elem_id="chat-system")
+    with gr.Row():
+        temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (0: greedy)", elem_id="chat-temperature")
+        top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", elem_id="chat-top-p")
+        max_tokens = gr.Slider(16, 1024, value=256, step=16, label="Max tokens", elem_id="chat-max-tokens")
+    chatbot = gr.Chatbot([], label="Chat", height=360, elem_id="chat-log")
+    with gr.Row():
+        question = gr.Textbox("", label="Message", placeholder="Ask something", scale=4, elem_id="chat-input")
+        send = gr.Button("Send", variant="primary", scale=0, elem_id="chat-send")
+        stop = gr.Button("Stop", scale=0, elem_id="chat-stop")
+    sources = gr.Markdown(elem_id="chat-sources")
+    status = gr.Markdown(elem_id="chat-status")
+    with gr.Row():
+        clear = gr.Button("Clear chat", elem_id="chat-clear")
+        keep = gr.Button("Save this exchange as a training example", elem_id="chat-save")
+    saved = gr.Markdown(f"Saved examples go to `{examples_path()}`.", elem_id="chat-saved")
+
+    inputs = [question, chatbot, who, adapter_on, system, temperature, top_p, max_tokens, collection, model]
+    outputs = [chatbot, question, sources, status]
+    sent = [send.click(respond, inputs, outputs, concurrency_limit=4, concurrency_id="chat"),
+            question.submit(respond, inputs, outputs, concurrency_limit=4, concurrency_id="chat")]
+    stop.click(lambda: "Stopped.", None, status, cancels=sent, queue=False)
+    clear.click(lambda: ([], "", ""), None, [chatbot, sources, status], queue=False)
+    keep.click(save, [chatbot, system], saved)
+    refresh.click(lambda w: (refresh_chat_models(w), gr.update(choices=[NO_RETRIEVAL] + collections())), who,
+                  [who, collection])
+    return who
+
