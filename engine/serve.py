@@ -59,6 +59,19 @@ class Served:
         return Request(messages, self.adapter is not None, max_tokens, temperature, top_p, tuple(stop),
                        adapter=self.adapter or "default")
 
+    def prompt_tokens(self, request: Request) -> int:
+        return self.chat._prompt_len(request)
+
+    def window(self) -> int:
+        return getattr(self.chat.model.config, "max_position_embeddings", None) or 2048
+
+    def answer(self, request: Request) -> Iterator[str | Generation]:
+        """The reply's text as it grows, then its Generation (through the studio's executor)."""
+        out: queue.Queue = queue.Queue()
+        self.chat.submit([request], out)
+        for _, _, item in drain(out, 1):
+            yield item
+
 
 def load_models(run_ids: list[str], base: str | None = None, root=None) -> dict[str, Served]:
     """The served models: each base once (with every adapter run of it on the same weights), each full run."""
@@ -161,21 +174,14 @@ def _prepare(body: ChatRequest, models: dict[str, Served]) -> tuple[Served, Requ
     from jinja2 import TemplateError
 
     try:
-        prompt = served.chat._prompt_len(request)
+        prompt = served.prompt_tokens(request)
     except (TemplateError, ValueError, TypeError) as exc:  # the chat template refuses them (roles out of order)
         raise APIError(400, f"messages: the model's chat template refuses them ({exc}).", "messages") from None
-    window = getattr(served.chat.model.config, "max_position_embeddings", None) or 2048
+    window = served.window()
     if prompt + max_tokens > window:
         raise APIError(400, f"This model's context is {window} tokens; the messages take {prompt} and max_tokens "
                             f"asks for {max_tokens} more.", "messages", "context_length_exceeded")
     return served, request
-
-
-def _answer(served: Served, request: Request) -> Iterator[str | Generation]:
-    out: queue.Queue = queue.Queue()
-    served.chat.submit([request], out)
-    for _, _, item in drain(out, 1):
-        yield item
 
 
 def _usage(g: Generation) -> dict:
@@ -229,7 +235,7 @@ def create_app(models: dict[str, Served], api_key: str | None = None):
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not body.stream:
             try:
-                final = next(item for item in _answer(served, request) if isinstance(item, Generation))
+                final = next(item for item in served.answer(request) if isinstance(item, Generation))
             except ValueError as exc:
                 raise APIError(400, str(exc)) from None
             return {"id": cid, "object": "chat.completion", "created": created, "model": served.id,
@@ -248,7 +254,7 @@ def create_app(models: dict[str, Served], api_key: str | None = None):
             yield chunk({"role": "assistant", "content": ""})
             sent = ""
             try:
-                for item in _answer(served, request):
+                for item in served.answer(request):
                     text = item.text if isinstance(item, Generation) else item
                     if text.startswith(sent) and len(text) > len(sent):
                         yield chunk({"content": text[len(sent):]})
@@ -298,10 +304,11 @@ def main(argv=None) -> int:
                    help="vllm: serve through vLLM with LoRA adapters (a GPU with vllm installed)")
     a = p.parse_args(argv)
     if a.engine == "vllm":
-        from engine.serve_vllm import serve_vllm
+        from engine.serve_vllm import load_vllm_models
 
-        return serve_vllm(a.runs, a.model, a.host, a.port, a.api_key)
-    models = load_models(a.runs, a.model)
+        models = load_vllm_models(a.runs, a.model)
+    else:
+        models = load_models(a.runs, a.model)
     server = start(models, a.host, a.port, a.api_key)
     print(f"serving {', '.join(models)} at http://{a.host}:{a.port}/v1"
           + (" (API key required)" if a.api_key else ""), flush=True)

@@ -41,6 +41,7 @@ def test_merged_model_answers_exactly_like_base_plus_adapter(lora_run, tiny_mode
 
     merged_dir = export.merge(lora_run)
     assert merged_dir == lora_run.dir / "merged" and not (lora_run.dir / "merged.tmp").exists()
+    assert "library_name: transformers" in (merged_dir / "README.md").read_text()
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     assert not any("lora" in k for k in merged.state_dict())
     with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model),
@@ -88,6 +89,9 @@ def test_archive_holds_the_adapter_and_it_reloads(lora_run, tiny_model, tmp_path
         zf.extractall(tmp_path)
     assert f"{lora_run.id}-adapter/adapter_model.safetensors" in names
     assert not any(n.endswith("training_args.bin") for n in names)  # no pickles in what people download
+    card = (tmp_path / f"{lora_run.id}-adapter" / "README.md").read_text()
+    assert card.startswith("---\nbase_model: ") and "method **lora**, objective **sft**" in card
+    assert f"studio serve {lora_run.id}" in card
     chat = ChatModel(tiny_model, str(tmp_path / f"{lora_run.id}-adapter"))
     assert chat.generate([{"role": "user", "content": "Hi"}], max_new_tokens=3).answer_tokens > 0
 
@@ -98,6 +102,7 @@ def test_onnx_export_runs_under_onnx_runtime_with_the_same_logits(lora_run):
 
     path, diff = export.export_onnx(lora_run)
     assert path == lora_run.dir / "onnx" / "model.onnx" and diff < 1e-3
+    assert "base_model: " in (path.parent / "README.md").read_text()
     session = ort.InferenceSession(str(path))
     ids = torch.tensor([[5, 17, 42, 99, 250, 7, 3, 8, 9]])  # another length than the checks
     got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(ids).numpy()})[0]
@@ -122,6 +127,10 @@ def test_push_uploads_the_adapter_and_the_token_never_appears_in_output_or_files
         sent = hub.files["me/tilly"]
         assert sent["adapter_model.safetensors"] == (lora_run.adapter / "adapter_model.safetensors").read_bytes()
         assert "training_args.bin" not in sent
+        card = sent["README.md"].decode()  # the Hub shows the model card
+        assert f"base_model: {lora_run.config.model}" in card and "library_name: peft" in card
+        assert "| learning_rate | 0.01 |" in card and "Final training loss" in card and "Examples: 68" in card
+        assert "AutoPeftModelForCausalLM" in card and secret not in card
         auth = [{k.lower(): v for k, v in h.items()}.get("authorization") for _, _, h in hub.requests]
         assert auth and all(a == f"Bearer {secret}" for a in auth), auth
         assert secret not in proc.stdout + proc.stderr

@@ -78,3 +78,35 @@ def test_memory_estimate_against_the_measured_gpu_peak(tiny_model, runs_dir):
             assert r["status"] == "finished", r
             print(model, r["method"], r["peak_memory_gb"], r["estimate_gb"], r["error"])
             assert abs(r["error"]) < 0.5, r
+
+
+def test_vllm_serves_a_lora_run_for_the_openai_client(tiny_model, runs_dir):
+    """`studio serve --engine vllm`: vLLM answers the base and a LoRA run through the same routes."""
+    pytest.importorskip("vllm")
+    openai = pytest.importorskip("openai")
+    from conftest import SAMPLE
+    from engine.batching import run_here
+    from engine.config import RunConfig
+    from engine.serve import start
+    from engine.serve_vllm import load_vllm_models
+    from test_serve import QUESTION, free_port
+
+    run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=10, learning_rate=1e-2,
+                           batch_size=8, max_length=96))
+    models = load_vllm_models([run.id], root=runs_dir)
+    port = free_port()
+    server = start(models, port=port)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
+
+        def go():
+            plain = client.chat.completions.create(model=run.id, messages=QUESTION, max_tokens=8, temperature=0)
+            chunks = list(client.chat.completions.create(model=run.id, messages=QUESTION, max_tokens=8,
+                                                         temperature=0, stream=True))
+            return plain, chunks
+
+        plain, chunks = run_here(go)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert plain.usage.completion_tokens > 0 and text == plain.choices[0].message.content
+    finally:
+        server.should_exit = True

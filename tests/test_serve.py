@@ -233,3 +233,11 @@ def test_unknown_run_is_refused_before_serving(tmp_path):
 
     with pytest.raises(ServeError, match="nope: no such run"):
         load_models(["nope"], root=tmp_path)
+
+
+def test_vllm_engine_without_vllm_or_a_gpu_says_so(tmp_path):
+    from engine.serve import ServeError
+    from engine.serve_vllm import load_vllm_models
+
+    with pytest.raises(ServeError, match="--engine vllm needs"):
+        load_vllm_models([], root=tmp_path)

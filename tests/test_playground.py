@@ -1,0 +1,42 @@
+"""The chat playground's model side: prompts of a multi-turn chat, with and without retrieved sources, and
+exchanges saved as training examples the Data tab reads."""
+
+import json
+
+import pytest
+
+from engine.data import check_files
+from engine.playground import PlaygroundError, prompt, save_exchange, text_of
+
+
+def test_prompt_keeps_the_turns_and_puts_sources_before_the_last_question():
+    from rag.pipeline import sample_pipeline
+
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]}]
+    plain = prompt(history, "How heavy is the Tilly T2?", "Be brief.")
+    assert plain == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                     {"role": "assistant", "content": "Hello!"},
+                     {"role": "user", "content": "How heavy is the Tilly T2?"}]
+    hits = sample_pipeline().retrieve("How heavy is the Tilly T2?")
+    assert hits[0].chunk.source == "02-tilly-t2.md"
+    grounded = prompt(history, "How heavy is the Tilly T2?", "", hits)
+    assert grounded[0]["role"] == "system" and "source" in grounded[0]["content"].lower()  # rag's system prompt
+    assert grounded[1:3] == plain[1:3]
+    assert grounded[-1]["content"].startswith("Sources:\n[1] (02-tilly-t2.md")
+    assert grounded[-1]["content"].endswith("Question: How heavy is the Tilly T2?")
+
+
+def test_saved_exchanges_append_chat_lines_the_data_tab_reads(tmp_path):
+    path = tmp_path / "saved.jsonl"
+    history = [{"role": "user", "content": "How heavy is the Tilly T2?"},
+               {"role": "assistant", "content": "It weighs 4.2 kg."},
+               {"role": "user", "content": "unanswered"}]
+    assert save_exchange(history, "Be brief.", path) == (path, 1)
+    assert save_exchange(history[:2], "", path) == (path, 2)
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first == {"messages": [{"role": "system", "content": "Be brief."}, history[0], history[1]]}
+    report = check_files([str(path)])
+    assert report.ok and len(report.examples) == 2
+    with pytest.raises(PlaygroundError, match="no answered question"):
+        save_exchange([{"role": "user", "content": "only a question"}], "", path)
+    assert text_of([{"type": "image", "url": "x"}]) is None and text_of({"text": "a"}) == "a"
