@@ -1,5 +1,6 @@
-"""The chat playground's model side: which weights answer, the prompt of a multi-turn chat (with optional
-retrieved sources), and saving an exchange as a training example the Data tab reads.
+"""The chat playground's model side: which weights answer, a chat widget's turns as plain messages, and
+saving an exchange as a training example the Data tab reads (the prompt with retrieved sources is
+rag.pipeline.chat_prompt).
 
 A chat is answered by the base model or a finished run, adapter on or off, through the same executor
 as Compare (engine/infer.py). Saved exchanges are appended, one chat JSON line each
@@ -60,28 +61,14 @@ def text_of(content) -> str | None:
     return None
 
 
-def _turns(history: list[dict]) -> list[dict]:
+def turns(history: list[dict]) -> list[dict]:
+    """The user and assistant turns of a chat widget's history, as plain text messages."""
     turns = []
     for m in history:
         text = text_of(m.get("content"))
         if m.get("role") in ("user", "assistant") and text is not None:
             turns.append({"role": m["role"], "content": text})
     return turns
-
-
-def prompt(history: list[dict], question: str, system: str = "", hits=None) -> list[dict]:
-    """The messages the model reads: the system prompt, the earlier turns, the question (with numbered
-    sources when retrieval found any; the rag system prompt stands in when none was typed)."""
-    from rag.pipeline import RagPipeline
-
-    turns = _turns(history)
-    if hits:
-        rag_system, asked = RagPipeline.messages(question, hits)
-        system = system or rag_system["content"]
-        last = asked
-    else:
-        last = {"role": "user", "content": question}
-    return ([{"role": "system", "content": system}] if system.strip() else []) + turns + [last]
 
 
 def answer(chat, use_adapter: bool, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.7,
@@ -99,12 +86,12 @@ def answer(chat, use_adapter: bool, messages: list[dict], max_new_tokens: int = 
 def save_exchange(history: list[dict], system: str = "", path: Path | None = None) -> tuple[Path, int]:
     """Append the chat (system prompt, then its turns up to the last answer) as one training example;
     returns the file and how many examples it now holds."""
-    turns = [t for t in _turns(history) if t["content"].strip()]
-    while turns and turns[-1]["role"] != "assistant":
-        turns.pop()
-    if not any(t["role"] == "user" for t in turns):
+    kept = [t for t in turns(history) if t["content"].strip()]
+    while kept and kept[-1]["role"] != "assistant":
+        kept.pop()
+    if not any(t["role"] == "user" for t in kept):
         raise PlaygroundError("There is no answered question to save yet; ask something first.")
-    messages = ([{"role": "system", "content": system.strip()}] if system.strip() else []) + turns
+    messages = ([{"role": "system", "content": system.strip()}] if system.strip() else []) + kept
     path = Path(path or examples_path())
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
@@ -123,7 +110,7 @@ if __name__ == "__main__":
     is_run = (runs_root() / who / "config.yaml").exists()
     chat, on = chat_for(who if is_run else BASE, DEFAULT_MODEL if is_run else who)
     shown = ""
-    for item in answer(chat, on, prompt([], sys.argv[2])):
+    for item in answer(chat, on, [{"role": "user", "content": sys.argv[2]}]):
         if isinstance(item, str):
             print(item[len(shown):], end="", flush=True)
             shown = item

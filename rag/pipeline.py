@@ -205,6 +205,17 @@ class RagPipeline:
         return generate(self.messages(question, hits)), hits
 
 
+def chat_prompt(turns: list[dict], question: str, system: str = "", hits: list[Hit] | None = None) -> list[dict]:
+    """The messages of a multi-turn chat: the system prompt, the earlier turns, the question (with numbered
+    sources when retrieval found any; the retrieval system prompt stands in when none was typed)."""
+    if hits:
+        rag_system, last = RagPipeline.messages(question, hits)
+        system = system or rag_system["content"]
+    else:
+        last = {"role": "user", "content": question}
+    return ([{"role": "system", "content": system}] if system.strip() else []) + list(turns) + [last]
+
+
 def sample_pipeline(embedder: Embedder | None = None) -> RagPipeline:
     """The bundled Zorvane documents as a saved collection; re-indexing them hits the embedding cache."""
     pipeline = RagPipeline.open("zorvane-sample", embedder)

@@ -6,20 +6,21 @@ import json
 import pytest
 
 from engine.data import check_files
-from engine.playground import PlaygroundError, prompt, save_exchange, text_of
+from engine.playground import PlaygroundError, save_exchange, text_of, turns
+from rag.pipeline import chat_prompt
 
 
 def test_prompt_keeps_the_turns_and_puts_sources_before_the_last_question():
     from rag.pipeline import sample_pipeline
 
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]}]
-    plain = prompt(history, "How heavy is the Tilly T2?", "Be brief.")
+    plain = chat_prompt(turns(history), "How heavy is the Tilly T2?", "Be brief.")
     assert plain == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                      {"role": "assistant", "content": "Hello!"},
                      {"role": "user", "content": "How heavy is the Tilly T2?"}]
     hits = sample_pipeline().retrieve("How heavy is the Tilly T2?")
     assert hits[0].chunk.source == "02-tilly-t2.md"
-    grounded = prompt(history, "How heavy is the Tilly T2?", "", hits)
+    grounded = chat_prompt(turns(history), "How heavy is the Tilly T2?", "", hits)
     assert grounded[0]["role"] == "system" and "source" in grounded[0]["content"].lower()  # rag's system prompt
     assert grounded[1:3] == plain[1:3]
     assert grounded[-1]["content"].startswith("Sources:\n[1] (02-tilly-t2.md")

@@ -2,7 +2,7 @@
 settings, an adapter switch, optional retrieval from a collection (sources shown), Stop, and a button
 that saves the exchange as a training example.
 
-Layout and wiring only: the model side is engine/playground.py, retrieval rag/.
+Layout and wiring only: the model side is engine/playground.py, retrieval and the prompt rag/pipeline.py.
 
     Part of the studio page: `studio` (ui/app.py builds it with `build_chat_tab`).
 """
@@ -15,7 +15,8 @@ import gradio as gr
 
 from engine.errors import StudioError
 from engine.infer import Generation
-from engine.playground import BASE, answer, chat_for, examples_path, prompt, save_exchange
+from engine.playground import BASE, answer, chat_for, examples_path, save_exchange, turns
+from rag.pipeline import chat_prompt
 from ui.compare_tab import _pipeline, collections
 from ui.notify import refuse
 from ui.runs_tab import finished_runs
@@ -51,7 +52,7 @@ def respond(question, history, who, adapter_on, system, temperature, top_p, max_
         hits = []
         if collection and collection != NO_RETRIEVAL:
             hits = _pipeline(collection, 3, 0.0, 0.0).retrieve(question)
-        messages = prompt(history, question, system or "", hits)
+        messages = chat_prompt(turns(history), question, system or "", hits)
         history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, "", _sources(hits), "Answering..."
         for item in answer(chat, use_adapter, messages, max_tokens, temperature, top_p):
