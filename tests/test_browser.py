@@ -523,6 +523,12 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     expect(page.locator("#chat-sources")).to_contain_text("02-tilly-t2.md", timeout=20000)
     page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
+    # the saved exchanges are a dataset on the Data tab
+    page.get_by_role("tab", name="1 · Data").click()
+    page.locator("#use-saved").click()
+    expect(page.locator("#data-status")).to_contain_text("2 examples", timeout=20000)
+    expect(page.locator("#data-preview")).to_contain_text("How heavy is the Tilly T2?")
+
     page.get_by_role("tab", name="6 · Runs and export").click()
     page.locator("#runs-refresh").click()
     page.locator("#export-run input").click()

@@ -17,6 +17,7 @@ import pandas as pd
 from engine.config import SAMPLE_TRAIN
 from engine.data import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
 from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text
+from engine.playground import examples_path
 from engine.runs import measured_throughput
 from engine.uploads import UploadError
 from engine.errors import StudioError
@@ -110,6 +111,15 @@ def use_sample():
     return read_data([str(SAMPLE_TRAIN)], "", "", "", 0.0, None, "assistant")
 
 
+def use_saved():
+    """The exchanges saved from the Chat tab, as a dataset."""
+    path = examples_path()
+    if not path.exists():
+        return (None, refuse(f"No chat examples are saved yet ({path}); save some from the Chat tab first."), "",
+                gr.update(visible=False), *[gr.update()] * 3, gr.update(interactive=False))
+    return read_data([str(path)], "", "", "", 0.0, None, "assistant")
+
+
 def token_view(dataset, model, max_length):
     if not dataset:
         return "", pd.DataFrame({"tokens": [], "examples": []})
@@ -160,6 +170,8 @@ def build_data_tab(model, max_len):
                          file_count="multiple", file_types=list(SUFFIXES), type="filepath", elem_id="data-upload")
         with gr.Column():
             sample_btn = gr.Button("Use the bundled sample", variant="secondary")
+            saved_btn = gr.Button("Use the chat examples saved from the Chat tab", variant="secondary",
+                                  elem_id="use-saved")
             val_fraction = gr.Slider(0, 0.5, value=0.0, step=0.05, label="Validation split",
                                      info="Share held out (seeded) to measure evaluation loss")
             val_file = gr.File(label="...or a validation file", file_types=list(SUFFIXES), type="filepath")
@@ -192,6 +204,7 @@ def build_data_tab(model, max_len):
         event(read_data, read_inputs, read_outputs).then(**after).then(**view)
     upload.clear(use_sample, None, read_outputs)
     sample_btn.click(use_sample, None, read_outputs).then(**after).then(**view)
+    saved_btn.click(use_saved, None, read_outputs).then(**after).then(**view)
     index.change(**view)
     export_btn.click(export, dataset, export_file)
     return dataset, (use_sample, read_outputs, after, view)

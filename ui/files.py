@@ -17,6 +17,7 @@ import gradio as gr
 
 from engine.capability import cache_path
 from engine.runs import runs_root
+from engine.playground import examples_path
 from engine.uploads import SessionFiles, check_origin, check_upload
 from rag.pipeline import collections_root
 
@@ -29,13 +30,19 @@ def upload_folder() -> Path:
     return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
 
 
+def trusted() -> list[Path]:
+    """Files the studio itself wrote or ships, readable without an upload: the samples and the chat
+    examples saved from the Chat tab."""
+    return [*SAMPLES, examples_path()]
+
+
 def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list[str]:
-    """The real paths of `files` when each was uploaded by this session (or is a bundled sample) and passes
-    the upload checks; UploadError with one sentence otherwise."""
+    """The real paths of `files` when each was uploaded by this session (or is a bundled sample, or the saved
+    chat examples) and passes the upload checks; UploadError with one sentence otherwise."""
     out = []
     for f in files or []:
-        real = check_origin(str(f), [upload_folder(), *SAMPLES])
-        if not any(real.is_relative_to(s.resolve()) for s in SAMPLES):
+        real = check_origin(str(f), [upload_folder(), *trusted()])
+        if not any(real.is_relative_to(s.resolve()) for s in trusted()):
             SESSIONS.claim(real, getattr(request, "session_hash", None) or "no-session")
             check_upload(real, suffixes)
         out.append(str(real))

@@ -234,6 +234,8 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("GGUF for llama.cpp / Ollama", "GGUF لـ llama.cpp / Ollama", "GGUF برای llama.cpp / Ollama",
      "GGUF עבור llama.cpp / Ollama"),
     # Chat
+    ("Use the chat examples saved from the Chat tab", "استخدم أمثلة المحادثة المحفوظة من تبويب المحادثة",
+     "نمونه‌های گفتگوی ذخیره‌شده از زبانهٔ گفتگو را به کار ببر", "השתמשו בדוגמאות הצ'אט ששמרתם בלשונית הצ'אט"),
     ("Adapter on", "المهايئ مفعّل", "آداپتور روشن", "המתאם פעיל"),
     ("Retrieval from", "الاسترجاع من", "بازیابی از", "אחזור מתוך"),
     ("System prompt", "موجّه النظام", "پیام سیستم", "הנחיית מערכת"),
