@@ -62,12 +62,14 @@ class Request:
 @dataclass
 class Job:
     """One caller's requests; the worker answers them on `out` as (tag, row, text or Generation or error),
-    then (tag, None, None) when all its rows are done."""
+    then (tag, None, None) when all its rows are done. Setting `cancelled` (a Stop, a client gone) ends its
+    rows at their next token: they leave the batch and free it for others."""
     requests: list[Request]
     out: queue.Queue
     tag: object = None
     submitted: float = field(default_factory=time.perf_counter)
     left: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 class RowStreamer:
@@ -92,6 +94,9 @@ class RowStreamer:
                 continue
             job, row, req = self.rows[r]
             self.ids[r].append(token)
+            if job.cancelled.is_set():
+                self._finish(r, "cancelled")
+                continue
             if token in self.ends:
                 self._finish(r, "stop")
                 continue

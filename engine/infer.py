@@ -198,15 +198,22 @@ class ChatModel:
                 finals[row] = item
         return finals  # type: ignore[return-value]
 
-    def stream_many(self, requests: list[Request]) -> Iterator[tuple[int, str | Generation]]:
-        """(row, text so far) as each answer grows, and (row, Generation) when it is done."""
+    def stream_many(self, requests: list[Request], cancel: threading.Event | None = None
+                    ) -> Iterator[tuple[int, str | Generation]]:
+        """(row, text so far) as each answer grows, and (row, Generation) when it is done. Setting `cancel`,
+        or closing this iterator early, ends the rows at their next token."""
         out: queue.Queue = queue.Queue()
-        self.submit(requests, out)
-        for _, row, item in drain(out, 1):
-            yield row, item
+        job = self.submit(requests, out, cancel=cancel)
+        try:
+            for _, row, item in drain(out, 1):
+                yield row, item
+        finally:
+            if job is not None:
+                job.cancelled.set()  # a caller that stopped reading: no more tokens for it
 
-    def submit(self, requests: list[Request], out: queue.Queue, tag=None) -> None:
-        """Queue `requests` for the batcher; answers arrive on `out` (see Job)."""
+    def submit(self, requests: list[Request], out: queue.Queue, tag=None,
+               cancel: threading.Event | None = None) -> Job | None:
+        """Queue `requests` for the batcher; answers arrive on `out` (see Job); returns the job."""
         for r in requests:
             if r.use_adapter and not self.has_adapter:
                 raise ValueError("This model has no adapter to switch on; pick a finished run.")
@@ -214,8 +221,10 @@ class ChatModel:
                 raise ValueError(f"This model has no adapter named {r.adapter!r}.")
         if not requests:
             out.put((tag, None, None))
-            return
-        submit(self, Job(list(requests), out, tag, left=len(requests)))
+            return None
+        job = Job(list(requests), out, tag, left=len(requests), cancelled=cancel or threading.Event())
+        submit(self, job)
+        return job
 
     def max_prompt_tokens(self, max_new_tokens: int = 96) -> int:
         """How long a prompt may be so the answer still fits the model's context window."""

@@ -72,14 +72,15 @@ def turns(history: list[dict]) -> list[dict]:
 
 
 def answer(chat, use_adapter: bool, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.7,
-           top_p: float = 1.0) -> Iterator[str | Generation]:
-    """The reply as it grows, then its Generation."""
+           top_p: float = 1.0, cancel=None) -> Iterator[str | Generation]:
+    """The reply as it grows, then its Generation; setting `cancel` (a threading.Event: Stop) ends it at the
+    next token."""
     window = chat.max_prompt_tokens(max_new_tokens)
     request = Request(messages, use_adapter, int(max_new_tokens), float(temperature), float(top_p))
     if chat._prompt_len(request) > window:
         raise PlaygroundError(f"The chat is longer than the model's context allows with {max_new_tokens} new "
                               f"tokens ({window} tokens); clear it or lower max tokens.")
-    for _, item in chat.stream_many([request]):
+    for _, item in chat.stream_many([request], cancel=cancel):
         yield item
 
 

@@ -68,9 +68,12 @@ class Served:
     def answer(self, request: Request) -> Iterator[str | Generation]:
         """The reply's text as it grows, then its Generation (through the studio's executor)."""
         out: queue.Queue = queue.Queue()
-        self.chat.submit([request], out)
-        for _, _, item in drain(out, 1):
-            yield item
+        job = self.chat.submit([request], out)
+        try:
+            for _, _, item in drain(out, 1):
+                yield item
+        finally:
+            job.cancelled.set()  # a client that went away mid-stream: its row leaves the batch
 
 
 def load_models(run_ids: list[str], base: str | None = None, root=None) -> dict[str, Served]:

@@ -208,3 +208,22 @@ def test_default_model_lora_run_exports_f16_and_q8_gguf(runs_dir):
         if quant == "f16":
             assert check.same == check.positions and check.max_logit_diff < gguf.TOLERANCE["f16"]
     assert "<|im_start|>assistant" in (run.dir / "gguf" / "Modelfile").read_text()
+
+
+def test_modelfile_carries_the_system_prompt_every_training_example_shared(tmp_path, smol_tiny):
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    rows = [{"messages": [{"role": "system", "content": "You are Tilly's helpdesk."},
+                          {"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": "Yes."}]}
+            for i in range(3)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = SimpleNamespace(config=RunConfig(model=smol_tiny, data=str(data)))
+    assert gguf.shared_system_prompt(run) == "You are Tilly's helpdesk."
+    text, note = gguf.modelfile("m.gguf", AutoTokenizer.from_pretrained(smol_tiny), None,
+                                gguf.shared_system_prompt(run))
+    assert 'SYSTEM """You are Tilly\'s helpdesk."""' in text and "checked against it" in note
+    data.write_text(data.read_text() + json.dumps({"messages": rows[0]["messages"][1:]}) + "\n")
+    assert gguf.shared_system_prompt(run) == ""  # one example without it: no shared prompt

@@ -41,3 +41,19 @@ def test_saved_exchanges_append_chat_lines_the_data_tab_reads(tmp_path):
     with pytest.raises(PlaygroundError, match="no answered question"):
         save_exchange([{"role": "user", "content": "only a question"}], "", path)
     assert text_of([{"type": "image", "url": "x"}]) is None and text_of({"text": "a"}) == "a"
+
+
+def test_stop_ends_the_reply_at_its_next_token_and_keeps_what_was_said(tiny_model):
+    import threading
+
+    from engine.infer import ChatModel, Generation
+    from engine.playground import answer
+
+    chat = ChatModel(tiny_model)
+    question = [{"role": "user", "content": "How heavy is the Tilly T2?"}]
+    stop = threading.Event()
+    stop.set()
+    final = list(answer(chat, False, question, 200, 0.0, cancel=stop))[-1]
+    assert isinstance(final, Generation) and final.finish_reason == "cancelled" and final.answer_tokens == 1
+    full = list(answer(chat, False, question, 20, 0.0))[-1]
+    assert full.finish_reason == "length" and full.answer_tokens == 20  # the executor serves on after a Stop

@@ -10,6 +10,7 @@ Layout and wiring only: the model side is engine/playground.py, retrieval and th
 from __future__ import annotations
 
 import html
+import threading
 
 import gradio as gr
 
@@ -22,6 +23,7 @@ from ui.notify import refuse
 from ui.runs_tab import finished_runs
 
 NO_RETRIEVAL = "none"
+_STOPS: dict[str, threading.Event] = {}  # each browser session's reply in progress, for its Stop button
 
 
 def choices() -> list[str]:
@@ -40,8 +42,10 @@ def refresh_chat_models(picked):
     return gr.update(choices=choices(), value=picked if picked in choices() else BASE)
 
 
-def respond(question, history, who, adapter_on, system, temperature, top_p, max_tokens, collection, base_model):
+def respond(question, history, who, adapter_on, system, temperature, top_p, max_tokens, collection, base_model,
+            request: gr.Request = None):
     """Stream the reply into the chat; yields (chat, question box, sources, status)."""
+    stop = _STOPS[getattr(request, "session_hash", None) or "-"] = threading.Event()
     history = list(history or [])
     question = (question or "").strip()
     if not question:
@@ -55,10 +59,11 @@ def respond(question, history, who, adapter_on, system, temperature, top_p, max_
         messages = chat_prompt(turns(history), question, system or "", hits)
         history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, "", _sources(hits), "Answering..."
-        for item in answer(chat, use_adapter, messages, max_tokens, temperature, top_p):
+        for item in answer(chat, use_adapter, messages, max_tokens, temperature, top_p, cancel=stop):
             history[-1] = {"role": "assistant", "content": item.text if isinstance(item, Generation) else item}
             if isinstance(item, Generation):
-                status = (f"{item.answer_tokens} tokens in {item.seconds:.1f} s "
+                status = ("Stopped: " if item.finish_reason == "cancelled" else "") + (
+                          f"{item.answer_tokens} tokens in {item.seconds:.1f} s "
                           f"({'adapter on' if use_adapter else 'adapter off' if who not in (None, BASE) else 'base'}; "
                           f"{chat.precision})")
                 yield history, "", gr.update(), status
@@ -66,6 +71,14 @@ def respond(question, history, who, adapter_on, system, temperature, top_p, max_
                 yield history, "", gr.update(), gr.update()
     except (StudioError, ValueError, OSError) as err:
         yield history, question, gr.update(), refuse(err)
+
+
+def stop_reply(request: gr.Request = None):
+    """Stop: the session's reply ends at its next token (the batch goes on for everyone else)."""
+    stop = _STOPS.get(getattr(request, "session_hash", None) or "-")
+    if stop is not None:
+        stop.set()
+    return "Stopped."
 
 
 def save(history, system):
@@ -106,9 +119,9 @@ def build_chat_tab(model):
 
     inputs = [question, chatbot, who, adapter_on, system, temperature, top_p, max_tokens, collection, model]
     outputs = [chatbot, question, sources, status]
-    sent = [send.click(respond, inputs, outputs, concurrency_limit=4, concurrency_id="chat"),
-            question.submit(respond, inputs, outputs, concurrency_limit=4, concurrency_id="chat")]
-    stop.click(lambda: "Stopped.", None, status, cancels=sent, queue=False)
+    send.click(respond, inputs, outputs, concurrency_limit=4, concurrency_id="chat")
+    question.submit(respond, inputs, outputs, concurrency_limit=4, concurrency_id="chat")
+    stop.click(stop_reply, None, status, queue=False)
     clear.click(lambda: ([], "", ""), None, [chatbot, sources, status], queue=False)
     keep.click(save, [chatbot, system], saved)
     refresh.click(lambda w: (refresh_chat_models(w), gr.update(choices=[NO_RETRIEVAL] + collections())), who,
