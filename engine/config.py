@@ -56,6 +56,9 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "seed": (0, 2**32 - 1, "must be from 0 to 4,294,967,295"),
     "logging_steps": (1, 10**7, "must be from 1 to 10,000,000"),
     "save_steps": (1, 10**7, "must be from 1 to 10,000,000"),
+    "beta": (0, 100, "must be from 0 (the objective's usual value) to 100"),
+    "simpo_gamma": (0, 10, "must be from 0 to 10"),
+    "max_prompt_length": (8, 1 << 20, "tokens must be from 8 to 1,048,576"),
 }
 # Named starting points. "quick-start" is what the Train form opens with: a short LoRA run with a high
 # learning rate, so a person sees the loss fall within minutes on a 2-core CPU; fields it leaves out
@@ -91,6 +94,21 @@ class RunConfig:
     train_on: Literal["assistant", "all"] = _f("assistant", "Tokens the loss uses: the assistant's answers only, "
                                                              "or all.")
     method: Method = _f("lora", "Fine-tuning method: " + ", ".join(METHODS) + ".")
+    objective: Literal["sft", "dpo", "orpo", "kto", "simpo"] = _f(
+        "sft", "What the loss learns: sft (imitate the answers), or from preferences: dpo (chosen over rejected, "
+               "against a frozen reference), orpo (SFT plus an odds-ratio penalty, no reference), kto (thumbs "
+               "up/down, unpaired), simpo (length-normalised margin, no reference).")
+    beta: float = _f(0.0, "Preference objectives: how strongly the preference pulls (0: the objective's usual "
+                          "value, 0.1 for dpo, orpo and kto, 2.0 for simpo).")
+    loss_type: Literal["sigmoid", "ipo"] = _f("sigmoid", "DPO loss: sigmoid (the DPO paper) or ipo "
+                                                         "(bounded, less prone to overfitting).")
+    simpo_gamma: float = _f(0.5, "SimPO: the target reward margin, as a share of beta.")
+    max_prompt_length: int = _f(256, "Preference objectives: prompt tokens kept (the start of a longer prompt is "
+                                     "cut); the answers get the rest of max_length.")
+    init_from: str = _f("", "Start from a finished run's adapter (its run id): it is merged into the base, which is "
+                            "then the reference, and a new adapter trains on top (SFT, then DPO).")
+    kto_from_pairs: bool = _f(False, "KTO on preference pairs: use each chosen answer as a good and each rejected "
+                                     "one as a bad example.")
     epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = _f(-1, "Stop after this many optimizer steps; -1 trains for `epochs`.")
     learning_rate: float = _f(2e-4, "Peak learning rate.")
@@ -176,12 +194,21 @@ class RunConfig:
         if self.offload == "all" and self.zero_stage != 3:
             raise ConfigError("offload: all (weights too) needs zero_stage 3; use offload: optimizer with stage "
                               f"{self.zero_stage}.")
+        if self.objective != "sft" and self.max_prompt_length >= self.max_length:
+            raise ConfigError(f"max_prompt_length: {self.max_prompt_length} leaves no room for the answers within "
+                              f"max_length {self.max_length}; make it smaller.")
+        if self.init_from and not re.fullmatch(r"[A-Za-z0-9._-]+", self.init_from.strip()):
+            raise ConfigError(f"init_from: {self.init_from!r} is not a run id.")
+        self.init_from = self.init_from.strip()
         unknown = sorted(set(self.reporters()) - {"tensorboard", "wandb", "mlflow"})
         if unknown:
             raise ConfigError(f"report_to: {unknown[0]!r} is not one of tensorboard, wandb, mlflow, none.")
 
     def reporters(self) -> list[str]:
         return list(self.report_to)
+
+    def preference_beta(self) -> float:
+        return self.beta or (2.0 if self.objective == "simpo" else 0.1)
 
     def distributed(self) -> bool:
         """Whether the run goes through `accelerate launch` with DeepSpeed (ZeRO or several processes)."""

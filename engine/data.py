@@ -165,6 +165,8 @@ def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAM
 def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
     """Check each (where, record) of one source and add its examples and problems to `report`."""
     formats: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    labels: dict[bool, str] = {}
     for where, record in records:
         report.rows += 1
         try:
@@ -190,13 +192,34 @@ def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
         if first != where:
             report.warnings.append(Issue(where, f"repeats {first}; duplicates weigh an example twice"))
         formats.setdefault(ex.format, where)
+        kinds.setdefault(ex.kind, where)
+        if ex.label is not None:
+            labels.setdefault(ex.label, where)
         report.examples.append(ex)
-    if len(formats) > 1:
+    if len(kinds) > 1:  # an objective trains on one kind: SFT examples, preference pairs, or unpaired labels
+        (main, first), *others = sorted(kinds.items(), key=lambda kv: _line_order(kv[1]))
+        for kind, where in others:
+            report.errors.append(Issue(where, f"a {KIND_NAMES[kind]} example in a file that began with "
+                                              f"{KIND_NAMES[main]} examples ({first}); one file holds one kind"))
+    if labels and len(labels) == 1:
+        (only, where), = labels.items()
+        report.errors.append(Issue(where.split(" ")[0], f"every unpaired example has label {str(only).lower()}; "
+                                                        "KTO needs both good (true) and bad (false) answers"))
+    if len(formats) > 1 and len(kinds) == 1:
         (main, _), *others = sorted(formats.items(), key=lambda kv: kv[1])
         for fmt, where in others:
             issue = Issue(where, f"mixed formats in one file: this is {fmt}, the file began as {main}")
             # chat-like formats convert to one form; plain text next to chat would change the loss.
             (report.errors if "text" in (fmt, main) else report.warnings).append(issue)
+
+
+KIND_NAMES = {"sft": "supervised (one answer)", "pairs": "preference pair", "unpaired": "unpaired (KTO label)"}
+
+
+def _line_order(where: str) -> tuple:
+    """Sort key of a location like "f.jsonl line 12" / "f.csv row 3" / "f.json item 2"."""
+    parts = where.rsplit(" ", 1)
+    return (parts[0], int(parts[1])) if len(parts) == 2 and parts[1].isdigit() else (where, 0)
 
 
 def load_examples(paths, mapping: dict | None = None) -> list[Example]:

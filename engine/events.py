@@ -78,6 +78,12 @@ class Logged(Event):
     elapsed_s: float | None = None
     eta_s: float | None = None
     memory_mb: float | None = None
+    # preference objectives (trl's rewards/*, ORPO's log-odds ratio)
+    rewards_chosen: float | None = None
+    rewards_rejected: float | None = None
+    rewards_margin: float | None = None
+    rewards_accuracy: float | None = None
+    log_odds_ratio: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +92,11 @@ class Evaluated(Event):
     step: int
     total_steps: int | None = None
     eval_loss: float | None = None
+    rewards_chosen: float | None = None
+    rewards_rejected: float | None = None
+    rewards_margin: float | None = None
+    rewards_accuracy: float | None = None
+    log_odds_ratio: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

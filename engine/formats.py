@@ -6,8 +6,16 @@ Files: JSONL, JSON (an array of objects), CSV / TSV, Parquet, TXT. Record format
     alpaca      {"instruction", "input", "output", optional "system", "history": [[q, a], ...]}
     completion  {"prompt", "completion"} (strings, or lists of chat messages)
     text        {"text"} or a .txt file (continued pre-training; paragraphs split on blank lines)
+Preference records (for objective dpo, orpo, simpo; unpaired ones for kto):
+    pairs            {"prompt", "chosen", "rejected"} as strings (trl's standard form)
+    chat pairs       the same with message lists, or "chosen"/"rejected" whole conversations with
+                     the prompt implicit in their shared beginning (trl's conversational forms)
+    openai pairs     {"input": {"messages"}, "preferred_output", "non_preferred_output"}
+    sharegpt pairs   {"conversations", "chosen": {"from", "value"}, "rejected": {...}} (LLaMA-Factory)
+    alpaca pairs     {"instruction", "input", "chosen", "rejected"} (LLaMA-Factory)
+    unpaired         {"prompt", "completion", "label": true|false} (KTO), or ShareGPT with "kto_tag"
 Every record becomes an `Example`: a list of chat messages (role, content, weight), or a
-plain `text`. Problems are raised as `RecordError(field, message)`; the caller adds where
+plain `text`; a pair also carries its `rejected` answer, an unpaired one its `label`. Problems are raised as `RecordError(field, message)`; the caller adds where
 (file and line or row) it happened. Knows nothing about tokenizers or training.
 """
 
@@ -47,19 +55,35 @@ MAX_LINE_CHARS = 8 * 1024 * 1024  # a JSON line longer than this is refused befo
 MAX_KEYS_NAMED = 10  # a report names this many of a record's fields; the rest are counted
 
 
+PAIR_FORMATS = ("pairs", "chat pairs", "openai pairs", "sharegpt pairs", "alpaca pairs")
+UNPAIRED_FORMATS = ("unpaired",)
+
+
 @dataclass
 class Example:
-    messages: list[dict] | None = None  # role, content, weight
+    messages: list[dict] | None = None  # role, content, weight; a pair's prompt and chosen answer
     text: str | None = None
     format: str = "chat"
     where: str = ""
     unknown_keys: list[str] = field(default_factory=list)
+    rejected: str | None = None  # a preference pair's rejected answer
+    label: bool | None = None  # an unpaired (KTO) example: is its answer a good one
+
+    @property
+    def kind(self) -> str:
+        """sft, pairs or unpaired: what an objective can train on."""
+        return "pairs" if self.rejected is not None else "unpaired" if self.label is not None else "sft"
+
+    @property
+    def prompt(self) -> list[dict]:
+        return self.messages[:-1]
 
     def key(self) -> str:
         """A canonical string: two examples with the same key are duplicates."""
         if self.text is not None:
             return self.text
-        return json.dumps([(m["role"], m["content"]) for m in self.messages], ensure_ascii=False)
+        return json.dumps([(m["role"], m["content"]) for m in self.messages] + [self.rejected, self.label],
+                          ensure_ascii=False)
 
     def to_chat(self) -> dict:
         return {"messages": [{"role": m["role"], "content": m["content"]} for m in self.messages]}
@@ -67,8 +91,14 @@ class Example:
 
 def detect_format(record: dict, mapping: dict | None = None) -> str:
     """The record's format; a column mapping applies only to records of no known format."""
-    if "chosen" in record and "rejected" in record:
+    if mapping and ("chosen" in mapping or "label" in mapping):
+        return "mapped"
+    if "chosen" in record or "rejected" in record:
         return "preference"
+    if "preferred_output" in record or "non_preferred_output" in record:
+        return "openai pairs"
+    if "kto_tag" in record or ("label" in record and "completion" in record):
+        return "unpaired"
     for fmt, key in (("chat", "messages"), ("sharegpt", "conversations"), ("completion", "completion"),
                      ("text", "text")):
         if key in record:
@@ -95,8 +125,11 @@ def parse_mapping(text: str | dict | None) -> dict | None:
             mapping = {k.strip(): v.strip() for k, v in (part.split("=", 1) for part in text.split(","))}
         except ValueError:
             raise ValueError("columns: write it as prompt=COLUMN,completion=COLUMN[,system=COLUMN]") from None
-    if not {"prompt", "completion"} <= set(mapping) or set(mapping) - {"prompt", "completion", "system"}:
-        raise ValueError("columns: name prompt= and completion= (and optionally system=), nothing else")
+    keys = set(mapping)
+    if not any(keys - {"system"} == want for want in ({"prompt", "completion"}, {"prompt", "chosen", "rejected"},
+                                                      {"prompt", "completion", "label"})):
+        raise ValueError("columns: name prompt= and completion= (pairs: prompt=, chosen=, rejected=; unpaired: "
+                         "prompt=, completion=, label=), and optionally system=, nothing else")
     return mapping
 
 
@@ -179,9 +212,9 @@ def to_example(record, mapping: dict | None = None) -> Example:
     if not isinstance(record, dict):
         raise RecordError("", f"expected a JSON object, got {type(record).__name__}")
     fmt = detect_format(record, mapping)
-    if fmt == "preference":
-        raise RecordError("chosen", "this is preference data (chosen / rejected answers), which supervised "
-                                    "fine-tuning cannot use; give one answer per example")
+    if fmt in ("preference", "openai pairs", "unpaired") or (fmt == "mapped" and ("chosen" in mapping
+                                                                                 or "label" in mapping)):
+        return _preference(record, fmt, mapping)
     if fmt == "unknown":
         names = list(record)
         keys = ", ".join(map(repr, names[:MAX_KEYS_NAMED])) or "no fields"
@@ -237,6 +270,121 @@ def to_example(record, mapping: dict | None = None) -> Example:
                 msgs.insert(0, _message("system", _text(record["system"], "system")))
     unknown += [k for m in msgs for k in m.pop("unknown", [])]
     return Example(messages=msgs, format=fmt, unknown_keys=unknown)
+
+
+# ---- preference records ---------------------------------------------------------------
+
+def _answer(value, name: str) -> str:
+    """One side of a pair: a string, one assistant message, a list ending in one, or a ShareGPT turn."""
+    if isinstance(value, dict) and "from" in value:
+        value = value.get("value")
+    elif isinstance(value, dict) and "content" in value:
+        value = value.get("content")
+    elif isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        msgs = _chat(value, name)
+        if msgs[-1]["role"] != "assistant":
+            raise RecordError(name, f"\"{name}\" must end with an assistant message")
+        value = msgs[-1]["content"]
+    if value is None:
+        raise RecordError(name, f"\"{name}\" is empty")
+    text = _text(value, name)
+    if not text.strip():
+        raise RecordError(name, f"\"{name}\" is empty")
+    return text
+
+
+def _prompt(value, name: str, system=None) -> list[dict]:
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        msgs = [{k: v for k, v in m.items() if k != "unknown"} for m in _chat(value, name)]
+    else:
+        text = _text(value if value is not None else "", name)
+        if not text.strip():
+            raise RecordError(name, f"\"{name}\" is empty")
+        msgs = [_message("user", text)]
+    if system:
+        msgs.insert(0, _message("system", _text(system, "system")))
+    if msgs[-1]["role"] != "user":
+        raise RecordError(name, f"\"{name}\" must end with a user message")
+    return msgs
+
+
+def _side_missing(record: dict, sides: tuple[str, str]) -> None:
+    for side in sides:
+        if side not in record or record[side] is None:
+            other = sides[1] if side == sides[0] else sides[0]
+            raise RecordError(side, f"has \"{other}\" but no \"{side}\": a pair needs both answers")
+
+
+def _preference(record: dict, fmt: str, mapping: dict | None) -> Example:
+    """A preference pair or an unpaired (KTO) example: the prompt's messages plus its (chosen) answer."""
+    if fmt == "mapped":
+        record = {k: record.get(v) for k, v in mapping.items()}
+        fmt = "preference" if "chosen" in mapping else "unpaired"
+    if fmt == "unpaired":
+        if "kto_tag" in record:
+            msgs = _sharegpt(record.get("conversations"))
+            if msgs[-1]["role"] != "assistant":
+                raise RecordError("conversations", "the last turn must be the answer the kto_tag judges")
+            prompt, answer, label = msgs[:-1], msgs[-1]["content"], record["kto_tag"]
+            prompt = _prompt(prompt, "conversations", record.get("system"))
+        else:
+            if "prompt" not in record:
+                raise RecordError("prompt", "has \"completion\" and \"label\" but no \"prompt\"")
+            prompt = _prompt(record["prompt"], "prompt", record.get("system"))
+            answer, label = _answer(record["completion"], "completion"), record["label"]
+        if isinstance(label, str) and label.lower() in ("true", "false"):
+            label = label.lower() == "true"
+        if label not in (True, False, 0, 1):
+            raise RecordError("label", f"label must be true or false, got {label!r}")
+        return Example(messages=prompt + [_message("assistant", answer)], format="unpaired", label=bool(label))
+    if fmt == "openai pairs":
+        _side_missing(record, ("preferred_output", "non_preferred_output"))
+        source = record.get("input")
+        if not isinstance(source, dict) or "messages" not in source:
+            raise RecordError("input", "\"input\" must be an object with \"messages\"")
+        prompt = _prompt(source["messages"], "input.messages")
+        chosen = _answer(record["preferred_output"], "preferred_output")
+        rejected = _answer(record["non_preferred_output"], "non_preferred_output")
+        sides = ("preferred_output", "non_preferred_output")
+    else:
+        _side_missing(record, ("chosen", "rejected"))
+        sides = ("chosen", "rejected")
+        if "conversations" in record:
+            fmt, prompt = "sharegpt pairs", _prompt(_sharegpt(record["conversations"]), "conversations",
+                                                    record.get("system"))
+            chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
+        elif "instruction" in record:
+            extra = _text(record.get("input") or "", "input")
+            instruction = _text(record["instruction"], "instruction")
+            fmt = "alpaca pairs"
+            prompt = _prompt(f"{instruction}\n\n{extra}" if extra.strip() else instruction, "instruction",
+                             record.get("system"))
+            chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
+        elif "prompt" in record:
+            conversational = isinstance(record["prompt"], list)
+            fmt = "chat pairs" if conversational else "pairs"
+            prompt = _prompt(record["prompt"], "prompt", record.get("system"))
+            chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
+        else:  # trl's implicit prompt: two whole conversations that share their beginning
+            a, b = _chat(record["chosen"], "chosen"), _chat(record["rejected"], "rejected")
+            if len(a) < 2 or len(b) < 2:
+                raise RecordError("chosen", "without \"prompt\", chosen and rejected must be whole conversations "
+                                            "(the prompt, then the answer)")
+            for i, (x, y) in enumerate(zip(a[:-1], b[:-1])):
+                if (x["role"], x["content"]) != (y["role"], y["content"]):
+                    raise RecordError(f"rejected[{i}]", f"the two prompts differ at message {i} (chosen[{i}] and "
+                                                        f"rejected[{i}]); a pair must answer the same prompt")
+            if len(a) != len(b):
+                raise RecordError("rejected", "the two prompts differ in length; a pair must answer the same prompt")
+            fmt = "chat pairs"
+            prompt = _prompt([{"role": m["role"], "content": m["content"]} for m in a[:-1]], "chosen")
+            chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
+    if chosen.strip() == rejected.strip():
+        raise RecordError(sides[1], f"\"{sides[0]}\" and \"{sides[1]}\" are the same answer; the pair teaches "
+                                    "nothing")
+    for m in prompt:
+        m.pop("unknown", None)
+    return Example(messages=prompt + [_message("assistant", chosen)], format=fmt, rejected=rejected)
 
 
 # ---- files ----------------------------------------------------------------------------

@@ -80,6 +80,16 @@ class Run:
         return path if (path / "adapter_config.json").exists() else None
 
     @property
+    def base_model(self) -> str:
+        """The weights the adapter was trained on: the config's model, or, for a run started from another
+        run's adapter (init_from), that run merged (written when this run started)."""
+        cfg = self.config
+        if not cfg.init_from:
+            return cfg.model
+        start = Run(self.dir.parent / cfg.init_from)
+        return str(start.model_dir or start.dir / "merged")
+
+    @property
     def model_dir(self) -> Path | None:
         """The whole fine-tuned model, for methods that train the model's own weights (full, freeze)."""
         path = self.dir / "model"

@@ -67,13 +67,33 @@ def _reporters(cfg: RunConfig) -> list[str]:
 
 
 def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_config: Path | None = None):
-    import torch
+    """trl's config for the run: SFTConfig, or the preference trainer's (engine/preference.py)."""
     from trl import SFTConfig
+
+    common = trainer_arguments(cfg, output_dir, has_eval, ds_config)
+    if cfg.objective != "sft":
+        from engine.preference import trainer_class_and_args
+
+        return trainer_class_and_args(cfg, common)[1]
+    return SFTConfig(
+        **common,
+        # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself); packed
+        # rows are max_length long, and trl's best-fit packing cuts an example longer than that.
+        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
+        padding_free=cfg.padding_free,
+        packing=cfg.packing,
+    )
+
+
+def trainer_arguments(cfg: RunConfig, output_dir: Path, has_eval: bool = False,
+                      ds_config: Path | None = None) -> dict:
+    """The arguments every trl trainer of the studio takes alike."""
+    import torch
 
     on_gpu = torch.cuda.is_available()
     precision = methods.precision(cfg)  # once: `auto` reads the measured capability (a file and the model's config)
     extra = {"deepspeed": str(ds_config), "accelerator_config": {"use_configured_state": True}} if ds_config else {}
-    return SFTConfig(
+    return dict(
         **extra,
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -83,11 +103,6 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
         warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of all steps
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself); packed
-        # rows are max_length long, and trl's best-fit packing cuts an example longer than that.
-        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
-        padding_free=cfg.padding_free,
-        packing=cfg.packing,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=2,
@@ -139,7 +154,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
             logs = logs or {}
             if "eval_loss" in logs:
                 events.write("evaluated", step=state.global_step, total_steps=state.max_steps,
-                             eval_loss=float(logs["eval_loss"]))
+                             eval_loss=float(logs["eval_loss"]), **_preference_metrics(logs, "eval_"))
                 return
             if "loss" not in logs:
                 return
@@ -155,7 +170,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 tokens=tokens, tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else None,
                 elapsed_s=round(elapsed, 3),
                 eta_s=round(elapsed / step * (total - step), 1) if step else None,
-                memory_mb=peak_memory_mb(),
+                memory_mb=peak_memory_mb(), **_preference_metrics(logs),
             )
             if not math.isfinite(loss):  # stop now, and never save the broken weights as a checkpoint
                 stop.requested = True
@@ -181,6 +196,14 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 control.should_save = not hasattr(self, "bad_loss")
 
     return EventCallback()
+
+
+def _preference_metrics(logs: dict, prefix: str = "") -> dict:
+    """The rewards and log-odds a preference trainer logs, as event fields (none for SFT)."""
+    from engine.preference import METRICS
+
+    return {field: float(logs[prefix + key]) for key, field in METRICS.items()
+            if isinstance(logs.get(prefix + key), (int, float))}
 
 
 def _save_atomic(trainer, tokenizer, target: Path) -> None:
@@ -264,9 +287,29 @@ def _install_fault(trainer) -> None:
     trainer.model.register_forward_hook(hook, with_kwargs=True)
 
 
+def _starting_weights(cfg: RunConfig, run_dir: Path) -> str:
+    """The model the run trains: the config's, or (init_from) another finished run merged into its base, so a
+    new adapter trains on top of it and that merged model is the preference reference."""
+    if not cfg.init_from:
+        return cfg.model
+    from engine.export import merge
+    from engine.runs import Run
+
+    start = Run(run_dir.parent / cfg.init_from)
+    if not (start.dir / "config.yaml").exists():
+        raise ConfigError(f"init_from: there is no run {cfg.init_from} beside this one.")
+    if start.adapter is None and start.model_dir is None:
+        raise ConfigError(f"init_from: run {cfg.init_from} has no saved adapter or model yet ({start.status()}).")
+    if start.config.model != cfg.model and start.base_model != cfg.model:
+        raise ConfigError(f"init_from: run {cfg.init_from} fine-tuned {start.config.model}, not {cfg.model}.")
+    return str(merge(start))
+
+
 def datasets_for(cfg: RunConfig, tokenizer):
     """Tokenized train and validation datasets (validation may be None) with loss masks."""
     from datasets import Dataset
+
+    from engine.preference import data_refusal, rows
 
     mapping = parse_mapping(cfg.columns)
     examples = load_examples(cfg.data_files(), mapping)
@@ -274,6 +317,11 @@ def datasets_for(cfg: RunConfig, tokenizer):
         train_ex, val_ex = examples, load_examples(cfg.val_data, mapping)
     else:
         train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
+    refused = data_refusal(cfg.objective, {e.kind for e in examples + (val_ex or [])}, cfg.kto_from_pairs)
+    if refused:
+        raise DataError(refused)
+    if cfg.objective != "sft":  # trl tokenizes preference data itself, with the chat template
+        return tuple(Dataset.from_list(rows(exs, cfg.objective)) if exs else None for exs in (train_ex, val_ex))
 
     def cut(row: dict) -> dict:
         return {k: v[:cfg.max_length] for k, v in row.items()} if cfg.padding_free else row
@@ -295,12 +343,13 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     if warning:
         print(warning, flush=True)
         events.write("warning", message=warning)
-    tokenizer = load_tokenizer(cfg.model, cfg.revision, cfg.trust_remote_code)
+    base = _starting_weights(cfg, run_dir)
+    tokenizer = load_tokenizer(base, cfg.revision, cfg.trust_remote_code)
     train_set, val_set = datasets_for(cfg, tokenizer)
     quant = methods.quantization_config(cfg)
     if cfg.trust_remote_code:
         print(f"warning: running the model's own code from {cfg.model} at revision {cfg.revision}", flush=True)
-    model = load_causal_lm(cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+    model = load_causal_lm(base, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
                            **methods.model_kwargs(cfg), **({"quantization_config": quant} if quant else {}))
     if cfg.method == "freeze":
         methods.freeze_all_but_last(model, cfg.freeze_last_n)
@@ -313,7 +362,12 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
         len(train_set) / (cfg.batch_size * cfg.grad_accum)) * math.ceil(cfg.epochs)
     callback = _event_callback(events, stop)
-    trainer = SFTTrainer(
+    make = SFTTrainer
+    if cfg.objective != "sft":
+        from engine.preference import trainer_class
+
+        make = trainer_class(cfg.objective)
+    trainer = make(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -325,6 +379,10 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
            and cfg.early_stopping_patience > 0 else []),
     )
     _install_fault(trainer)
+    if cfg.objective in ("orpo", "simpo"):
+        from engine.preference import count_tokens
+
+        count_tokens(trainer)
     found, notes = checkpoints.sort_out(run_dir / "checkpoints")
     for note in notes:
         print(f"warning: {note}", flush=True)
