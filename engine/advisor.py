@@ -87,20 +87,68 @@ MEMORY_ORDER = ("QLoRA", "PEFT", "LoRA", "DoRA", "ZeRO", "DeepSpeed")
 SIMPLE_ORDER = ("LoRA", "DoRA", "QLoRA", "PEFT", "DeepSpeed", "ZeRO")
 
 
+# ---- preference objectives: the studio's own rows (the published matrix has none) ------------------
+
+PREFERENCE_SCENARIOS = {
+    "align": ("Aligning tone, safety or style with human choices", "dpo"),
+    "pairs": ("I have better / worse answer pairs", "dpo"),
+    "thumbs": ("I only have thumbs up / down on single answers", "kto"),
+}
+# objective: (the data it takes, the trade-off, the evidence)
+OBJECTIVE_TRADEOFFS = {
+    "dpo": ("pairs", "Needs a reference pass: a frozen model scores both answers at every step (with an adapter "
+                     "it is the base with the adapter off, so no second copy of the weights). The most studied "
+                     "objective; best after an SFT stage (start from that run: init_from).",
+            "estimator: {dpo_mem} GiB vs {lora_mem} GiB for SFT, about 3x SFT's compute per example ({model}, "
+            "LoRA); Rafailov et al. 2023 (DPO); measured on the default model in the README's preference table"),
+    "orpo": ("pairs", "No reference pass and no separate SFT stage: the SFT loss on the chosen answer plus an "
+                      "odds-ratio penalty on the rejected one.",
+             "estimator: {orpo_mem} GiB, about 2x SFT's compute; Hong et al. 2024 (ORPO)"),
+    "simpo": ("pairs", "No reference pass and no separate SFT stage: a length-normalised reward margin with a "
+                       "target gap (simpo_gamma); it wants a larger beta (about 2).",
+              "estimator: {orpo_mem} GiB, about 2x SFT's compute; Meng et al. 2024 (SimPO)"),
+    "kto": ("thumbs", "Takes unpaired good / bad labels, so thumbs up / down from use are enough (it needs both "
+                      "kinds); a reference pass as for DPO.",
+            "estimator: {kto_mem} GiB, about 2.5x SFT's compute; Ethayarajh et al. 2024 (KTO)"),
+}
+
+
+def preference_rows(chosen: list[str] | None = None, model: str = "HuggingFaceTB/SmolLM2-135M-Instruct") -> list[dict]:
+    """One row per objective: what data it takes, whether it fits the chosen scenarios, the trade-off and
+    its evidence (numbers from the estimator for `model`)."""
+    chosen = [c for c in (chosen or []) if c in PREFERENCE_SCENARIOS]
+    f = facts(model)
+    rows = []
+    for objective, (takes, text, evidence) in OBJECTIVE_TRADEOFFS.items():
+        fits = not chosen or ("thumbs" in chosen) == (takes == "thumbs")
+        rows.append({"objective": objective, "takes": "unpaired labels" if takes == "thumbs" else "pairs",
+                     "fits": fits, "reading": text, "evidence": evidence.format(**f)})
+    return rows
+
+
+def recommend_objective(chosen: list[str]) -> str | None:
+    """The objective for the chosen preference scenarios: kto for thumbs up/down only, else dpo."""
+    picked = [c for c in chosen if c in PREFERENCE_SCENARIOS]
+    if not picked:
+        return None
+    return "kto" if picked == ["thumbs"] or ("thumbs" in picked and "pairs" not in picked) else "dpo"
+
+
 def facts(model: str = "HuggingFaceTB/SmolLM2-135M-Instruct") -> dict[str, str]:
     """Numbers the readings quote, computed by the estimator for `model` (GPU, bf16, batch 4 x 512)."""
     from engine.estimate import GB, estimate_memory, gpus_needed, shape_of
 
     shape = shape_of(model)
 
-    def mem(method):
-        return f"{estimate_memory(shape, method).total / GB:.2f}"
+    def mem(method, objective="sft"):
+        return f"{estimate_memory(shape, method, objective=objective).total / GB:.2f}"
 
     def share(method):
         return f"{estimate_memory(shape, method).trainable / shape.params:.2%}"
 
     return {"model": shape.name.split("/")[-1], "lora_mem": mem("lora"), "full_mem": mem("full"),
-            "ia3_mem": mem("ia3"), "dora_mem": mem("dora"), "lora_share": share("lora"), "ia3_share": share("ia3"),
+            "ia3_mem": mem("ia3"), "dora_mem": mem("dora"), "dpo_mem": mem("lora", "dpo"),
+            "orpo_mem": mem("lora", "orpo"), "kto_mem": mem("lora", "kto"), "lora_share": share("lora"), "ia3_share": share("ia3"),
             "gpus_zero": str(gpus_needed(shape, 80, "full", zero_stage=3)),
             "gpus_plain": "1" if estimate_memory(shape, "full").total <= 80 * GB else "not possible on one"}
 

@@ -309,6 +309,12 @@ LABELS: dict[str, str] = {
     "num_processes": "Processes (GPUs)",
     "trust_remote_code": "Trust the model's own code (trust_remote_code)",
     "revision": "Revision (commit hash)",
+    "objective": "Objective",
+    "beta": "Beta (preference strength)",
+    "loss_type": "DPO loss",
+    "init_from": "Start from run (init_from)",
+    "max_prompt_length": "Max prompt length",
+    "kto_from_pairs": "KTO from pairs",
 }
 
 

@@ -302,6 +302,16 @@ def trained_pieces(ex: Example, tokenizer, train_on: str = "assistant") -> list[
     return [(tokenizer.decode([i]), bool(m)) for i, m in zip(t["input_ids"], t["assistant_masks"])]
 
 
+def length_histogram(lengths: list[int], bins: int = 20) -> list[tuple[int, int]]:
+    """(bin start, count) pairs over token lengths."""
+    if not lengths:
+        return []
+    hi = max(lengths)
+    width = max(1, -(-hi // bins))
+    counts = Counter(n // width for n in lengths)
+    return [(b * width, counts.get(b, 0)) for b in range(hi // width + 1)]
+
+
 @dataclass
 class TokenStats:
     lengths: list[int]
@@ -321,13 +331,7 @@ class TokenStats:
         return [n - self.max_length for n in self.lengths if n > self.max_length]
 
     def histogram(self, bins: int = 20) -> list[tuple[int, int]]:
-        """(bin start, count) pairs over the token lengths."""
-        if not self.lengths:
-            return []
-        hi = max(self.lengths)
-        width = max(1, -(-hi // bins))
-        counts = Counter(n // width for n in self.lengths)
-        return [(b * width, counts.get(b, 0)) for b in range(hi // width + 1)]
+        return length_histogram(self.lengths, bins)
 
     def trained_tokens(self) -> int:
         return round(sum(min(n, self.max_length) for n in self.lengths) * self.scale)

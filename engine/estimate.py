@@ -176,11 +176,32 @@ class Estimate:
                 for k in ("weights", "gradients", "optimizer", "activations", "overhead")}
 
 
+# Preference objectives against SFT on the same examples: (sequences the policy trains on per example,
+# training FLOPs per token relative to SFT's). A pair is two sequences (the prompt with each answer);
+# DPO and KTO also run a reference forward (2N per token, no activations kept); KTO adds a KL forward of
+# mismatched prompt/answer pairs under the policy and the reference.
+OBJECTIVE_COST = {"sft": (1, 1.0), "dpo": (2, 3.0), "orpo": (2, 2.0), "simpo": (2, 2.0), "kto": (1, 2.5)}
+REFERENCE = ("dpo", "kto")
+OBJECTIVE_NOTES = {
+    "dpo": "each pair trains two sequences (the prompt with each answer) and runs a reference forward over both "
+           "(the base with the adapter off: no second copy of the weights with an adapter): about 3x the "
+           "compute of SFT per example, activations for two sequences.",
+    "orpo": "each pair trains two sequences, with no reference pass: about 2x SFT's compute; it needs no "
+            "separate SFT stage.",
+    "simpo": "each pair trains two sequences, with no reference pass: about 2x SFT's compute; it needs no "
+             "separate SFT stage.",
+    "kto": "one sequence per labelled answer, plus a reference forward and a KL estimate on mismatched pairs: "
+           "about 2.5x SFT's compute.",
+}
+
+
 def estimate_memory(shape: ModelShape, method: str = "lora", precision: str = "bf16", rank: int = 16,
                     batch_size: int = 4, seq_len: int = 512, gradient_checkpointing: bool = False,
                     gpus: int = 1, zero_stage: int = 0, offload: str = "none", device: str = "gpu",
-                    **method_kw) -> Estimate:
-    """Peak memory per device of one training step."""
+                    objective: str = "sft", **method_kw) -> Estimate:
+    """Peak memory per device of one training step. A preference pair trains two sequences (activations
+    and logits double); DPO and KTO add the reference's logits, and after a full fine-tune a frozen copy
+    of the weights as the reference (with an adapter the reference is the base, adapter off: no copy)."""
     n = max(1, gpus)
     act_bytes = 4 if precision == "fp32" else 2
     weight_bytes = {"fp32": 4, "bf16": 2, "fp16": 2}[precision]
@@ -213,7 +234,10 @@ def estimate_memory(shape: ModelShape, method: str = "lora", precision: str = "b
     if offload == "all" and zero_stage == 3:
         offloaded += weights
         weights = shape.layer_params * weight_bytes
-    tokens = batch_size * seq_len
+    sequences = OBJECTIVE_COST[objective][0]
+    tokens = batch_size * seq_len * sequences
+    if objective in REFERENCE and full_like:
+        weights += shape.params * weight_bytes / (n if zero_stage >= 3 else 1)
     per_layer_token = 5 * shape.hidden + 2 * shape.kv_dim + 5 * shape.intermediate
     if gradient_checkpointing:
         layer_acts = tokens * (shape.layers * shape.hidden + per_layer_token) * act_bytes
@@ -229,6 +253,8 @@ def estimate_memory(shape: ModelShape, method: str = "lora", precision: str = "b
         # DoRA materialises W + BA of every adapted layer for the weight norm and keeps it for backward.
         layer_acts += linear_params * weight_bytes / (shape.layers if gradient_checkpointing else 1)
     logits = tokens * shape.vocab * 4 * 3  # logits are upcast to fp32 for the loss
+    if objective in REFERENCE:
+        logits += tokens * shape.vocab * 4  # the reference's logits (no graph kept)
     if method in ("prompt-tuning", "prefix-tuning"):
         layer_acts *= (seq_len + method_kw.get("virtual_tokens", 16)) / seq_len
     overhead = OVERHEAD_CPU if device == "cpu" else OVERHEAD_GPU
@@ -248,20 +274,22 @@ def gpus_needed(shape: ModelShape, gpu_gb: float, method: str, zero_stage: int =
 TRAINING_UTILISATION = 0.3
 
 
-def flops_per_token(params: int, method: str) -> int:
-    """Training FLOPs per token: 6N when every weight trains, 4N with adapters (no weight gradients for the
-    frozen weights); N = the model's parameters. `studio bench` and the probe count MFU with it."""
-    return (6 if method in ("full", "freeze") else 4) * params
+def flops_per_token(params: int, method: str, objective: str = "sft") -> float:
+    """Training FLOPs per token of the data: 6N when every weight trains, 4N with adapters (no weight
+    gradients for the frozen weights); N = the model's parameters; times the objective's cost (a pair
+    reads its prompt twice, DPO and KTO add a reference forward). `studio bench` and the probe count MFU
+    with it."""
+    return (6 if method in ("full", "freeze") else 4) * params * OBJECTIVE_COST[objective][1]
 
 
 def throughput_from_peak(shape: ModelShape, method: str, peak_gflops: float,
-                         utilisation: float = TRAINING_UTILISATION) -> float:
+                         utilisation: float = TRAINING_UTILISATION, objective: str = "sft") -> float:
     """Tokens per second a run would reach at `utilisation` of a measured matrix-product peak.
 
     Forward and backward cost about 6 FLOPs per parameter per token when every weight trains, 4 with
     adapters (the frozen weights get no weight gradients): the same count `studio bench` uses for MFU.
     """
-    return peak_gflops * 1e9 * utilisation / flops_per_token(shape.params, method)
+    return peak_gflops * 1e9 * utilisation / flops_per_token(shape.params, method, objective)
 
 
 def estimate_time(tokens_per_epoch: int, epochs: float, tokens_per_s: float, gpus: int = 1,
@@ -314,6 +342,7 @@ class Plan:
     speed: float | None = None  # tokens per second per process
     speed_source: str = ""
     price: float = 0.0
+    objective: str = "sft"
 
     @property
     def total_gb(self) -> float:
@@ -340,6 +369,8 @@ class Plan:
         moved = f" ({e.cpu_offloaded / GB:.2f} GiB moved to CPU memory by offload)" if e.cpu_offloaded else ""
         out = [f"**{shape.name}**: {shape.params / 1e6:,.1f} M parameters; `{self.method}` trains {e.trainable:,} "
                f"({e.trainable / shape.params:.2%}).",
+               *([f"Objective `{self.objective}`: " + OBJECTIVE_NOTES[self.objective]] if self.objective != "sft"
+                 else []),
                f"Peak per device: **{self.total_gb:.2f} GiB**, which {'fits' if self.fits else 'does **not** fit'} "
                f"in {self.capacity_gb:.0f} GiB{moved}."]
         if self.gpus_needed is not None:
@@ -358,7 +389,8 @@ class Plan:
 
 def plan(model: str, method: str = "lora", device: str = CPU, gpus: int = 1, zero_stage: int = 0,
          offload: str = "none", batch_size: int = 4, seq_len: int = 512, checkpointing: bool = False,
-         rank: int = 16, epochs: float = 1.0, price: float = 0.0, tokens: int | None = None) -> Plan:
+         rank: int = 16, epochs: float = 1.0, price: float = 0.0, tokens: int | None = None,
+         objective: str = "sft") -> Plan:
     """The plan of a run of `method` on `model` over `device` (CPU, or a name of GPUS), with `tokens` per epoch.
 
     On this machine's CPU the memory is in the precision `auto` trains in, and the speed is the newest
@@ -374,17 +406,20 @@ def plan(model: str, method: str = "lora", device: str = CPU, gpus: int = 1, zer
     precision = auto_precision(model)[0] if on_cpu else "bf16"
     memory = estimate_memory(shape, method, precision, int(rank), int(batch_size), int(seq_len), bool(checkpointing),
                              n, int(zero_stage) if n > 1 or offload != "none" else 0, offload,
-                             "cpu" if on_cpu else "gpu")
+                             "cpu" if on_cpu else "gpu", objective=objective)
     result = Plan(shape, method, device, n, memory, ram_gb() if on_cpu else GPUS[device], tokens=tokens,
-                  epochs=float(epochs), price=float(price or 0))
+                  epochs=float(epochs), price=float(price or 0), objective=objective)
     if not result.fits and not on_cpu:
         result.gpus_needed = gpus_needed(shape, result.capacity_gb, method, zero_stage=3, rank=int(rank),
                                          batch_size=int(batch_size), seq_len=int(seq_len),
                                          gradient_checkpointing=bool(checkpointing))
     result.speed, result.speed_source = measured_throughput(model), "measured here on this model"
+    if result.speed and objective != "sft":  # measured on SFT runs: the objective's extra work slows it
+        result.speed /= OBJECTIVE_COST[objective][1]
+        result.speed_source += f", divided by {OBJECTIVE_COST[objective][1]:g} for {objective}'s extra passes"
     if not result.speed and on_cpu:
         peak = capability(model).peak(precision)
-        result.speed = throughput_from_peak(shape, method, peak)
+        result.speed = throughput_from_peak(shape, method, peak, objective=objective)
         result.speed_source = (f"estimated: {peak:.0f} GFLOP/s measured here in {precision} at "
                                f"{TRAINING_UTILISATION:.0%} utilisation; one training run measures it")
     return result

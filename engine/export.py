@@ -71,7 +71,7 @@ def merge(run, progress: Progress = _noop) -> Path:
     if (target / "config.json").exists():
         return target
     progress(0.1, "loading the base model")
-    path = resolve_model(cfg.model)
+    path = resolve_model(run.base_model)  # an init_from run: the run it started from, merged
     quant = methods.quantization_config(cfg)
     if quant is not None:
         base = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant)

@@ -520,7 +520,7 @@ def run_answerers(run, model: str | None = None) -> Answerers:
     """Answerers for a run from the registry (adapter or full model), or for `model` alone."""
     if run is None:
         return answerers(model)
-    return answerers(run.config.model, run.adapter, run.model_dir)
+    return answerers(run.base_model, run.adapter, run.model_dir)
 
 
 if __name__ == "__main__":

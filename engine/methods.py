@@ -171,6 +171,12 @@ def refusal(cfg) -> str | None:
         # attention the causal mask is built without the prefix length (81 vs 97 columns).
         return ("method prefix-tuning: it does not train with this version of transformers (the prefix "
                 "breaks the attention mask); pick prompt-tuning or lora instead.")
+    if getattr(cfg, "objective", "sft") != "sft" and cfg.method == "prompt-tuning":
+        return (f"objective {cfg.objective}: trl's preference trainers do not take virtual-token adapters "
+                "(prompt-tuning); pick lora, qlora, dora or full.")
+    if getattr(cfg, "objective", "sft") != "sft" and (cfg.packing or cfg.padding_free):
+        return (f"objective {cfg.objective}: packing and padding-free batches are for SFT (a pair's two answers "
+                "must stay beside their prompt); turn them off.")
     if cfg.precision == "fp16" and not _cuda():
         return "precision fp16: needs a GPU; on a CPU pick bf16 (faster where the CPU has bf16 units) or fp32."
     if not cfg.force_precision:

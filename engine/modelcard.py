@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-HYPER = ("method", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum", "max_length", "lora_rank",
+HYPER = ("method", "objective", "beta", "loss_type", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum", "max_length", "lora_rank",
          "lora_alpha", "lora_dropout", "target_modules", "precision", "packing", "seed", "zero_stage")
 
 
@@ -80,7 +80,8 @@ def card(run, gguf: str | None = None, what: str | None = None) -> str:
     head = ["---", f"base_model: {cfg.model}", f"library_name: {library}", "tags:"] + [f"- {t}" for t in tags] + ["---"]
     body = [f"# {run.id}", "",
             f"Fine-tuned from `{cfg.model}` with the fine-tuning studio: method **{cfg.method}**, objective "
-            f"**{objective}**. This folder holds the {'LoRA/PEFT adapter' if what == 'adapter' else 'merged model'}"
+            f"**{objective}**" + (f", started from run `{cfg.init_from}` (merged into the base)" if cfg.init_from
+                                  else "") + f". This folder holds the {'LoRA/PEFT adapter' if what == 'adapter' else 'merged model'}"
             + (f" as GGUF (`{gguf}`) with an Ollama `Modelfile`." if gguf else "."), "",
             "## Data", ""] + _data_summary(cfg) + [
             "", "## Hyper-parameters", "", "| setting | value |", "|---|---|"]

@@ -42,10 +42,10 @@ def chat_for(choice: str | None, base_model: str, adapter_on: bool = True):
         return get_chat_model(base_model), False
     run = Run(runs_root() / choice)
     if run.model_dir is not None:  # a full fine-tune: its own weights, or the base it started from
-        return (get_chat_model(str(run.model_dir)), False) if adapter_on else (get_chat_model(run.config.model), False)
+        return (get_chat_model(str(run.model_dir)), False) if adapter_on else (get_chat_model(run.base_model), False)
     if run.adapter is None:
         raise PlaygroundError(f"Run {choice} has no saved adapter yet ({run.status()}); pick a finished run.")
-    return get_chat_model(run.config.model, run.adapter), adapter_on
+    return get_chat_model(run.base_model, run.adapter), adapter_on
 
 
 def text_of(content) -> str | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from engine.errors import StudioError
 
+OBJECTIVES = ("dpo", "orpo", "kto", "simpo")
 PAIRED = ("dpo", "orpo", "simpo")
 # trl's logged metric names -> the event fields that carry them
 METRICS = {"rewards/chosen": "rewards_chosen", "rewards/rejected": "rewards_rejected",
@@ -60,11 +61,33 @@ def _text_messages(messages: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def rows(examples, objective: str) -> list[dict]:
-    """The examples in trl's conversational preference (or unpaired) form."""
+def fit_prompt(prompt: list[dict], tokenizer, limit: int) -> list[dict]:
+    """The prompt within `limit` tokens under the chat template: the oldest turns go first (a system
+    message stays), then the start of the one turn left."""
+    msgs = [dict(m) for m in prompt]
+
+    def size(m):
+        return len(tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"])
+
+    over = size(msgs) - limit
+    while over > 0 and sum(m["role"] != "system" for m in msgs) > 1:
+        first = next(i for i, m in enumerate(msgs) if m["role"] != "system")
+        del msgs[first]
+        over = size(msgs) - limit
+    if over > 0:
+        ids = tokenizer(msgs[-1]["content"], add_special_tokens=False)["input_ids"]
+        msgs[-1]["content"] = tokenizer.decode(ids[min(len(ids) - 1, over):])
+    return msgs
+
+
+def rows(examples, objective: str, tokenizer=None, max_prompt_length: int | None = None) -> list[dict]:
+    """The examples in trl's conversational preference (or unpaired) form, prompts cut to max_prompt_length."""
     out = []
     for ex in examples:
         prompt = _text_messages(ex.prompt)
+        if tokenizer is not None and max_prompt_length:
+            prompt = fit_prompt(prompt, tokenizer, max_prompt_length)
         answer = [{"role": "assistant", "content": ex.messages[-1]["content"]}]
         if objective == "kto":
             if ex.kind == "pairs":  # kto_from_pairs: both answers, labelled
@@ -140,6 +163,12 @@ class PairStats:
     prompts_cut: int  # prompts over max_prompt_length
     pairs_cut: int  # prompt + the longer answer over max_length
     tokens: int  # all tokens of one epoch (prompt read twice for a pair: with each answer)
+    lengths: list[int]  # per example: prompt + its longer answer
+
+    def histogram(self, bins: int = 20) -> list[tuple[int, int]]:
+        from engine.data import length_histogram
+
+        return length_histogram(self.lengths, bins)
 
     def lines(self, max_length: int, max_prompt_length: int) -> list[str]:
         return [f"{self.pairs} examples; mean tokens: prompt {self.prompt_mean:.0f}, chosen {self.chosen_mean:.0f}, "
@@ -154,7 +183,7 @@ def pair_stats(examples, tokenizer, max_length: int, max_prompt_length: int) -> 
         return len(tokenizer.apply_chat_template(msgs, add_generation_prompt=gen, tokenize=True, return_dict=True)
                    ["input_ids"])
 
-    prompts, chosen, rejected, total = [], [], [], 0
+    prompts, chosen, rejected, total, lengths = [], [], [], 0, []
     cut_prompt = cut_pair = longest = 0
     for ex in examples:
         p = count(_text_messages(ex.prompt), True)
@@ -167,12 +196,14 @@ def pair_stats(examples, tokenizer, max_length: int, max_prompt_length: int) -> 
         cut_prompt += p > max_prompt_length
         cut_pair += p + max(c, r) > max_length
         longest = max(longest, p + max(c, r))
+        lengths.append(p + max(c, r))
         total += (2 * p + c + r) if ex.rejected is not None else p + c
 
     def mean(xs):
         return sum(xs) / len(xs) if xs else 0.0
 
-    return PairStats(len(examples), mean(prompts), mean(chosen), mean(rejected), longest, cut_prompt, cut_pair, total)
+    return PairStats(len(examples), mean(prompts), mean(chosen), mean(rejected), longest, cut_prompt, cut_pair, total,
+                     lengths)
 
 
 # ---- preference accuracy ---------------------------------------------------------------------------
@@ -242,6 +273,31 @@ def preference_accuracy(run, examples, max_pairs: int = 200) -> PreferenceAccura
     with model.disable_adapter():
         before = score(model)
     return PreferenceAccuracy(len(pairs), before, after)
+
+
+def add_to_evaluation(result: dict, run, pairs) -> PreferenceAccuracy:
+    """Score `pairs` (a file) for `run` and put it in a batch evaluation's result under "preference"."""
+    from pathlib import Path
+
+    from engine.data import load_examples
+
+    accuracy = preference_accuracy(run, load_examples(pairs))
+    result["preference"] = {**accuracy.as_dict(), "file": Path(pairs).name}
+    return accuracy
+
+
+def append_summary_rows(path, result: dict) -> None:
+    """The preference accuracy as rows of the evaluation's summary CSV (kind, column, versus, metric, value,
+    low, high, questions, verdict): one for the base (adapter off), one for the fine-tuned model."""
+    import csv
+
+    pref = result.get("preference")
+    if not pref:
+        return
+    with open(path, "a", newline="", encoding="utf-8") as fh:
+        for column, value in (("base", pref["before"]), ("fine-tuned", pref["after"])):
+            csv.writer(fh).writerow(["preference", column, "", "preference accuracy", value, "", "", pref["pairs"],
+                                     f"on {pref['file']}"])
 
 
 if __name__ == "__main__":

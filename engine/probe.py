@@ -1,6 +1,7 @@
 """The probe: a few real training steps of each candidate method on the person's model and data.
 
     python -m engine.probe [--model M] [--data FILE] [--methods lora,qlora,dora,ia3,full] [--steps 8]
+    python -m engine.probe --data assets/sample/preference.jsonl --methods lora+dpo,lora+orpo,lora+kto,lora+simpo
 
 Each method runs as an ordinary run (the same process, events and queue as any training)
 in `runs/probes/`, for a few steps, and the probe reads back what the run measured:
@@ -41,7 +42,8 @@ def measure(run) -> dict:
     peak = getattr(ended, "peak_memory_mb", None)
     precision = started.precision if started else None
     return {
-        "method": run.config.method, "status": run.status(), "reason": ended.reason if ended else None,
+        "method": run.config.method + (f"+{run.config.objective}" if run.config.objective != "sft" else ""),
+        "status": run.status(), "reason": ended.reason if ended else None,
         "tokens_per_s": speeds[-1] if speeds else None,
         "peak_memory_gb": round(peak / 1024, 3) if peak else None,
         "trainable_params": trainable, "params": params,
@@ -63,29 +65,37 @@ def _utilisation(cfg, tokens_per_s, params, trainable, precision) -> float | Non
 
     peak = capability(cfg.model).peak(precision)
     frozen = params if cfg.method in ("full", "freeze") else params - (trainable or 0)
-    return round(tokens_per_s * flops_per_token(frozen, cfg.method) / (peak * 1e9), 3) if peak else None
+    return round(tokens_per_s * flops_per_token(frozen, cfg.method, cfg.objective) / (peak * 1e9), 3) if peak else None
 
 
 def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CANDIDATES, steps: int = 8,
           batch_size: int = 2, max_length: int = 256, progress: Callable[[float, str], None] | None = None,
           timeout_s: float = 900, **fields) -> list[dict]:
-    """Run `steps` steps of each method, one after another; a refused method gets its sentence."""
+    """Run `steps` steps of each method, one after another; a refused method gets its sentence. A method
+    written `lora+dpo` trains with that preference objective (the data must then be pairs)."""
     rows = []
-    for i, method in enumerate(methods):
+    for i, entry in enumerate(methods):
+        method, _, objective = entry.partition("+")
         if progress:
-            progress(i / len(methods), f"probing {method} ({i + 1}/{len(methods)})")
+            progress(i / len(methods), f"probing {entry} ({i + 1}/{len(methods)})")
         try:
             cfg = RunConfig(model=model, data=data, method=method, max_steps=steps, batch_size=batch_size,
                             max_length=max_length, learning_rate=suggested_learning_rate(method),
-                            save_steps=10**6, warmup_ratio=0.0, report_to="none", **fields)
+                            save_steps=10**6, warmup_ratio=0.0, report_to="none", objective=objective or "sft",
+                            max_prompt_length=min(128, max_length // 2), kto_from_pairs=objective == "kto",
+                            **fields)
         except ConfigError as err:
-            rows.append({"method": method, "status": "refused", "reason": str(err)})
+            rows.append({"method": entry, "status": "refused", "reason": str(err)})
             continue
         refused = refusal(cfg)
         if refused:
-            rows.append({"method": method, "status": "refused", "reason": refused})
+            rows.append({"method": entry, "status": "refused", "reason": refused})
             continue
-        run = create_run(cfg, probe_root())
+        try:
+            run = create_run(cfg, probe_root())
+        except ConfigError as err:  # data of the wrong shape for the objective
+            rows.append({"method": entry, "status": "refused", "reason": str(err)})
+            continue
         launch(run, lock=runs_root() / ".training.lock")  # waits for a training in progress, like any run
         deadline = time.time() + timeout_s
         while run.status() in ("running", "queued"):

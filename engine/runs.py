@@ -139,6 +139,8 @@ class Run:
             "tokens_per_s": last.tokens_per_s if last else None,
             "eta_s": last.eta_s if last else None,
             "memory_mb": last.memory_mb if last else None,
+            "rewards_accuracy": last.rewards_accuracy if last else None,
+            "rewards_margin": last.rewards_margin if last else None,
             "reason": st.ended.reason if st.ended else _unsaid_ending(self, st)[1] if status in TERMINAL else None,
             "warnings": st.warnings,
             "queue_position": queue_position(self) if status == "queued" else None,
@@ -199,6 +201,14 @@ def create_run(config: RunConfig, root: Path | None = None) -> Run:
     if not config.data_files():
         raise ConfigError("data: no training file given.")
     root = root or runs_root()
+    _refuse_data_for_objective(config)
+    if config.init_from:
+        start = Run(root / config.init_from)
+        if not (start.dir / "config.yaml").exists():
+            raise ConfigError(f"init_from: there is no run {config.init_from} in {root}.")
+        if start.adapter is None and start.model_dir is None:
+            raise ConfigError(f"init_from: run {config.init_from} has no saved adapter or model yet "
+                              f"({start.status()}); pick a finished run.")
     config.data = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
                    for p in config.data_files()]
     for name in ("val_data", "model"):
@@ -206,14 +216,29 @@ def create_run(config: RunConfig, root: Path | None = None) -> Run:
         if getattr(config, name) and path.exists():
             setattr(config, name, str(path.resolve()))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = root / f"{stamp}-{config.method}"
+    name = f"{stamp}-{config.method}" + (f"-{config.objective}" if config.objective != "sft" else "")
+    run_dir = root / name
     n = 1
     while run_dir.exists():
         n += 1
-        run_dir = root / f"{stamp}-{config.method}-{n}"
+        run_dir = root / f"{name}-{n}"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     return Run(run_dir)
+
+
+def _refuse_data_for_objective(config: RunConfig) -> None:
+    """Data of the wrong shape for the objective (SFT data for DPO, pairs for KTO...) is refused before launch."""
+    from engine.config import ConfigError
+    from engine.data import dataset_report
+    from engine.formats import mapping_text
+    from engine.preference import data_refusal
+
+    files = config.data_files() + ([config.val_data] if config.val_data else [])
+    report = dataset_report(files, mapping_text(config.columns or None))
+    refused = data_refusal(config.objective, {e.kind for e in report.examples}, config.kto_from_pairs)
+    if refused:
+        raise ConfigError(refused + ".")
 
 
 def list_runs(root: Path | None = None) -> list[Run]:
@@ -223,15 +248,15 @@ def list_runs(root: Path | None = None) -> list[Run]:
 
 
 def measured_throughput(model: str, root: Path | None = None) -> float | None:
-    """Tokens per second of the newest run of `model` that logged any, for time estimates."""
+    """Tokens per second of the newest SFT run of `model` that logged any, for time estimates."""
     for run in list_runs(root):
         logged = run.logged()
         if logged and logged[-1].tokens_per_s:
             try:
-                used = run.config.model
+                used, objective = run.config.model, run.config.objective
             except Exception:  # a run folder with an unreadable config is skipped, not fatal
                 continue
-            if used in (model, str(Path(model).expanduser().resolve())):
+            if used in (model, str(Path(model).expanduser().resolve())) and objective == "sft":
                 return float(logged[-1].tokens_per_s)
     return None
 
@@ -387,6 +412,7 @@ def history(root: Path | None = None) -> list[dict]:
         losses = st.losses()
         rows.append({
             "run": run.id, "status": run.status(), "model": Path(cfg.model).name, "method": cfg.method,
+            "objective": cfg.objective + (f" from {cfg.init_from}" if cfg.init_from else ""),
             "data": ", ".join(Path(p).name for p in cfg.data_files()),
             "final loss": round(losses[-1].loss, 4) if losses else None,
             "steps": losses[-1].step if losses else 0,
@@ -428,7 +454,23 @@ def metrics(run: Run, smoothing: float = 0.6) -> dict[str, list[dict]]:
                           if isinstance(e.learning_rate, (int, float))],
         "tokens_per_s": [{"step": e.step, "value": e.tokens_per_s} for e in logged
                          if isinstance(e.tokens_per_s, (int, float))],
+        # preference objectives: trl's rewards (DPO, KTO, SimPO, ORPO) and ORPO's log-odds ratio, train and eval
+        "rewards": _series(st, (("rewards_chosen", "chosen"), ("rewards_rejected", "rejected"),
+                                ("rewards_margin", "margin"))),
+        "reward_accuracy": _series(st, (("rewards_accuracy", "accuracy"),)),
+        "log_odds_ratio": _series(st, (("log_odds_ratio", "log-odds ratio"),)),
     }
+
+
+def _series(st, fields) -> list[dict]:
+    out = []
+    for source, prefix in ((st.logged, ""), (st.evaluations, "eval ")):
+        for e in source:
+            for name, label in fields:
+                value = getattr(e, name, None)
+                if isinstance(value, (int, float)):
+                    out.append({"step": e.step, "value": value, "series": prefix + label})
+    return out
 
 
 def config_diff(run_ids: list[str], root: Path | None = None) -> list[dict]:

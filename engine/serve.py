@@ -93,9 +93,9 @@ def load_models(run_ids: list[str], base: str | None = None, root=None) -> dict[
     by_base: dict[str, list] = {}
     for run in runs:
         if run.model_dir is None:
-            by_base.setdefault(run.config.model, []).append(run)
+            by_base.setdefault(run.base_model, []).append(run)
     if not runs or base:
-        by_base.setdefault(base or (runs[0].config.model if runs else DEFAULT_MODEL), [])
+        by_base.setdefault(base or (runs[0].base_model if runs else DEFAULT_MODEL), [])
     served: dict[str, Served] = {}
     for model, adapter_runs in by_base.items():
         first, rest = (adapter_runs[0], adapter_runs[1:]) if adapter_runs else (None, [])

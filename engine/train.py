@@ -279,9 +279,9 @@ def _install_fault(trainer) -> None:
         if module.training and trainer.state.global_step + 1 == step:
             if kind == "oom":
                 raise torch.OutOfMemoryError("out of memory: tried to allocate 2.00 GiB (injected by STUDIO_FAULT)")
-            for key in ("loss", "log_probs"):  # trl builds the loss from log_probs (fused head)
-                if output.get(key) is not None:
-                    output[key] = output[key] * float("nan")
+            keys = [k for k in ("loss", "log_probs") if output.get(k) is not None]  # trl's SFT: log_probs
+            for key in keys or ["logits"]:  # preference trainers build their loss from the logits
+                output[key] = output[key] * float("nan")
         return output
 
     trainer.model.register_forward_hook(hook, with_kwargs=True)
@@ -321,7 +321,8 @@ def datasets_for(cfg: RunConfig, tokenizer):
     if refused:
         raise DataError(refused)
     if cfg.objective != "sft":  # trl tokenizes preference data itself, with the chat template
-        return tuple(Dataset.from_list(rows(exs, cfg.objective)) if exs else None for exs in (train_ex, val_ex))
+        return tuple(Dataset.from_list(rows(exs, cfg.objective, tokenizer, cfg.max_prompt_length)) if exs else None
+                     for exs in (train_ex, val_ex))
 
     def cut(row: dict) -> dict:
         return {k: v[:cfg.max_length] for k, v in row.items()} if cfg.padding_free else row

@@ -57,6 +57,7 @@ from engine.runs import storage_problem
 from engine.runs import ACTIVE, Run, create_run, launch, list_runs, runs_root, stop
 
 SAMPLE_QUESTIONS = ASSETS / "sample" / "eval.jsonl"
+SAMPLE_PAIRS = ASSETS / "sample" / "preference-eval.jsonl"
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -293,7 +294,9 @@ def cmd_data(argv: list[str]) -> int:
     p.add_argument("files", nargs="*")
     p.add_argument("--model", help="count tokens with this model's tokenizer")
     p.add_argument("--max-length", type=int, default=RunConfig.max_length)
-    p.add_argument("--map", help="column mapping for tables of no known format")
+    p.add_argument("--max-prompt-length", type=int, default=RunConfig.max_prompt_length,
+                   help="preference pairs: the prompt tokens kept")
+    p.add_argument("--map", help="column mapping for tables of no known format (pairs: prompt=,chosen=,rejected=)")
     p.add_argument("-o", "--output", help="export: the chat JSONL to write")
     p.add_argument("--rows", type=int, default=100_000, help="bench: rows in the generated file")
     a = p.parse_args(argv)
@@ -304,7 +307,19 @@ def cmd_data(argv: list[str]) -> int:
     if not a.files:
         raise ConfigError(f"studio data {a.action}: name at least one file.")
     report = check_files(a.files, _mapping(a.map))
-    if a.model and report.examples:
+    kinds = {e.kind for e in report.examples}
+    if report.examples and kinds != {"sft"}:
+        print("\n".join(report.lines()))
+        shapes = ", ".join(f"{n} {fmt}" for fmt, n in report.formats().most_common())
+        print(f"read as preference data: {shapes}; train it with objective "
+              + ("kto" if kinds == {"unpaired"} else "dpo, orpo or simpo (kto with kto_from_pairs: true)"))
+        if a.model:
+            from engine.models import load_tokenizer
+            from engine.preference import pair_stats
+
+            stats = pair_stats(report.examples, load_tokenizer(a.model), a.max_length, a.max_prompt_length)
+            print("\n".join(f"tokens: {line}" for line in stats.lines(a.max_length, a.max_prompt_length)))
+    elif a.model and report.examples:
         from engine.models import load_tokenizer
 
         stats = token_stats(report.examples, load_tokenizer(a.model), a.max_length)
@@ -380,6 +395,8 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--csv", help="write the per-question table here")
     p.add_argument("--summary-csv", help="write each column's means with 95%% intervals, and the paired differences")
     p.add_argument("--json", help="write the summary and rows here")
+    p.add_argument("--pairs", help="preference pairs to score (default for a preference run: the bundled "
+                                   "held-back Zorvane pairs); the preference accuracy before and after")
     a = p.parse_args(argv)
     if a.run:
         run = Run(runs_root() / a.run)
@@ -411,11 +428,19 @@ def cmd_eval(argv: list[str]) -> int:
           f"{time.perf_counter() - start:.1f} s; generation in {answer.precision()}")
     print(format_summary(result["summary"], a.hit_k))
     print(format_confidence(result))
+    pairs = a.pairs or (str(SAMPLE_PAIRS) if run.config.objective != "sft" else None)
+    if pairs:
+        from engine.preference import add_to_evaluation
+
+        print(add_to_evaluation(result, run, pairs).sentence())
     write_json(result, run.dir / "eval.json")
     if a.csv:
         write_csv(result["rows"], a.csv)
     if a.summary_csv:
         write_summary_csv(result, a.summary_csv)
+        from engine.preference import append_summary_rows
+
+        append_summary_rows(a.summary_csv, result)
     if a.json:
         write_json(result, a.json)
     return 0

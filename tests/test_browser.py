@@ -538,3 +538,44 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     expect(page.locator("#export-status")).to_contain_text("does not recognise this model's tokenizer",
                                                           timeout=120000)
     assert not errors, errors
+
+
+def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser):
+    """Data (pairs) -> Train (DPO, with its reward plots) -> Compare (preference accuracy before and after)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(app_url)
+    page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / "preference.jsonl"))
+    expect(page.locator("#data-status")).to_contain_text("56 examples (56 pairs)", timeout=20000)
+    expect(page.locator("#token-stats")).to_contain_text("rejected", timeout=30000)
+    page.get_by_text("What gets trained").click()
+    expect(page.locator("#trained-view")).to_contain_text("the same prompt, answered instead with", timeout=20000)
+
+    page.get_by_role("tab", name="3 · Train").click()
+    page.get_by_text("Objective: supervised, or from preferences").click()
+    page.locator("#objective input").click()
+    page.get_by_role("option", name="dpo", exact=True).click()
+    page.locator("#max-steps input").fill("30")
+    page.locator("#max-prompt-length input").fill("64")
+    page.locator("#start").click()
+    status = page.locator("#run-status")
+    expect(status).to_contain_text(re.compile(r"finished · step 30/30"), timeout=240000)
+    run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
+    assert run_id.endswith("-lora-dpo")
+    expect(page.locator("#rewards-plot")).to_be_visible(timeout=20000)
+    expect(page.locator("#reward-accuracy-plot")).to_be_visible()
+    events = [json.loads(line) for line in (APP["home"] / "runs" / run_id / "events.jsonl").read_text().splitlines()]
+    assert any(e.get("rewards_accuracy") is not None for e in events if e["event"] == "logged")
+
+    page.get_by_role("tab", name="4 · Compare").click()
+    expect(page.locator("#run-pick input")).to_have_value(run_id, timeout=20000)
+    page.get_by_text("Preference accuracy on held-out pairs").click()
+    page.locator("#score-pairs").click()
+    expect(page.locator("#preference-note")).to_contain_text("Preference accuracy on 12 held-out pairs",
+                                                             timeout=120000)
+    expect(page.locator("#preference-table")).to_contain_text("base (adapter off)")
+    page.screenshot(path=str(SHOTS / "preference.png"), full_page=True)
+    assert not errors, errors

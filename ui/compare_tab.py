@@ -17,7 +17,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from engine.data import load_examples
 from engine.infer import run_answerers
+from engine.preference import add_to_evaluation, append_summary_rows, preference_accuracy
 from engine.runs import Run, list_runs, runs_root
 from engine.uploads import UploadError
 from engine.errors import RunError, StudioError
@@ -33,6 +35,7 @@ SAMPLE_COLLECTION = "zorvane-sample"
 STREAM_EVERY_S = 0.15  # how often the page redraws the growing answers
 ASK_CONCURRENCY = 8  # questions answered together at most: 8 x 4 columns = the batcher's 32 rows
 SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "eval.jsonl"
+SAMPLE_PAIRS = SAMPLE_QUESTIONS.with_name("preference-eval.jsonl")  # held back from preference.jsonl
 METRIC_NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic",
                 "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
 
@@ -186,12 +189,19 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
                               "verdict": d["verdict"]} for d in result["differences"]])
     rows = pd.DataFrame([{k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in r.items() if k2 != "sources"}
                          for r in result["rows"]])
+    note = (f"{result['questions']} questions · intervals are 95% bootstrap intervals over the questions · "
+            f"{answer.precision()}")
+    run = Run(runs_root() / run_id) if run_id else None
+    if run is not None and run.config.objective != "sft":  # a preference run: its held-out pairs too
+        try:
+            note += " · " + add_to_evaluation(result, run, SAMPLE_PAIRS).sentence()
+        except StudioError as err:
+            note += f" · no preference accuracy: {err}"
     out = Path(tempfile.mkdtemp(prefix="studio-eval-"))
     write_csv(result["rows"], out / "evaluation.csv")
     write_summary_csv(result, out / "evaluation-summary.csv")
+    append_summary_rows(out / "evaluation-summary.csv", result)
     write_json(result, out / "evaluation.json")
-    note = (f"{result['questions']} questions · intervals are 95% bootstrap intervals over the questions · "
-            f"{answer.precision()}")
     return (summary, _chart(result), verdicts, note, rows,
             [str(out / "evaluation.csv"), str(out / "evaluation-summary.csv"), str(out / "evaluation.json")])
 
@@ -231,6 +241,21 @@ def _chart(result):
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def score_preferences(pairs_file, run_id, request: gr.Request = None):
+    """Preference accuracy of the picked run on held-out pairs, before (adapter off) and after."""
+    if not run_id:
+        return pd.DataFrame(), refuse("Pick a finished run first.")
+    try:
+        files = accept([str(pairs_file)], request, (".jsonl", ".json", ".csv", ".parquet")) if pairs_file \
+            else [str(SAMPLE_PAIRS)]
+        result = preference_accuracy(Run(runs_root() / run_id), load_examples(files))
+    except (StudioError, UploadError, OSError) as err:
+        return pd.DataFrame(), refuse(err)
+    table = pd.DataFrame([{"model": "base (adapter off)", "preference accuracy": result.before},
+                          {"model": f"fine-tuned ({run_id})", "preference accuracy": result.after}])
+    return table, result.sentence()
 
 
 def build_compare_tab(run_id, model):
@@ -278,6 +303,16 @@ def build_compare_tab(run_id, model):
         eval_note = gr.Markdown(elem_id="eval-note")
         rows = gr.Dataframe(label="Per question", interactive=False, wrap=True)
         files = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
+    with gr.Accordion("Preference accuracy on held-out pairs", open=False):
+        gr.Markdown("How often the model gives the chosen answer a higher likelihood than the rejected one, with "
+                    "the adapter off (before) and on (after): the measure of a preference run (DPO, ORPO, KTO, "
+                    "SimPO).")
+        with gr.Row():
+            pairs_file = gr.File(label="Pairs (prompt, chosen, rejected); empty = the 12 held-back Zorvane pairs",
+                                 file_types=[".jsonl", ".json", ".csv", ".parquet"], type="filepath")
+            pref_btn = gr.Button("Score the preference pairs", elem_id="score-pairs")
+        pref_table = gr.Dataframe(label="Preference accuracy", interactive=False, elem_id="preference-table")
+        pref_note = gr.Markdown(elem_id="preference-note")
 
     settings = [collection, k, min_score, mmr, reranker]
     index_btn.click(index_documents, [docs, name, column], [collection, index_status, forget])
@@ -291,4 +326,5 @@ def build_compare_tab(run_id, model):
                     concurrency_id="ask")
     eval_btn.click(run_evaluation, [qfile, run_pick, model, *settings],
                    [summary, chart, verdicts, eval_note, rows, files])
+    pref_btn.click(score_preferences, [pairs_file, run_pick], [pref_table, pref_note])
     return run_pick, refresh_btn

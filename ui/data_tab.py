@@ -16,6 +16,8 @@ import pandas as pd
 
 from engine.config import SAMPLE_TRAIN
 from engine.data import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
+from engine.config import RunConfig
+from engine.preference import pair_stats
 from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text
 from engine.playground import examples_path
 from engine.runs import measured_throughput
@@ -48,6 +50,11 @@ def _report_markdown(report, files) -> str:
         head = (f"**{len(report.examples)} examples** in {names}. Next: the **Method** tab to choose how to train "
                 "(or straight to **Train** for LoRA).")
     lines = [head, "", report.summary() + "."]
+    kinds = {e.kind for e in report.examples}
+    if kinds and kinds != {"sft"} and not report.errors:
+        lines.append("Read as preference data: train it with **Train > Objective** "
+                     + ("`kto`." if kinds == {"unpaired"} else "`dpo`, `orpo` or `simpo` (or `kto` with "
+                                                                "kto_from_pairs)."))
     for label, items in (("Error", report.errors), ("Warning", report.warnings)):
         lines += [f"- {label}: {html.escape(str(i))}" for i in items[:SHOWN]]
         if len(items) > SHOWN:
@@ -128,6 +135,11 @@ def token_view(dataset, model, max_length):
         tokenizer = cached_tokenizer(model)
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
+    if report.examples and report.examples[0].kind != "sft":  # preference data: prompt and both answers
+        prompt_limit = RunConfig.preset().max_prompt_length
+        stats = pair_stats(report.examples[:STATS_SAMPLE], tokenizer, int(max_length), prompt_limit)
+        hist = pd.DataFrame(stats.histogram(), columns=["tokens", "examples"])
+        return "\n".join(f"- {line}" for line in stats.lines(int(max_length), prompt_limit)), hist
     stats = token_stats(report.examples, tokenizer, int(max_length), sample=STATS_SAMPLE)
     lines = stats.sentences(measured_throughput(model))
     issue = stats.truncation_issue()
@@ -144,6 +156,18 @@ def trained_view(dataset, model, index, train_on):
     if not report.examples:
         return []
     ex = report.examples[min(max(int(index or 0), 0), len(report.examples) - 1)]
+    if ex.kind != "sft":  # a pair: the prompt as the model reads it, then each answer, marked
+        try:
+            prompt = cached_tokenizer(model).apply_chat_template(
+                [{"role": m["role"], "content": m["content"]} for m in ex.prompt], tokenize=False,
+                add_generation_prompt=True)
+        except Exception as err:
+            return [(f"{err}", None)]
+        answer = ex.messages[-1]["content"]
+        if ex.kind == "unpaired":
+            return [(prompt, None), (answer, "good answer" if ex.label else "bad answer")]
+        return [(prompt, None), (answer, "chosen"), ("\n\n(the same prompt, answered instead with)\n\n", None),
+                (ex.rejected, "rejected")]
     try:
         pieces = trained_pieces(ex, cached_tokenizer(model), train_on)
     except Exception as err:  # a template that cannot be split is reported, not raised
@@ -191,7 +215,8 @@ def build_data_tab(model, max_len):
             train_on = gr.Radio(["assistant", "all"], value="assistant", label="The loss uses",
                                 info="assistant: only the answers (default); all: every token")
         pieces = gr.HighlightedText(label="The example as the model sees it, with the chat template",
-                                    color_map={"trained": "green"}, combine_adjacent=True, elem_id="trained-view")
+                                    color_map={"trained": "green", "chosen": "green", "good answer": "green",
+                                               "rejected": "red", "bad answer": "red"}, combine_adjacent=True, elem_id="trained-view")
     with gr.Row():
         export_btn = gr.Button("Export as chat JSONL (for hosted fine-tuning services)", elem_id="export")
         export_file = gr.File(label="Exported file", interactive=False, elem_id="export-file")

@@ -14,6 +14,7 @@ import pandas as pd
 from engine import advisor, estimate
 from engine.data import dataset_tokens
 from engine.methods import METHODS
+from engine.preference import OBJECTIVES as PREFERENCE_OBJECTIVES
 from engine.config import choices
 from ui.notify import refuse
 
@@ -72,13 +73,13 @@ def ranking_markdown(chosen: list[str]) -> tuple[str, str]:
         ranked[0][2]["method"]
 
 
-def estimate_view(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing, rank,
-                  epochs, price, dataset):
+def estimate_view(model, method, objective, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
+                  rank, epochs, price, dataset):
     """The plan engine/estimate.py makes for these settings, as sentences and a bar chart."""
     tokens = dataset_tokens(dataset["files"], dataset["columns"], model, int(seq_len)) if dataset else None
     try:
         p = estimate.plan(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
-                          rank, epochs, price, tokens)
+                          rank, epochs, price, tokens, objective=objective or "sft")
     except estimate.EstimateError as err:
         return str(err), pd.DataFrame({"config": [], "part": [], "GiB": []})
     return "\n\n".join(p.sentences()), pd.DataFrame(p.bars())
@@ -97,6 +98,17 @@ def run_probe(model, dataset, methods, steps, progress=gr.Progress()):
               "share": f"{r['trainable_share']:.2%}" if r.get("trainable_share") else None,
               "loss change": r.get("loss_change"), "note": r.get("reason") or ""} for r in rows]
     return pd.DataFrame(table), rows
+
+
+def preference_markdown(chosen: list[str], model: str) -> str:
+    """The preference objectives for the chosen scenarios: the data each takes, its trade-off and evidence."""
+    pick = advisor.recommend_objective(chosen or [])
+    lines = [f"**Recommended: `objective: {pick}`**" if pick else
+             "Tick a preference scenario to get an objective; the trade-offs:", ""]
+    for r in advisor.preference_rows(chosen, model):
+        mark = "" if r["fits"] else " (not for your data)"
+        lines.append(f"- **{r['objective']}** takes {r['takes']}{mark}: {r['reading']} *Evidence: {r['evidence']}*")
+    return "\n".join(lines)
 
 
 def advice_markdown(changing, style, examples, traceable, prompting) -> str:
@@ -129,9 +141,15 @@ def build_method_tab(model, dataset, method_out, tabs):
         best = gr.State("lora")
         use_btn = gr.Button("Use the top method on the Train tab", elem_id="use-method", scale=0)
     matrix = gr.HTML(elem_id="matrix")
+    with gr.Accordion("Aligning with preferences: DPO, ORPO, KTO, SimPO (the studio's own rows)", open=False):
+        pref_scenarios = gr.CheckboxGroup([(text, key) for key, (text, _) in advisor.PREFERENCE_SCENARIOS.items()],
+                                          value=[], label="Preference scenarios", elem_id="preference-scenarios")
+        pref_advice = gr.Markdown(elem_id="preference-advice")
     with gr.Accordion("Memory, time and cost estimate", open=True):
         with gr.Row():
             est_method = gr.Dropdown(list(METHODS), value="lora", label="Method")
+            est_objective = gr.Dropdown(list(choices()["objective"]), value="sft", label="Objective",
+                                        elem_id="estimate-objective")
             device = gr.Dropdown([CPU, *estimate.GPUS], value="NVIDIA A10G (24 GB)", label="Device")
             gpus = gr.Number(1, label="GPUs", precision=0, minimum=1)
             zero = gr.Dropdown(list(choices()["zero_stage"]), value=0, label="ZeRO stage")
@@ -149,7 +167,10 @@ def build_method_tab(model, dataset, method_out, tabs):
                               elem_id="estimate-plot")
     with gr.Accordion("Probe: measure a few steps of each method on your model and data", open=False):
         with gr.Row():
-            probe_methods = gr.CheckboxGroup(list(METHODS), value=["lora", "dora", "ia3"], label="Methods")
+            probe_methods = gr.CheckboxGroup(list(METHODS) + [f"lora+{o}" for o in PREFERENCE_OBJECTIVES],
+                                             value=["lora", "dora", "ia3"], label="Methods", elem_id="probe-methods",
+                                             info="lora+dpo etc.: LoRA with a preference objective (the data "
+                                                  "must be pairs)")
             probe_steps = gr.Number(6, label="Steps each", precision=0, minimum=2)
         probe_btn = gr.Button("Run the probe", elem_id="probe")
         probe_table = gr.DataFrame(elem_id="probe-table")
@@ -161,9 +182,11 @@ def build_method_tab(model, dataset, method_out, tabs):
     for event in (scenarios.change, model.change, probed.change):
         event(matrix_html, [scenarios, model, probed], matrix)
     scenarios.change(ranking_markdown, scenarios, [ranking, best])
+    for event in (pref_scenarios.change, model.change):
+        event(preference_markdown, [pref_scenarios, model], pref_advice)
     use_btn.click(lambda m: (m, gr.Tabs(selected="train")), best, [method_out, tabs])
     compare_btn.click(lambda: gr.Tabs(selected="compare"), None, tabs)
-    est_inputs = [model, est_method, device, gpus, zero, offload, batch, seq, ckpt, rank, epochs, price, dataset]
+    est_inputs = [model, est_method, est_objective, device, gpus, zero, offload, batch, seq, ckpt, rank, epochs, price, dataset]
     est_btn.click(estimate_view, est_inputs, [est_text, est_plot])
     probe_btn.click(run_probe, [model, dataset, probe_methods, probe_steps], [probe_table, probed])
     return questions, advice, scenarios, ranking, best, matrix, probed

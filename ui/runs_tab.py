@@ -20,7 +20,7 @@ from ui.files import servable
 from ui.notify import refuse
 from engine.runs import Run, config_diff, curves, history, list_runs, runs_root
 
-COLUMNS = ["run", "status", "model", "method", "data", "final loss", "steps", "minutes"]
+COLUMNS = ["run", "status", "model", "method", "objective", "data", "final loss", "steps", "minutes"]
 
 
 def finished_runs():

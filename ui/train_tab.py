@@ -16,7 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from engine import demo as public_demo
-from engine.config import FORM_PRESET, PRESETS, ConfigError, RunConfig
+from engine.config import FORM_PRESET, LABELS, PRESETS, ConfigError, RunConfig
 from engine.errors import StudioError
 from engine.distributed import deepspeed_config, launch_command
 from engine.methods import precision_note, precision_warning, suggested_learning_rate
@@ -29,6 +29,7 @@ LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e457
 
 # The fields the Train form shows, besides the Data tab's choices; each widget is made from its field.
 BASIC = ("epochs", "max_steps", "learning_rate", "lora_rank", "lora_alpha", "batch_size")
+PREFERENCE = ("objective", "beta", "loss_type", "init_from", "max_prompt_length", "kto_from_pairs")
 ADVANCED = ("zero_stage", "num_processes", "offload", "precision", "force_precision", "padding_free", "packing",
             "trust_remote_code", "revision")
 
@@ -156,6 +157,10 @@ def status_text(run: Run) -> str:
         parts.append(f"{_minutes(s['eta_s'])} left")
     if isinstance(s["loss"], float):
         parts.append(f"loss {s['loss']:.3f}")
+    if s.get("rewards_accuracy") is not None:
+        parts.append(f"reward accuracy {s['rewards_accuracy']:.2f}")
+    if s.get("rewards_margin") is not None:
+        parts.append(f"reward margin {s['rewards_margin']:.3f}")
     if s.get("memory_mb"):
         parts.append(f"peak memory {s['memory_mb'] / 1024:.2f} GiB")
     text = " · ".join(parts)
@@ -173,11 +178,14 @@ def status_text(run: Run) -> str:
 def run_view(run_id: str | None, smoothing: float = 0.6):
     """The status line and the three plots of a run: (text, loss, learning rate, tokens/s)."""
     if not run_id:
-        return ("No run yet: set the form and press **Start training**.", gr.update(), gr.update(), gr.update())
+        return ("No run yet: set the form and press **Start training**.", *[gr.update()] * 7)
     run = Run(runs_root() / run_id)
     m = metrics(run, float(smoothing or 0))
+    preference = bool(m["rewards"] or m["log_odds_ratio"])
     return (status_text(run), _frame(m["loss"], series=True), _frame(m["learning_rate"]),
-            _frame(m["tokens_per_s"]))
+            _frame(m["tokens_per_s"]), gr.update(visible=preference),
+            _frame(m["rewards"], series=True), _frame(m["reward_accuracy"], series=True),
+            _frame(m["log_odds_ratio"], series=True))
 
 
 def run_status(run_id: str) -> str:
@@ -198,6 +206,10 @@ def stop_training(run_id, smoothing=0.6):
     return run_view(run_id, smoothing)
 
 
+def _finished() -> list[str]:
+    return [r.id for r in list_runs() if r.adapter or r.model_dir]
+
+
 def build_train_tab(tab, model, method, max_len, dataset, run_id):
     """The Train tab's layout and events (`tab` is the gr.Tab it is built in). `model`, `method` and
     `max_len` are made by the page (the Data tab reads them too); every other field here by ui/form.py."""
@@ -212,6 +224,17 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
         for name in BASIC[3:]:
             form[name] = widget(name)
         max_len.render()
+    with gr.Accordion("Objective: supervised, or from preferences (DPO, ORPO, KTO, SimPO)", open=False):
+        with gr.Row():
+            for name in PREFERENCE[:3]:
+                form[name] = widget(name)
+        with gr.Row():
+            # a finished run to start from: picked from the runs, or typed
+            form["init_from"] = gr.Dropdown(
+                [""] + _finished(), value="", allow_custom_value=True, label=LABELS["init_from"],
+                info=RunConfig.help()["init_from"], elem_id="init-from")
+            for name in PREFERENCE[4:]:
+                form[name] = widget(name)
     with gr.Accordion("Advanced: speed, several GPUs (ZeRO) and the model's own code", open=False):
         with gr.Row():
             for name in ADVANCED[:3]:
@@ -237,6 +260,13 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
                               elem_id="lr-plot")
         speed_plot = gr.LinePlot(x="step", y="value", title="Tokens per second", y_title="tokens/s", height=220,
                                  elem_id="speed-plot")
+    with gr.Row(visible=False) as preference_plots:
+        rewards_plot = gr.LinePlot(x="step", y="value", color="series", title="Rewards (chosen, rejected, margin)",
+                                   y_title="reward", height=240, elem_id="rewards-plot")
+        accuracy_plot = gr.LinePlot(x="step", y="value", color="series", title="Reward accuracy",
+                                    y_title="chosen over rejected", height=240, elem_id="reward-accuracy-plot")
+        odds_plot = gr.LinePlot(x="step", y="value", color="series", title="Log-odds ratio (ORPO)",
+                                y_title="log-odds ratio", height=240, elem_id="log-odds-plot")
     smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing of the train loss",
                           info="Exponential moving average, as TensorBoard draws it; 0 shows the raw loss only.")
     timer = gr.Timer(1.0)
@@ -247,12 +277,14 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     def read(got: dict):
         return got[dataset], to_values(form, got)
 
-    view = [status, plot, lr_plot, speed_plot]
+    view = [status, plot, lr_plot, speed_plot, preference_plots, rewards_plot, accuracy_plot, odds_plot]
     form["trust_remote_code"].change(_remote_code_warning, form["trust_remote_code"], None)
     for event in (tab.select, *(part.change for part in (dataset, *form.values()))):  # shown on opening the tab
         event(lambda got: config_preview(*read(got)), inputs, [preview, command, precision_info],
               show_progress="hidden")
     method.change(suggested_learning_rate, method, form["learning_rate"])
+    tab.select(lambda picked: gr.update(choices=[""] + _finished(), value=picked or ""), form["init_from"],
+               form["init_from"], show_progress="hidden")
     start_btn.click(lambda got: start_training(*read(got)), inputs, run_id).then(
         run_view, [run_id, smoothing], view)
     resume_btn.click(resume_training, run_id, run_id).then(run_view, [run_id, smoothing], view)
