@@ -1,4 +1,5 @@
-"""One training run: read runs/<id>/config.yaml, fine-tune with trl's SFTTrainer, write events.
+"""One training run: read runs/<id>/config.yaml, fine-tune with trl's SFTTrainer (or, for a preference
+objective, trl's DPO / ORPO / KTO / CPO trainer: engine/preference.py), write events.
 
     python -m engine.train runs/<id>/config.yaml
 
@@ -502,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                 refused = methods.refusal(cfg)
                 if refused:
                     raise ConfigError(refused)
+                _starting_weights(cfg, run_dir)  # an init_from run is merged once, before the ranks start
                 return _run_ranks(cfg, config_path, events, stop)
             return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
     except StopBeforeTraining:

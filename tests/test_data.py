@@ -142,7 +142,7 @@ M = [  # (file name, content, expected sentence fragment)
     ("alpaca-history.json", J([{"instruction": "i", "output": "o", "history": ["x"]}]),
      "alpaca-history.json item 1: history[0] must be a [question, answer] pair"),
     ("preference.json", J([{"conversations": [], "chosen": {}, "rejected": {}}]),
-     "preference.json item 1: this is preference data"),
+     "preference.json item 1: \"conversations\" must be a non-empty list of turns"),
     ("completion-no-prompt.jsonl", J({"completion": "x"}) + "\n", "line 1: has \"completion\" but no \"prompt\""),
     ("top-level.json", J({"a": 1}), "top-level.json item 1: no known format (found 'a')"),
     ("top-level-number.json", "42", "top-level-number.json: the top level must be a list of objects, got int"),
@@ -221,7 +221,6 @@ def test_peer_datasets_are_read(name, count, fmt):
 
 @peer
 @pytest.mark.parametrize("name, expected", [
-    ("dpo_en_demo.json", "dpo_en_demo.json item 1: this is preference data"),
     ("glaive_toolcall_en_demo.json", "is a tool turn; tool calls are not trained here"),
 ])
 def test_peer_datasets_that_cannot_be_trained_are_refused_clearly(name, expected):
