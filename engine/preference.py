@@ -119,8 +119,8 @@ def trainer_class_and_args(cfg, common: dict):
     if cfg.objective == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        return DPOTrainer, DPOConfig(**common, beta=beta, loss_type=[cfg.loss_type], max_length=cfg.max_length,
-                                     truncation_mode="keep_end")
+        # prompts are already within max_prompt_length (fit_prompt): what max_length cuts is the answers' end
+        return DPOTrainer, DPOConfig(**common, beta=beta, loss_type=[cfg.loss_type], max_length=cfg.max_length)
     if cfg.objective == "kto":
         from trl import KTOConfig, KTOTrainer
 

@@ -244,7 +244,8 @@ def _refuse_data_for_objective(config: RunConfig) -> None:
 def list_runs(root: Path | None = None) -> list[Run]:
     root = root or runs_root()
     runs = [Run(p) for p in root.iterdir() if (p / "config.yaml").exists()]
-    return sorted(runs, key=lambda r: r.id, reverse=True)
+    # newest first by when each was created (two runs made in the same second share their id's time stamp)
+    return sorted(runs, key=lambda r: ((r.dir / "config.yaml").stat().st_mtime_ns, r.id), reverse=True)
 
 
 def measured_throughput(model: str, root: Path | None = None) -> float | None:
