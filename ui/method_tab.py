@@ -186,7 +186,8 @@ def build_method_tab(model, dataset, method_out, tabs):
         event(preference_markdown, [pref_scenarios, model], pref_advice)
     use_btn.click(lambda m: (m, gr.Tabs(selected="train")), best, [method_out, tabs])
     compare_btn.click(lambda: gr.Tabs(selected="compare"), None, tabs)
-    est_inputs = [model, est_method, est_objective, device, gpus, zero, offload, batch, seq, ckpt, rank, epochs, price, dataset]
+    est_inputs = [model, est_method, est_objective, device, gpus, zero, offload, batch, seq, ckpt, rank, epochs,
+                  price, dataset]
     est_btn.click(estimate_view, est_inputs, [est_text, est_plot])
     probe_btn.click(run_probe, [model, dataset, probe_methods, probe_steps], [probe_table, probed])
     return questions, advice, scenarios, ranking, best, matrix, probed

@@ -22,6 +22,7 @@ from engine.distributed import deepspeed_config, launch_command
 from engine.methods import precision_note, precision_warning, suggested_learning_rate
 from engine.runs import ACTIVE, Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
 from ui.form import to_values, widget
+from ui.runs_tab import finished_runs
 from ui.notify import fail, refuse
 
 LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e4572e"}
@@ -176,7 +177,8 @@ def status_text(run: Run) -> str:
 
 
 def run_view(run_id: str | None, smoothing: float = 0.6):
-    """The status line and the three plots of a run: (text, loss, learning rate, tokens/s)."""
+    """The status line and the plots of a run: (text, loss, learning rate, tokens/s, whether the preference
+    plots show, rewards, reward accuracy, log-odds ratio)."""
     if not run_id:
         return ("No run yet: set the form and press **Start training**.", *[gr.update()] * 7)
     run = Run(runs_root() / run_id)
@@ -206,10 +208,6 @@ def stop_training(run_id, smoothing=0.6):
     return run_view(run_id, smoothing)
 
 
-def _finished() -> list[str]:
-    return [r.id for r in list_runs() if r.adapter or r.model_dir]
-
-
 def build_train_tab(tab, model, method, max_len, dataset, run_id):
     """The Train tab's layout and events (`tab` is the gr.Tab it is built in). `model`, `method` and
     `max_len` are made by the page (the Data tab reads them too); every other field here by ui/form.py."""
@@ -231,7 +229,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
         with gr.Row():
             # a finished run to start from: picked from the runs, or typed
             form["init_from"] = gr.Dropdown(
-                [""] + _finished(), value="", allow_custom_value=True, label=LABELS["init_from"],
+                [""] + finished_runs(), value="", allow_custom_value=True, label=LABELS["init_from"],
                 info=RunConfig.help()["init_from"], elem_id="init-from")
             for name in PREFERENCE[4:]:
                 form[name] = widget(name)
@@ -283,7 +281,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
         event(lambda got: config_preview(*read(got)), inputs, [preview, command, precision_info],
               show_progress="hidden")
     method.change(suggested_learning_rate, method, form["learning_rate"])
-    tab.select(lambda picked: gr.update(choices=[""] + _finished(), value=picked or ""), form["init_from"],
+    tab.select(lambda picked: gr.update(choices=[""] + finished_runs(), value=picked or ""), form["init_from"],
                form["init_from"], show_progress="hidden")
     start_btn.click(lambda got: start_training(*read(got)), inputs, run_id).then(
         run_view, [run_id, smoothing], view)
