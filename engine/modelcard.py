@@ -66,6 +66,11 @@ def _results(run) -> list[str]:
             def f(key, digits=3):
                 return f"{s[key]:.{digits}f}" if s.get(key) is not None else "-"
             lines.append(f"| {column} | {f('f1')} | {f('em', 2)} | {f('rouge_l')} | {f('semantic')} | {f('seconds', 2)} |")
+        pref = result.get("preference")
+        if pref:
+            before = f"{pref['before']:.0%} before (adapter off), " if pref.get("before") is not None else ""
+            lines += ["", f"Preference accuracy on {pref['pairs']} held-out pairs ({pref.get('file', '')}): {before}"
+                          f"{pref['after']:.0%} after."]
     return lines
 
 

@@ -154,3 +154,24 @@ def test_push_without_a_token_says_where_to_put_one(lora_run, monkeypatch):
         export.push_to_hub(lora_run, "me/tilly")
     with pytest.raises(export.ExportError, match="not a repository id"):
         export.push_to_hub(lora_run, "tilly", token="x")
+
+
+def test_model_card_carries_the_evaluation_table_when_one_was_run(lora_run):
+    import json
+
+    from engine.modelcard import card
+
+    result = {"questions": 20, "summary": {"base": {"f1": 0.1, "em": 0.0, "rouge_l": 0.2, "semantic": 0.3,
+                                                    "seconds": 1.5},
+                                           "fine-tuned": {"f1": 0.6, "em": 0.4, "rouge_l": 0.7, "semantic": 0.8,
+                                                          "seconds": 1.6}},
+              "preference": {"pairs": 12, "before": 0.5, "after": 0.75, "file": "preference-eval.jsonl"}}
+    (lora_run.dir / "eval.json").write_text(json.dumps(result))
+    try:
+        text = card(lora_run)
+    finally:
+        (lora_run.dir / "eval.json").unlink()
+    assert "Evaluation on 20 questions" in text and "| fine-tuned | 0.600 | 0.40 | 0.700 | 0.800 | 1.60 |" in text
+    assert "Preference accuracy on 12 held-out pairs (preference-eval.jsonl): 50% before (adapter off), 75% after." \
+        in text
+    assert "## Data" in text and "## Hyper-parameters" in text and "Final training loss" in text

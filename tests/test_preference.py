@@ -277,3 +277,13 @@ def test_default_model_trains_orpo_and_dpo_with_reward_metrics(runs_dir, objecti
     assert len(logged) == 4 and all(e.get("rewards_margin") is not None for e in logged)
     assert all(e.get("rewards_accuracy") is not None for e in logged)
     assert (objective == "orpo") == all(e.get("log_odds_ratio") is not None for e in logged)
+
+
+def test_probe_runs_a_preference_objective_and_refuses_sft_data_for_it(tiny_model, runs_dir):
+    from engine.probe import probe
+
+    rows = probe(tiny_model, str(PAIRS), ["lora+dpo"], steps=2, max_length=96)
+    assert rows[0]["method"] == "lora+dpo" and rows[0]["status"] == "finished", rows
+    assert rows[0]["tokens_per_s"] and rows[0]["peak_memory_gb"]
+    refused = probe(tiny_model, str(SAMPLE / "train.jsonl"), ["lora+orpo"], steps=2, max_length=96)
+    assert refused[0]["status"] == "refused" and "needs preference pairs" in refused[0]["reason"]
