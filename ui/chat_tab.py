@@ -95,7 +95,7 @@ def build_chat_tab(model):
                 "the same weights; pick a collection to answer from its documents. Good answers can be saved "
                 "as training examples, so the dataset grows from use.")
     with gr.Row():
-        who = gr.Dropdown(choices(), value=BASE, label="Model", elem_id="chat-model", scale=2)
+        who = gr.Dropdown(choices(), value=BASE, label="Chat with", elem_id="chat-model", scale=2)
         adapter_on = gr.Checkbox(True, label="Adapter on", elem_id="chat-adapter")
         collection = gr.Dropdown([NO_RETRIEVAL] + collections(), value=NO_RETRIEVAL, label="Retrieval from",
                                  elem_id="chat-collection")
