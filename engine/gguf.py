@@ -10,8 +10,10 @@ does), converts with the converter in a child process, then checks the file: tra
 GGUF back (`gguf_file=`) and, on three prompts, reads the merged model's own 20-token greedy answer;
 at every one of those positions the GGUF must pick the same next token, unless the merged model itself
 was within TOLERANCE[quant] logits of a tie there (a rounding of the weights may then flip it). Same
-choices at every position means greedy decoding of the GGUF gives the same 20 tokens. A failed check
-fails the export with a sentence and keeps no file.
+choices at every position means greedy decoding of the GGUF gives the same 20 tokens. Where
+llama-cpp-python is installed (it compiles llama.cpp, so the studio does not require it), llama.cpp
+itself reads the same text from the file too, under the same rule, and its tokenizer must read the
+prompts as the model's does. A failed check fails the export with a sentence and keeps no file.
 
 Beside the file goes an Ollama `Modelfile`: FROM, the chat template as a Go TEMPLATE (worked out from the
 model's Jinja template and checked against it on a conversation it was not worked out from), the
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,17 +178,105 @@ class Check:
     max_logit_diff: float = 0.0
     tokenizer_same: bool = True
     failures: list[str] = field(default_factory=list)
+    runtime: str = "transformers"  # what read the GGUF back
+    llama_cpp: Check | None = None  # llama.cpp's own reading, where llama-cpp-python is installed
+    crashed: str = ""  # llama.cpp's build stopped on the file: said, not failed (transformers read it)
 
     @property
     def passed(self) -> bool:
-        return not self.failures and self.tokenizer_same
+        return not self.failures and self.tokenizer_same and (self.llama_cpp is None or self.llama_cpp.passed)
 
-    def describe(self) -> str:
+    def _counts(self) -> str:
         text = (f"{self.same}/{self.positions} greedy positions chose the same token as the merged model"
                 f" (largest logit change {self.max_logit_diff:.3f}")
         if self.near_ties:
             text += f"; {self.near_ties} within {TOLERANCE[self.quant]} of a tie"
-        return text + ")"
+        text += ")"
+        if self.runtime == "transformers" and self.llama_cpp is not None:
+            text += "; " + ("" if self.llama_cpp.crashed else "in llama.cpp itself ") + self.llama_cpp.describe()
+        return text
+
+    def describe(self) -> str:
+        return self.crashed or self._counts()
+
+    def record(self) -> dict:
+        own = {"positions": self.positions, "same": self.same, "near_ties": self.near_ties,
+               "max_logit_diff": self.max_logit_diff}
+        if self.crashed:
+            own = {"crashed": self.crashed}
+        if self.runtime == "transformers":
+            own["llama_cpp"] = self.llama_cpp.record() if self.llama_cpp else "llama-cpp-python not installed"
+        return own
+
+    def score(self, prompt: str, tok, answer, want, got) -> None:
+        """Count one prompt: `want` and `got` are the logits that chose each answer token, merged and GGUF."""
+        width = min(want.shape[-1], got.shape[-1])  # a GGUF vocabulary holds the tokenizer's tokens only
+        want, got = want[:, :width], got[:, :width]
+        self.max_logit_diff = max(self.max_logit_diff, float((want - got).abs().max()))
+        where = "llama.cpp" if self.runtime == "llama.cpp" else "the GGUF"
+        for pos in range(len(answer)):
+            self.positions += 1
+            choice = int(got[pos].argmax())
+            if choice == int(answer[pos]):
+                self.same += 1
+            elif float(want[pos].max() - want[pos, choice]) <= TOLERANCE[self.quant]:
+                self.near_ties += 1
+            else:
+                self.failures.append(f"at answer token {pos + 1} of {prompt!r} {where} picks {tok.decode([choice])!r}"
+                                     f" where the merged model clearly picks {tok.decode([int(answer[pos])])!r}")
+
+
+def llama_cpp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def llama_cpp_model(gguf_file: Path, n_ctx: int = 512):
+    """llama.cpp itself on the file, every position's logits kept (needs llama-cpp-python)."""
+    from llama_cpp import Llama
+
+    return Llama(model_path=str(gguf_file), n_ctx=n_ctx, logits_all=True, verbose=False,
+                 n_threads=max(1, os.cpu_count() or 1))
+
+
+def _llama_cpp_child(gguf_file: str, out: str) -> int:
+    """In the child: read {"texts", "sequences"} on stdin; write llama.cpp's tokens of each text and its
+    logits over each sequence to `out` (.npz)."""
+    import numpy as np
+
+    job = json.load(sys.stdin)
+    llm = llama_cpp_model(Path(gguf_file), n_ctx=max(512, max(len(q) for q in job["sequences"]) + 8))
+    arrays = {}
+    for i, (text, seq) in enumerate(zip(job["texts"], job["sequences"])):
+        arrays[f"tokens{i}"] = np.array(llm.tokenize(text.encode(), add_bos=False, special=True))
+        llm.reset()
+        llm.eval(seq)
+        arrays[f"logits{i}"] = llm.scores[:len(seq)].copy()
+    np.savez(out, **arrays)
+    return 0
+
+
+def read_with_llama_cpp(gguf_file: Path, texts: list[str], sequences: list[list[int]]):
+    """llama.cpp's own reading of the file: (tokens of each text, logits over each sequence), or a sentence
+    when llama.cpp crashed. It runs in a child process: llama.cpp is native code, and a crash of its build
+    on this CPU must not take the studio down with it."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "read.npz"
+        done = subprocess.run([sys.executable, "-m", "engine.gguf", "--read-with-llama-cpp", str(gguf_file), str(out)],
+                              input=json.dumps({"texts": texts, "sequences": sequences}), text=True,
+                              capture_output=True, cwd=Path(__file__).resolve().parent.parent)
+        if done.returncode < 0:  # killed by a signal: llama.cpp's build crashed on this CPU
+            return (f"llama.cpp itself (llama-cpp-python's build here) crashed reading the file (signal "
+                    f"{-done.returncode}): on a CPU with AMX that is llama.cpp's AMX kernels (llama.cpp issue "
+                    f"#20824; a build with CMAKE_ARGS=-DGGML_NATIVE=OFF leaves them out); transformers read "
+                    f"the file correctly, so it is kept")
+        if done.returncode != 0:
+            raise GGUFError(f"llama.cpp could not read the file: {done.stderr.strip().splitlines()[-1:]}")
+        got = np.load(out)
+        return ([list(got[f"tokens{i}"]) for i in range(len(texts))], [got[f"logits{i}"] for i in range(len(texts))])
 
 
 def check_roundtrip(model_dir: Path, gguf_file: Path, quant: str, prompts=CHECK_PROMPTS,
@@ -198,6 +289,7 @@ def check_roundtrip(model_dir: Path, gguf_file: Path, quant: str, prompts=CHECK_
     got = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32).eval()
     gtok = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     result = Check(quant)
+    asked = []  # (prompt, prompt ids, answer ids, merged logits, sequence) for llama.cpp's reading
     for prompt in prompts:
         messages = [{"role": "user", "content": prompt}]
         ids = list(tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
@@ -212,17 +304,22 @@ def check_roundtrip(model_dir: Path, gguf_file: Path, quant: str, prompts=CHECK_
             # the logits that choose each answer token, from both models on the same text
             a = ref(seq).logits[0, len(ids) - 1:-1]
             b = got(seq).logits[0, len(ids) - 1:-1]
-        result.max_logit_diff = max(result.max_logit_diff, float((a - b).abs().max()))
-        for pos in range(len(answer)):
-            result.positions += 1
-            choice = int(b[pos].argmax())
-            if choice == int(answer[pos]):
-                result.same += 1
-            elif float(a[pos].max() - a[pos, choice]) <= TOLERANCE[quant]:
-                result.near_ties += 1
-            else:
-                result.failures.append(f"at answer token {pos + 1} of {prompt!r} the GGUF picks {tok.decode([choice])!r}"
-                                       f" where the merged model clearly picks {tok.decode([int(answer[pos])])!r}")
+        result.score(prompt, tok, answer, a, b)
+        asked.append((prompt, ids, answer, a, seq[0].tolist()))
+    if llama_cpp_installed():
+        result.llama_cpp = ran = Check(quant, runtime="llama.cpp")
+        texts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+                 for q, *_ in asked]
+        read = read_with_llama_cpp(gguf_file, texts, [q[-1] for q in asked])
+        if isinstance(read, str):
+            ran.crashed = read
+        else:
+            for (prompt, ids, answer, a, seq), lc_ids, logits in zip(asked, *read):
+                if [int(t) for t in lc_ids] != ids:
+                    ran.tokenizer_same = False
+                    ran.failures.append(f"llama.cpp's tokenizer reads {prompt!r} differently")
+                ran.score(prompt, tok, answer, a, torch.from_numpy(logits[len(ids) - 1:len(seq) - 1]))
+            result.failures += ran.failures
     return result
 
 
@@ -378,7 +475,7 @@ def export_gguf(run, quant: str = "f16", progress: Progress = _noop) -> tuple[Pa
     name = f"{run.id}-{quant}.gguf"
     progress(0.35, f"converting with llama.cpp's converter ({quant})")
     convert(merged, tmp / name, quant)
-    progress(0.6, "checking the GGUF: transformers loads it back and decodes three prompts")
+    progress(0.6, "checking the GGUF: transformers (and llama.cpp, where installed) reads three answers")
     result = check_roundtrip(merged, tmp / name, quant)
     if not result.passed:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -392,9 +489,7 @@ def export_gguf(run, quant: str = "f16", progress: Progress = _noop) -> tuple[Pa
     text, note = modelfile(name, tokenizer, gen, shared_system_prompt(run))
     (tmp / "Modelfile").write_text(text)
     (tmp / "check.json").write_text(json.dumps({"quant": quant, "passed": True, "summary": result.describe(),
-                                                "positions": result.positions, "same": result.same,
-                                                "near_ties": result.near_ties,
-                                                "max_logit_diff": result.max_logit_diff, "modelfile": note,
+                                                **result.record(), "modelfile": note,
                                                 "converter": f"{CONVERTER_PACKAGE}=={CONVERTER_VERSION}"}, indent=2))
     from engine.modelcard import write_card
 
@@ -416,7 +511,10 @@ def main(argv=None) -> int:
     p.add_argument("model_dir", nargs="?")
     p.add_argument("out", nargs="?")
     p.add_argument("--quant", default="f16", choices=QUANTS)
+    p.add_argument("--read-with-llama-cpp", action="store_true", help=argparse.SUPPRESS)  # check_roundtrip's child
     a = p.parse_args(argv)
+    if a.read_with_llama_cpp:
+        return _llama_cpp_child(a.model_dir, a.out)
     try:
         if a.fetch:
             print(f"gguf: converter {CONVERTER_PACKAGE} {CONVERTER_VERSION} in {fetch_converter()}")

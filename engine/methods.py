@@ -31,10 +31,17 @@ QUANTIZED = ("qlora", "lora-8bit")
 FULL_WEIGHTS = ("full", "freeze")  # the model's own weights train (and so keep fp32 master copies)
 # Starting learning rates for a ~100M-1B model and a small dataset; few-parameter methods need more.
 SUGGESTED_LR = {"full": 5e-5, "freeze": 1e-4, "ia3": 5e-2, "prompt-tuning": 3e-2, "vera": 1e-2}
+# Preference objectives start from a fifth of the supervised rate: their losses push the policy away from
+# the reference on every step, and an SFT rate overshoots (trl's own DPO default is 1e-6 for full weights).
+# For LoRA that is 2e-4, the rate the README's preference table was measured at
+# (`python -m studio.preference_bench`: DPO, KTO and SimPO 92% -> 100% on the held-back pairs).
+PREFERENCE_LR_DIVISOR = 5
 
 
-def suggested_learning_rate(method: str) -> float:
-    return SUGGESTED_LR.get(method, 1e-3)
+def suggested_learning_rate(method: str, objective: str = "sft") -> float:
+    """A starting learning rate for `method` trained with `objective` (the Train form fills it in)."""
+    rate = SUGGESTED_LR.get(method, 1e-3)
+    return rate if objective in ("sft", "", None) else rate / PREFERENCE_LR_DIVISOR
 
 
 def _targets(cfg):

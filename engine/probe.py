@@ -80,7 +80,7 @@ def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CAN
             progress(i / len(methods), f"probing {entry} ({i + 1}/{len(methods)})")
         try:
             cfg = RunConfig(model=model, data=data, method=method, max_steps=steps, batch_size=batch_size,
-                            max_length=max_length, learning_rate=suggested_learning_rate(method),
+                            max_length=max_length, learning_rate=suggested_learning_rate(method, objective or "sft"),
                             save_steps=10**6, warmup_ratio=0.0, report_to="none", objective=objective or "sft",
                             max_prompt_length=min(128, max_length // 2), kto_from_pairs=objective == "kto",
                             **fields)

@@ -14,6 +14,7 @@ import argparse
 
 from engine.config import ASSETS, SAMPLE_TRAIN, RunConfig
 from engine.data import load_examples
+from engine.methods import suggested_learning_rate
 from engine.models import DEFAULT_MODEL
 from engine.preference import preference_accuracy
 from engine.runs import create_run, launch
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m studio.preference_bench")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=suggested_learning_rate("lora", "dpo"))
     p.add_argument("--objectives", default="dpo,orpo,kto,simpo")
     p.add_argument("--sft-then-dpo", action="store_true")
     a = p.parse_args(argv)
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     rows = []
     sft = None
     if a.sft_then_dpo:
-        sft = _train(RunConfig(**{**common, "learning_rate": 1e-3}, data=[str(SAMPLE_TRAIN)]))
+        sft = _train(RunConfig(**{**common, "learning_rate": suggested_learning_rate("lora")}, data=[str(SAMPLE_TRAIN)]))
         plans.append(("sft, then dpo", dict(data=[str(PAIRS)], objective="dpo", init_from=sft.id)))
     for name, extra in plans:
         run = _train(RunConfig(**common, **extra))

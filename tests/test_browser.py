@@ -558,6 +558,8 @@ def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser):
     page.get_by_text("Objective: supervised, or from preferences").click()
     page.locator("#objective input").click()
     page.get_by_role("option", name="dpo", exact=True).click()
+    # a preference objective starts from a fifth of the supervised rate (engine/methods.py)
+    expect(page.locator("#learning-rate input")).to_have_value("0.0002", timeout=10000)
     page.locator("#max-steps input").fill("30")
     page.locator("#max-prompt-length input").fill("64")
     page.locator("#start").click()

@@ -116,6 +116,44 @@ def test_lora_run_exports_gguf_that_loads_back_and_decodes_like_the_merged_model
     assert "Examples: 68" in card
 
 
+def test_llama_cpp_itself_reads_the_gguf_as_the_merged_model_does(lora_run, smol_tiny, tmp_path):
+    """Where llama-cpp-python is installed (CI does not compile it), the export's check also runs the file in
+    llama.cpp: same greedy choices, same prompt tokens, and its chat template (from the GGUF) renders the
+    prompt as the model's own does. A file of other weights fails there too, naming the token."""
+    pytest.importorskip("llama_cpp")
+    from transformers import AutoTokenizer
+    from tiny_model import build_tiny_model
+
+    path, check = gguf.export_gguf(lora_run, "f16")
+    ran = check.llama_cpp
+    assert ran is not None and ran.passed and ran.tokenizer_same, ran and ran.failures
+    assert ran.positions == 3 * gguf.CHECK_TOKENS and ran.same >= ran.positions - 2 and ran.max_logit_diff < 0.1
+    recorded = json.loads((path.parent / "check.json").read_text())["llama_cpp"]
+    assert recorded["positions"] == ran.positions and "in llama.cpp itself" in check.describe()
+
+    messages = [{"role": "user", "content": "How heavy is the Tilly T2?"}]
+    ids = AutoTokenizer.from_pretrained(lora_run.adapter).apply_chat_template(
+        messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+    out = gguf.llama_cpp_model(path).create_chat_completion(messages, temperature=0, max_tokens=8)
+    assert out["usage"]["prompt_tokens"] == len(ids) and out["usage"]["completion_tokens"] > 0
+
+    other = build_tiny_model(tmp_path / "other", tokenizer_from=smol_tiny, seed=7)
+    bad = gguf.check_roundtrip(export.merge(lora_run), gguf.convert(other, tmp_path / "other.gguf", "f16"), "f16")
+    assert not bad.llama_cpp.passed and "llama.cpp picks" in bad.llama_cpp.failures[0]
+
+
+def test_a_crash_of_llama_cpps_build_is_said_and_the_checked_file_kept(lora_run, monkeypatch):
+    """llama.cpp runs in a child process: where its build crashes on this CPU (its AMX kernels, llama.cpp
+    #20824, as here with q8_0), the export says so and keeps the file transformers read correctly."""
+    crash = "llama.cpp itself (llama-cpp-python's build here) crashed reading the file (signal 11)"
+    monkeypatch.setattr(gguf, "llama_cpp_installed", lambda: True)
+    monkeypatch.setattr(gguf, "read_with_llama_cpp", lambda *a: crash)
+    path, check = gguf.export_gguf(lora_run, "f16")
+    assert check.passed and path.exists() and check.llama_cpp.crashed == crash
+    assert check.describe().endswith(crash) and "greedy positions chose the same token" in check.describe()
+    assert json.loads((path.parent / "check.json").read_text())["llama_cpp"] == {"crashed": crash}
+
+
 def test_modelfile_template_renders_like_the_models_chat_template(lora_run):
     from transformers import AutoTokenizer
 

@@ -3,8 +3,9 @@
     .venv/bin/python tests/ui_walkthrough.py [OUT_DIR]     (default: assets/screenshots)
 
 Starts `studio` on a fresh runs folder, loads the bundled sample, trains LoRA with the
-form's defaults, asks a held-back question in Compare, shows the run on the Runs tab and the
-Train tab in Arabic, and prints how long training took through the page. Minutes on a CPU:
+form's defaults, asks a held-back question in Compare, chats with the run (retrieval on), trains
+DPO from it on the bundled pairs and scores the held-back pairs, shows the run on the Runs tab and
+the Train tab in Arabic, and prints how long training took through the page. Minutes on a CPU:
 run it alone, with nothing else using the cores.
 """
 
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+PAIRS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "preference.jsonl"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -61,6 +63,39 @@ def main(out: Path, browser=None) -> float:
             page.screenshot(path=str(out / "compare.png"), full_page=True)
             for i in range(4):
                 print(page.locator(f"#answer-{i}").inner_text().split("\n\n")[:2])
+            run_id = page.locator("#run-pick input").input_value()
+            page.get_by_role("tab", name="5 · Chat").click()
+            page.locator("#chat-refresh").click()
+            page.locator("#chat-model input").click()
+            page.get_by_role("option", name=run_id).click()
+            page.locator("#chat-collection input").click()
+            page.get_by_role("option", name="zorvane-sample").click()
+            page.locator("#chat-input textarea").fill("How heavy is the Tilly T2?")
+            page.locator("#chat-send").click()
+            expect(page.locator("#chat-status")).to_contain_text("tokens in", timeout=300000)
+            page.screenshot(path=str(out / "chat.png"), full_page=True)
+            print("chat:", page.locator("#chat-status").inner_text())
+            # Preference tuning: the bundled pairs, DPO on the finished run's adapter, reward plots
+            page.get_by_role("tab", name="1 · Data").click()
+            page.locator("#data-upload input[type=file]").set_input_files(str(PAIRS))
+            expect(page.locator("#data-status")).to_contain_text("56 pairs", timeout=30000)
+            page.get_by_role("tab", name="3 · Train").click()
+            page.get_by_text("Objective: supervised, or from preferences").click()
+            page.locator("#objective input").click()
+            page.get_by_role("option", name="dpo", exact=True).click()
+            page.locator("#init-from input").click()
+            page.get_by_role("option", name=run_id).click()
+            page.locator("#max-steps input").fill("20")
+            page.locator("#start").click()
+            expect(status).to_contain_text("finished · step 20/20", timeout=900000)
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "train-dpo.png"), full_page=True)
+            print("dpo:", status.inner_text().splitlines()[0])
+            page.get_by_role("tab", name="4 · Compare").click()
+            page.get_by_text("Preference accuracy on held-out pairs").click()
+            page.locator("#score-pairs").click()
+            expect(page.locator("#preference-note")).to_contain_text("Preference accuracy on", timeout=300000)
+            print("preference:", page.locator("#preference-note").inner_text())
             page.get_by_role("tab", name="6 · Runs and export").click()
             page.locator("#runs-picked input").click()
             page.get_by_role("option").first.click()

@@ -280,7 +280,9 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     for event in (tab.select, *(part.change for part in (dataset, *form.values()))):  # shown on opening the tab
         event(lambda got: config_preview(*read(got)), inputs, [preview, command, precision_info],
               show_progress="hidden")
-    method.change(suggested_learning_rate, method, form["learning_rate"])
+    for part in (method, form["objective"]):  # a new method or objective starts from its own rate
+        part.change(suggested_learning_rate, [method, form["objective"]], form["learning_rate"],
+                    show_progress="hidden")
     tab.select(lambda picked: gr.update(choices=[""] + finished_runs(), value=picked or ""), form["init_from"],
                form["init_from"], show_progress="hidden")
     start_btn.click(lambda got: start_training(*read(got)), inputs, run_id).then(
