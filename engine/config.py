@@ -58,7 +58,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "save_steps": (1, 10**7, "must be from 1 to 10,000,000"),
     "beta": (0, 100, "must be from 0 (the objective's usual value) to 100"),
     "simpo_gamma": (0, 10, "must be from 0 to 10"),
-    "max_prompt_length": (8, 1 << 20, "tokens must be from 8 to 1,048,576"),
+    "max_prompt_length": (0, 1 << 20, "tokens must be from 0 (half of max_length) to 1,048,576"),
 }
 # Named starting points. "quick-start" is what the Train form opens with: a short LoRA run with a high
 # learning rate, so a person sees the loss fall within minutes on a 2-core CPU; fields it leaves out
@@ -103,8 +103,8 @@ class RunConfig:
     loss_type: Literal["sigmoid", "ipo"] = _f("sigmoid", "DPO loss: sigmoid (the DPO paper) or ipo "
                                                          "(bounded, less prone to overfitting).")
     simpo_gamma: float = _f(0.5, "SimPO: the target reward margin, as a share of beta.")
-    max_prompt_length: int = _f(256, "Preference objectives: prompt tokens kept (the start of a longer prompt is "
-                                     "cut); the answers get the rest of max_length.")
+    max_prompt_length: int = _f(0, "Preference objectives: prompt tokens kept (the start of a longer prompt is "
+                                   "cut); the answers get the rest of max_length. 0: half of max_length.")
     init_from: str = _f("", "Start from a finished run's adapter (its run id): it is merged into the base, which is "
                             "then the reference, and a new adapter trains on top (SFT, then DPO).")
     kto_from_pairs: bool = _f(False, "KTO on preference pairs: use each chosen answer as a good and each rejected "
@@ -194,8 +194,8 @@ class RunConfig:
         if self.offload == "all" and self.zero_stage != 3:
             raise ConfigError("offload: all (weights too) needs zero_stage 3; use offload: optimizer with stage "
                               f"{self.zero_stage}.")
-        if self.objective != "sft" and self.max_prompt_length >= self.max_length:
-            raise ConfigError(f"max_prompt_length: {self.max_prompt_length} leaves no room for the answers within "
+        if self.objective != "sft" and self.prompt_limit >= self.max_length:
+            raise ConfigError(f"max_prompt_length: {self.prompt_limit} leaves no room for the answers within "
                               f"max_length {self.max_length}; make it smaller.")
         if self.init_from and not re.fullmatch(r"[A-Za-z0-9._-]+", self.init_from.strip()):
             raise ConfigError(f"init_from: {self.init_from!r} is not a run id.")
@@ -216,6 +216,11 @@ class RunConfig:
 
     def data_files(self) -> list[str]:
         return list(self.data)
+
+    @property
+    def prompt_limit(self) -> int:
+        """The prompt tokens a preference objective keeps: max_prompt_length, or half of max_length at 0."""
+        return self.max_prompt_length or self.max_length // 2
 
     @classmethod
     def preset(cls, name: str = FORM_PRESET, **values: Any) -> "RunConfig":

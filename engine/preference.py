@@ -119,13 +119,13 @@ def trainer_class_and_args(cfg, common: dict):
     if cfg.objective == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        # prompts are already within max_prompt_length (fit_prompt): what max_length cuts is the answers' end
+        # prompts are already within prompt_limit (fit_prompt): what max_length cuts is the answers' end
         return DPOTrainer, DPOConfig(**common, beta=beta, loss_type=[cfg.loss_type], max_length=cfg.max_length)
     if cfg.objective == "kto":
         from trl import KTOConfig, KTOTrainer
 
         return KTOTrainer, KTOConfig(**common, beta=beta, max_length=cfg.max_length)
-    completion = cfg.max_length - cfg.max_prompt_length
+    completion = cfg.max_length - cfg.prompt_limit
     if cfg.objective == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 

@@ -322,7 +322,7 @@ def datasets_for(cfg: RunConfig, tokenizer):
     if refused:
         raise DataError(refused)
     if cfg.objective != "sft":  # trl tokenizes preference data itself, with the chat template
-        return tuple(Dataset.from_list(rows(exs, cfg.objective, tokenizer, cfg.max_prompt_length)) if exs else None
+        return tuple(Dataset.from_list(rows(exs, cfg.objective, tokenizer, cfg.prompt_limit)) if exs else None
                      for exs in (train_ex, val_ex))
 
     def cut(row: dict) -> dict:

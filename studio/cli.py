@@ -295,7 +295,7 @@ def cmd_data(argv: list[str]) -> int:
     p.add_argument("--model", help="count tokens with this model's tokenizer")
     p.add_argument("--max-length", type=int, default=RunConfig.max_length)
     p.add_argument("--max-prompt-length", type=int, default=RunConfig.max_prompt_length,
-                   help="preference pairs: the prompt tokens kept")
+                   help="preference pairs: the prompt tokens kept (0: half of max length)")
     p.add_argument("--map", help="column mapping for tables of no known format (pairs: prompt=,chosen=,rejected=)")
     p.add_argument("-o", "--output", help="export: the chat JSONL to write")
     p.add_argument("--rows", type=int, default=100_000, help="bench: rows in the generated file")
@@ -317,8 +317,9 @@ def cmd_data(argv: list[str]) -> int:
             from engine.models import load_tokenizer
             from engine.preference import pair_stats
 
-            stats = pair_stats(report.examples, load_tokenizer(a.model), a.max_length, a.max_prompt_length)
-            print("\n".join(f"tokens: {line}" for line in stats.lines(a.max_length, a.max_prompt_length)))
+            limit = a.max_prompt_length or a.max_length // 2
+            stats = pair_stats(report.examples, load_tokenizer(a.model), a.max_length, limit)
+            print("\n".join(f"tokens: {line}" for line in stats.lines(a.max_length, limit)))
     elif a.model and report.examples:
         from engine.models import load_tokenizer
 

@@ -250,6 +250,21 @@ def test_estimate_counts_the_reference_pass_and_the_doubled_sequences():
     assert flops_per_token(100, "lora", "dpo") == 3 * flops_per_token(100, "lora")
 
 
+def test_the_forms_defaults_make_a_valid_run_for_every_objective():
+    """The Train form's preset with only an objective chosen starts (prompts get half of max_length); a
+    prompt limit that leaves the answers nothing is refused naming the field."""
+    from engine.config import FORM_PRESET
+    from engine.demo import limit
+
+    for objective in ("dpo", "orpo", "kto", "simpo"):
+        cfg = RunConfig.preset(FORM_PRESET, objective=objective, data=[str(PAIRS)])
+        assert cfg.prompt_limit == cfg.max_length // 2 > 0
+        assert limit(cfg).prompt_limit < limit(cfg).max_length  # the public demo's caps keep it valid
+    assert RunConfig(data=[str(PAIRS)], objective="dpo", max_length=2048, max_prompt_length=300).prompt_limit == 300
+    with pytest.raises(ConfigError, match="max_prompt_length: 256 leaves no room for the answers within max_length 256"):
+        RunConfig(data=[str(PAIRS)], objective="dpo", max_length=256, max_prompt_length=256)
+
+
 def test_long_prompts_are_cut_to_max_prompt_length_from_their_start(tiny_model):
     from engine.models import load_tokenizer
     from engine.preference import fit_prompt

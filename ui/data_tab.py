@@ -136,7 +136,7 @@ def token_view(dataset, model, max_length):
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
     if report.examples and report.examples[0].kind != "sft":  # preference data: prompt and both answers
-        prompt_limit = RunConfig.preset().max_prompt_length
+        prompt_limit = RunConfig.preset().max_prompt_length or int(max_length) // 2
         stats = pair_stats(report.examples[:STATS_SAMPLE], tokenizer, int(max_length), prompt_limit)
         hist = pd.DataFrame(stats.histogram(), columns=["tokens", "examples"])
         return "\n".join(f"- {line}" for line in stats.lines(int(max_length), prompt_limit)), hist
