@@ -569,6 +569,7 @@ def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser):
     assert run_id.endswith("-lora-dpo")
     expect(page.locator("#rewards-plot")).to_be_visible(timeout=20000)
     expect(page.locator("#reward-accuracy-plot")).to_be_visible()
+    expect(page.locator("#log-odds-plot")).to_be_hidden()  # ORPO's alone
     events = [json.loads(line) for line in (APP["home"] / "runs" / run_id / "events.jsonl").read_text().splitlines()]
     assert any(e.get("rewards_accuracy") is not None for e in events if e["event"] == "logged")
 

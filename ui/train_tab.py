@@ -186,8 +186,13 @@ def run_view(run_id: str | None, smoothing: float = 0.6):
     preference = bool(m["rewards"] or m["log_odds_ratio"])
     return (status_text(run), _frame(m["loss"], series=True), _frame(m["learning_rate"]),
             _frame(m["tokens_per_s"]), gr.update(visible=preference),
-            _frame(m["rewards"], series=True), _frame(m["reward_accuracy"], series=True),
-            _frame(m["log_odds_ratio"], series=True))
+            *(_shown(m[name]) for name in ("rewards", "reward_accuracy", "log_odds_ratio")))
+
+
+def _shown(rows: list[dict]):
+    """A preference plot with its series, or hidden where the objective logs none (KTO has no accuracy,
+    only ORPO a log-odds ratio)."""
+    return gr.update(value=_frame(rows, series=True), visible=True) if rows else gr.update(visible=False)
 
 
 def run_status(run_id: str) -> str:
