@@ -274,7 +274,8 @@ def read_with_llama_cpp(gguf_file: Path, texts: list[str], sequences: list[list[
                     f"#20824; a build with CMAKE_ARGS=-DGGML_NATIVE=OFF leaves them out); transformers read "
                     f"the file correctly, so it is kept")
         if done.returncode != 0:
-            raise GGUFError(f"llama.cpp could not read the file: {done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise GGUFError(f"llama.cpp (llama-cpp-python) could not read the file: {last}")
         got = np.load(out)
         return ([list(got[f"tokens{i}"]) for i in range(len(texts))], [got[f"logits{i}"] for i in range(len(texts))])
 
