@@ -144,7 +144,8 @@ def test_llama_cpp_itself_reads_the_gguf_as_the_merged_model_does(lora_run, smol
 
 def test_a_crash_of_llama_cpps_build_is_said_and_the_checked_file_kept(lora_run, monkeypatch):
     """llama.cpp runs in a child process: where its build crashes on this CPU (its AMX kernels, llama.cpp
-    #20824, as here with q8_0), the export says so and keeps the file transformers read correctly."""
+    #20824: q8_0 files on this project's AMX machine), the export says so and keeps the file transformers read
+    correctly."""
     crash = "llama.cpp itself (llama-cpp-python's build here) crashed reading the file (signal 11)"
     monkeypatch.setattr(gguf, "llama_cpp_installed", lambda: True)
     monkeypatch.setattr(gguf, "read_with_llama_cpp", lambda *a: crash)
