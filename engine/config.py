@@ -80,6 +80,11 @@ def _list(default: list, help: str) -> Any:
     return field(default_factory=lambda: list(default), metadata={"help": help})
 
 
+def prompt_limit(max_prompt_length: int, max_length: int) -> int:
+    """The prompt tokens a preference objective keeps: max_prompt_length, or half of max_length at 0."""
+    return max_prompt_length or max_length // 2
+
+
 @dataclass
 class RunConfig:
     model: str = _f(DEFAULT_MODEL, "Hub id or local folder of the model to fine-tune.")
@@ -219,8 +224,7 @@ class RunConfig:
 
     @property
     def prompt_limit(self) -> int:
-        """The prompt tokens a preference objective keeps: max_prompt_length, or half of max_length at 0."""
-        return self.max_prompt_length or self.max_length // 2
+        return prompt_limit(self.max_prompt_length, self.max_length)
 
     @classmethod
     def preset(cls, name: str = FORM_PRESET, **values: Any) -> "RunConfig":

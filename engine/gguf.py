@@ -183,8 +183,13 @@ class Check:
     crashed: str = ""  # llama.cpp's build stopped on the file: said, not failed (transformers read it)
 
     @property
+    def problems(self) -> list[str]:
+        """What failed, in transformers' reading and then llama.cpp's."""
+        return self.failures + (self.llama_cpp.failures if self.llama_cpp else [])
+
+    @property
     def passed(self) -> bool:
-        return not self.failures and self.tokenizer_same and (self.llama_cpp is None or self.llama_cpp.passed)
+        return not self.problems and self.tokenizer_same and (self.llama_cpp is None or self.llama_cpp.passed)
 
     def _counts(self) -> str:
         text = (f"{self.same}/{self.positions} greedy positions chose the same token as the merged model"
@@ -320,7 +325,6 @@ def check_roundtrip(model_dir: Path, gguf_file: Path, quant: str, prompts=CHECK_
                     ran.tokenizer_same = False
                     ran.failures.append(f"llama.cpp's tokenizer reads {prompt!r} differently")
                 ran.score(prompt, tok, answer, a, torch.from_numpy(logits[len(ids) - 1:len(seq) - 1]))
-            result.failures += ran.failures
     return result
 
 
@@ -480,7 +484,7 @@ def export_gguf(run, quant: str = "f16", progress: Progress = _noop) -> tuple[Pa
     result = check_roundtrip(merged, tmp / name, quant)
     if not result.passed:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise GGUFError(f"The {quant} GGUF did not pass its check ({result.failures[0]}); not kept.")
+        raise GGUFError(f"The {quant} GGUF did not pass its check ({result.problems[0]}); not kept.")
     progress(0.9, "writing the Ollama Modelfile")
     tokenizer = AutoTokenizer.from_pretrained(merged)
     try:
@@ -525,7 +529,7 @@ def main(argv=None) -> int:
         out = convert(Path(a.model_dir), Path(a.out).resolve(), a.quant)
         result = check_roundtrip(Path(a.model_dir), out, a.quant)
         print(f"{out}: {'passed' if result.passed else 'FAILED'}: {result.describe()}")
-        for failure in result.failures:
+        for failure in result.problems:
             print(f"  {failure}")
         return 0 if result.passed else 1
     except StudioError as exc:

@@ -50,7 +50,7 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.config import ASSETS, ConfigError, RunConfig
+from engine.config import ASSETS, ConfigError, RunConfig, prompt_limit
 from engine.errors import StudioError
 from engine.events import Event, Failed, Finished, Interrupted, Logged, Started, Stopping, Warned
 from engine.runs import storage_problem
@@ -317,7 +317,7 @@ def cmd_data(argv: list[str]) -> int:
             from engine.models import load_tokenizer
             from engine.preference import pair_stats
 
-            limit = a.max_prompt_length or a.max_length // 2
+            limit = prompt_limit(a.max_prompt_length, a.max_length)
             stats = pair_stats(report.examples, load_tokenizer(a.model), a.max_length, limit)
             print("\n".join(f"tokens: {line}" for line in stats.lines(a.max_length, limit)))
     elif a.model and report.examples:

@@ -14,9 +14,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine.config import SAMPLE_TRAIN
+from engine.config import SAMPLE_TRAIN, RunConfig, prompt_limit
 from engine.data import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
-from engine.config import RunConfig
 from engine.preference import pair_stats
 from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text
 from engine.playground import examples_path
@@ -136,10 +135,10 @@ def token_view(dataset, model, max_length):
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
     if report.examples and report.examples[0].kind != "sft":  # preference data: prompt and both answers
-        prompt_limit = RunConfig.preset().max_prompt_length or int(max_length) // 2
-        stats = pair_stats(report.examples[:STATS_SAMPLE], tokenizer, int(max_length), prompt_limit)
+        limit = prompt_limit(RunConfig.preset().max_prompt_length, int(max_length))
+        stats = pair_stats(report.examples[:STATS_SAMPLE], tokenizer, int(max_length), limit)
         hist = pd.DataFrame(stats.histogram(), columns=["tokens", "examples"])
-        return "\n".join(f"- {line}" for line in stats.lines(int(max_length), prompt_limit)), hist
+        return "\n".join(f"- {line}" for line in stats.lines(int(max_length), limit)), hist
     stats = token_stats(report.examples, tokenizer, int(max_length), sample=STATS_SAMPLE)
     lines = stats.sentences(measured_throughput(model))
     issue = stats.truncation_issue()
