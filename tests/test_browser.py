@@ -493,13 +493,14 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     page.locator("#chat-max-tokens input[type=number]").press("Enter")
     status, log = page.locator("#chat-status"), page.locator("#chat-log")
 
-    def ask(text):
+    def ask(text, mode):
+        """Send, then wait for this reply's own status (the last one may still be on the page for a moment)."""
         page.locator("#chat-input textarea").fill(text)
         page.locator("#chat-send").click()
-        expect(status).to_contain_text("tokens in", timeout=60000)
+        expect(status).to_contain_text(re.compile(rf"tokens in [\d.]+ s \({mode}; "), timeout=60000)
         return status.inner_text()
 
-    assert "adapter on" in ask("How heavy is the Tilly T2?")
+    assert "adapter on" in ask("How heavy is the Tilly T2?", "adapter on")
     expect(log).to_contain_text("How heavy is the Tilly T2?")
     page.locator("#chat-save").click()
     expect(page.locator("#chat-saved")).to_contain_text("now holds 1", timeout=20000)
@@ -511,7 +512,7 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
 
     page.locator("#chat-clear").click()
     page.locator("#chat-adapter input").uncheck()
-    assert "adapter off" in ask("How heavy is the Tilly T2?")
+    assert "adapter off" in ask("How heavy is the Tilly T2?", "adapter off")
     page.locator("#chat-save").click()
     expect(page.locator("#chat-saved")).to_contain_text("now holds 2", timeout=20000)
     second = json.loads(saved.read_text().splitlines()[1])["messages"]
@@ -519,7 +520,7 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
 
     page.locator("#chat-collection input").click()
     page.get_by_role("option", name="zorvane-sample").click()
-    ask("How heavy is the Tilly T2?")
+    ask("How heavy is the Tilly T2?", "adapter off")
     expect(page.locator("#chat-sources")).to_contain_text("02-tilly-t2.md", timeout=20000)
     page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
