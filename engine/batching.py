@@ -167,8 +167,10 @@ def _pick_threads() -> None:
     import psutil
     import torch
 
+    from engine.capability import threads as configured_threads
+
     if "all" not in _THREADS:
-        _THREADS["all"], _THREADS["me"] = torch.get_num_threads(), psutil.Process()
+        _THREADS["all"], _THREADS["me"] = configured_threads(), psutil.Process()
         psutil.cpu_percent(interval=None)
         _THREADS["me"].cpu_percent(interval=None)
         return
@@ -177,6 +179,15 @@ def _pick_threads() -> None:
     threads = 1 if busy - mine > 100 / (psutil.cpu_count() or 1) * 0.8 else _THREADS["all"]
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def _restore_threads() -> None:
+    """After a round, torch goes back to the configured threads: one thread is for this round's generate
+    beside a busy machine, not for what the process does next (a training step, a measurement)."""
+    import torch
+
+    if "all" in _THREADS and torch.get_num_threads() != _THREADS["all"]:
+        torch.set_num_threads(_THREADS["all"])
 
 
 def submit(chat, job: Job) -> None:
@@ -236,6 +247,8 @@ def _execute(until=None, window_s: float | None = None) -> None:
             except Exception as exc:  # e.g. messages its chat template refuses: the callers raise it, serving goes on
                 for job in jobs:
                     job.out.put((job.tag, 0, exc))
+            finally:
+                _restore_threads()
 
 
 def run_here(fn, *args, **kw):

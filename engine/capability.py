@@ -94,11 +94,28 @@ def _device() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
+_THREADS: list[int] = []
+
+
+def threads() -> int:
+    """The threads torch was set to compute on in this process, read before anything of ours changes it.
+
+    engine.batching drops torch to one thread while other processes keep the cores busy, and back; the
+    figures belong to the configured count, so the cache key and the measurement use this one, not
+    whatever torch is set to at that moment (a Compare beside a training run once made the key read
+    "1 threads", and the figures measured for 2 were not found)."""
+    import torch
+
+    if not _THREADS:
+        _THREADS.append(torch.get_num_threads())
+    return _THREADS[0]
+
+
 def machine_key(shape: tuple[int, int]) -> str:
     import torch
 
     return (f"v2 | {cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | "
-            f"{_device()} | {torch.get_num_threads()} threads | {shape[0]}x{shape[1]}")
+            f"{_device()} | {threads()} threads | {shape[0]}x{shape[1]}")
 
 
 def measure(dtypes: tuple[str, ...], shapes: list[tuple[int, int, int]],
@@ -190,8 +207,15 @@ def capability(model: str | None = None, refresh: bool = False) -> Capability:
     if not refresh and key in cache:
         c = cache[key]
         return Capability(c["device"], key, tuple(c["shape"]), c["gflops"], c.get("ratios") or {})
+    import torch
+
     dtypes = ("fp32", "bf16", "fp16") if _device() != "cpu" else ("fp32", "bf16")
-    peak, ratios = measure(dtypes, shapes_for(shape))
+    now = torch.get_num_threads()
+    torch.set_num_threads(threads())  # measure on the threads the key names
+    try:
+        peak, ratios = measure(dtypes, shapes_for(shape))
+    finally:
+        torch.set_num_threads(now)
     cap = Capability(_device(), key, shape, peak, ratios)
     if cap.device == "cpu":
         cap.gflops["fp16"] = cap.ratios["fp16"] = 0.0  # transformers trains fp16 on a GPU only

@@ -268,3 +268,32 @@ def test_the_own_loop_answers_as_transformers_generate_does(tiny_model, lora, mo
     for r in requests:
         r.ids = None
     assert [(g.text, g.answer_tokens) for g in own.generate_many(requests)] == expected
+
+
+def test_a_round_beside_a_busy_machine_runs_on_one_thread_then_gives_the_threads_back(chat, monkeypatch):
+    """Other processes keeping every core busy (read from psutil, here made to say so) put a round on one
+    thread; the next thing the process does runs on its configured threads again, and the capability
+    figures keep the configured count in their key (a key read as "1 threads" found no figures once)."""
+    import psutil
+
+    import engine.batching as batching
+    from engine import capability
+
+    configured = capability.threads()
+    key = capability.machine_key((64, 128))
+    monkeypatch.setattr(batching, "_THREADS", {})
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 100.0)  # all cores busy ...
+    monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 0.0)  # ... none by us
+    seen, answer = [], chat._answer
+
+    def spy(jobs):
+        seen.append(torch.get_num_threads())
+        key_then = capability.machine_key((64, 128))
+        answer(jobs)
+        seen.append(key_then)
+
+    monkeypatch.setattr(chat, "_answer", spy)
+    chat.generate_many(_requests(1, tokens=4))  # the first round reads the machine, the second acts on it
+    chat.generate_many(_requests(1, tokens=4))
+    assert seen == [configured, key, 1, key]
+    assert torch.get_num_threads() == configured

@@ -68,7 +68,14 @@ def test_auto_takes_bf16_where_the_cpu_is_much_faster_in_it(tmp_path, monkeypatc
 
 
 def test_the_cli_refuses_slow_bf16_with_the_ratio_and_starts_no_run(tmp_path, monkeypatch, tiny_model):
-    _seed(tmp_path, monkeypatch, tiny_model, fp32=165.0, bf16=0.9)
+    import torch
+
+    configured = capmod.threads()
+    torch.set_num_threads(1)  # as a Compare round beside a busy machine sets it: the key must not follow
+    try:
+        _seed(tmp_path, monkeypatch, tiny_model, fp32=165.0, bf16=0.9)
+    finally:
+        torch.set_num_threads(configured)
     runs = tmp_path / "runs"
     env = {**__import__("os").environ, "STUDIO_RUNS": str(runs)}
     cmd = [sys.executable, "-m", "studio.cli", "train", str(ROOT / "assets/configs/lora-sample.yaml"),
