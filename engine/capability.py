@@ -102,8 +102,8 @@ def threads() -> int:
 
     engine.batching drops torch to one thread while other processes keep the cores busy, and back; the
     figures belong to the configured count, so the cache key and the measurement use this one, not
-    whatever torch is set to at that moment (a Compare beside a training run once made the key read
-    "1 threads", and the figures measured for 2 were not found)."""
+    whatever torch is set to at that moment (a batched generate beside a busy machine once left the key
+    reading "1 threads" in one process and "2 threads" in the next, so the figures were not found)."""
     import torch
 
     if not _THREADS:

@@ -50,6 +50,15 @@ def no_run_outlives_its_browser_test(app_url):
     end_runs(APP["home"] / "runs")
 
 
+@pytest.fixture(autouse=True)
+def no_page_outlives_its_browser_test(request):
+    """Each test's pages close with it: open pages poll the app every second beside the next test's run."""
+    yield
+    if "browser" in request.fixturenames:
+        for context in request.getfixturevalue("browser").contexts:
+            context.close()
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright

@@ -54,3 +54,24 @@ def test_the_train_tab_plots_raw_smoothed_and_eval_loss_learning_rate_and_speed(
     assert len(lr) == 6 and max(lr) <= 1e-3 and lr[0] != lr[-1]  # the schedule, as the trainer logged it
     assert len(m["tokens_per_s"]) == 6 and all(r["value"] > 0 for r in m["tokens_per_s"])
     assert run.summary()["memory_mb"] > 50  # peak memory of the training process, shown on the Train tab
+
+
+def test_the_train_tabs_timer_sends_only_what_changed(tiny_model, runs_dir):
+    """Each second, each open page polls its run: a page on a finished run sends nothing after its first
+    drawing; a new event or another smoothing redraws the plots, and the status line only when it changed."""
+    import gradio as gr
+    import pandas as pd
+
+    from ui.train_tab import poll_view
+
+    run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=3, max_length=64,
+                          save_steps=100))
+    text, loss, *rest, seen = poll_view(run.id, 0.6, None)
+    assert "finished · step 3/3" in text and isinstance(loss, pd.DataFrame) and len(loss) == 6  # raw + smoothed
+    again = poll_view(run.id, 0.6, seen)
+    assert list(again[:-1]) == [gr.skip()] * 8 and again[-1] == seen
+    text2, loss2, *_ = poll_view(run.id, 0.0, seen)  # another smoothing: the plots, not the same status line
+    assert text2 == gr.skip() and isinstance(loss2, pd.DataFrame)
+    with run.events.path.open("a") as f:  # the trainer writes an event: the plots are drawn again
+        f.write(run.events.path.read_text().splitlines()[-1] + "\n")
+    assert isinstance(poll_view(run.id, 0.6, seen)[1], pd.DataFrame)

@@ -189,6 +189,26 @@ def run_view(run_id: str | None, smoothing: float = 0.6):
             *(_shown(m[name]) for name in ("rewards", "reward_accuracy", "log_odds_ratio")))
 
 
+def poll_view(run_id: str | None, smoothing: float, seen: dict | None):
+    """The timer's view, each second: only what changed since this page last drew it, and the new `seen`.
+
+    The plots are redrawn when the run's events file changed (or another run or smoothing is picked), the
+    status line when its text did; an open page on a finished run sends nothing. Before, every open tab
+    was sent every point of its run's seven plots each second, a payload that grows with the run's length."""
+    seen = seen or {}
+    if not run_id:
+        return (*run_view(run_id, smoothing), seen)
+    run = Run(runs_root() / run_id)
+    text = status_text(run)
+    try:
+        stat = run.events.path.stat()
+        stamp = (run_id, float(smoothing or 0), stat.st_mtime_ns, stat.st_size)
+    except OSError:  # no events yet
+        stamp = (run_id, float(smoothing or 0), None, None)
+    plots = [gr.skip()] * 7 if stamp == seen.get("plots") else list(run_view(run_id, smoothing)[1:])
+    return (gr.skip() if text == seen.get("status") else text, *plots, {"plots": stamp, "status": text})
+
+
 def _shown(rows: list[dict]):
     """A preference plot with its series, or hidden where the objective logs none (KTO has no accuracy,
     only ORPO a log-odds ratio)."""
@@ -296,6 +316,8 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     # Reading the events file is cheap: progress and Stop never wait behind a long Compare.
     stop_btn.click(stop_training, [run_id, smoothing], view, concurrency_limit=None)
     smoothing.change(run_view, [run_id, smoothing], view, show_progress="hidden")
-    timer.tick(run_view, [run_id, smoothing], view, show_progress="hidden", concurrency_limit=None)
+    drawn = gr.State(None)  # what this page's timer last drew (poll_view)
+    timer.tick(poll_view, [run_id, smoothing, drawn], [*view, drawn], show_progress="hidden",
+               concurrency_limit=None)
     gr.api(run_status, api_name="run_status", concurrency_limit=None)
     return form
