@@ -169,14 +169,14 @@ def _pick_threads() -> None:
 
     from engine.capability import threads as configured_threads
 
-    if "all" not in _THREADS:
-        _THREADS["all"], _THREADS["me"] = configured_threads(), psutil.Process()
+    if "me" not in _THREADS:
+        _THREADS["me"] = psutil.Process()
         psutil.cpu_percent(interval=None)
         _THREADS["me"].cpu_percent(interval=None)
         return
     busy = psutil.cpu_percent(interval=None)  # all cores, since the last round
     mine = _THREADS["me"].cpu_percent(interval=None) / (psutil.cpu_count() or 1)
-    threads = 1 if busy - mine > 100 / (psutil.cpu_count() or 1) * 0.8 else _THREADS["all"]
+    threads = 1 if busy - mine > 100 / (psutil.cpu_count() or 1) * 0.8 else configured_threads()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -186,8 +186,10 @@ def _restore_threads() -> None:
     beside a busy machine, not for what the process does next (a training step, a measurement)."""
     import torch
 
-    if "all" in _THREADS and torch.get_num_threads() != _THREADS["all"]:
-        torch.set_num_threads(_THREADS["all"])
+    from engine.capability import threads as configured_threads
+
+    if torch.get_num_threads() != configured_threads():
+        torch.set_num_threads(configured_threads())
 
 
 def submit(chat, job: Job) -> None:

@@ -189,7 +189,7 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return not self.problems and self.tokenizer_same and (self.llama_cpp is None or self.llama_cpp.passed)
+        return not self.failures and self.tokenizer_same and (self.llama_cpp is None or self.llama_cpp.passed)
 
     def _counts(self) -> str:
         text = (f"{self.same}/{self.positions} greedy positions chose the same token as the merged model"

@@ -176,17 +176,24 @@ def status_text(run: Run) -> str:
     return text
 
 
+NO_RUN = "No run yet: set the form and press **Start training**."
+
+
 def run_view(run_id: str | None, smoothing: float = 0.6):
     """The status line and the plots of a run: (text, loss, learning rate, tokens/s, whether the preference
     plots show, rewards, reward accuracy, log-odds ratio)."""
     if not run_id:
-        return ("No run yet: set the form and press **Start training**.", *[gr.update()] * 7)
+        return (NO_RUN, *[gr.update()] * 7)
     run = Run(runs_root() / run_id)
+    return (status_text(run), *_plots(run, smoothing))
+
+
+def _plots(run: Run, smoothing: float) -> list:
     m = metrics(run, float(smoothing or 0))
     preference = bool(m["rewards"] or m["log_odds_ratio"])
-    return (status_text(run), _frame(m["loss"], series=True), _frame(m["learning_rate"]),
-            _frame(m["tokens_per_s"]), gr.update(visible=preference),
-            *(_shown(m[name]) for name in ("rewards", "reward_accuracy", "log_odds_ratio")))
+    return [_frame(m["loss"], series=True), _frame(m["learning_rate"]), _frame(m["tokens_per_s"]),
+            gr.update(visible=preference),
+            *(_shown(m[name]) for name in ("rewards", "reward_accuracy", "log_odds_ratio"))]
 
 
 def poll_view(run_id: str | None, smoothing: float, seen: dict | None):
@@ -196,17 +203,19 @@ def poll_view(run_id: str | None, smoothing: float, seen: dict | None):
     status line when its text did; an open page on a finished run sends nothing. Before, every open tab
     was sent every point of its run's seven plots each second, a payload that grows with the run's length."""
     seen = seen or {}
-    if not run_id:
-        return (*run_view(run_id, smoothing), seen)
-    run = Run(runs_root() / run_id)
-    text = status_text(run)
+    run = Run(runs_root() / run_id) if run_id else None
+    text, stamp = (status_text(run), (run_id, float(smoothing or 0), *_stamp(run))) if run else (NO_RUN, None)
+    plots = [gr.skip()] * 7 if run is None or stamp == seen.get("plots") else _plots(run, smoothing)
+    return (gr.skip() if text == seen.get("status") else text, *plots, {"plots": stamp, "status": text})
+
+
+def _stamp(run: Run) -> tuple:
+    """When and how far the run's events file was last written; (None, None) before it has one."""
     try:
         stat = run.events.path.stat()
-        stamp = (run_id, float(smoothing or 0), stat.st_mtime_ns, stat.st_size)
-    except OSError:  # no events yet
-        stamp = (run_id, float(smoothing or 0), None, None)
-    plots = [gr.skip()] * 7 if stamp == seen.get("plots") else list(run_view(run_id, smoothing)[1:])
-    return (gr.skip() if text == seen.get("status") else text, *plots, {"plots": stamp, "status": text})
+    except OSError:
+        return None, None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _shown(rows: list[dict]):
