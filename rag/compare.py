@@ -3,7 +3,7 @@
 The model comes in as a batch answer callable (`BatchAnswer`): handed a list of jobs
 (side, messages), side "base" or "fine-tuned", it yields (job index, text so far) as answers
 grow and (job index, result) when one is done, where a result has .text and may have
-.seconds, .prompt_tokens and .answer_tokens. engine/infer.py's `Answerers` is one, answering
+.seconds, .prompt_tokens and .answer_tokens. engine/infer/chat.py's `Answerers` is one, answering
 all four columns in one batched generate; `one_by_one(base, tuned)` makes one from two plain
 callables (messages -> result, or messages -> an iterator of growing texts ending with a result),
 answering one job after another. This module adds retrieval for the RAG columns and times each

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from engine.train.distributed import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,8 +57,6 @@ def running_app(env: dict | None = None, home: Path | None = None, timeout_s: fl
     """The app started with `env` added to this process's environment (a None value removes a variable);
     stopped (its whole process group)
     when the block ends. `args` replaces the command (default: the `studio` script beside this Python)."""
-    from engine.distributed import free_port
-
     home = home or Path(tempfile.mkdtemp(prefix="studio-app-"))
     port = free_port()
     full = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "GRADIO_ANALYTICS_ENABLED": "False",

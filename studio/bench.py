@@ -46,9 +46,19 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from engine.config import SAMPLE_TRAIN, RunConfig
-from engine.estimate import flops_per_token
-from engine.models import DEFAULT_MODEL, resolve_model
+from engine.advise.estimate import flops_per_token
+from engine.capability import capability
+from engine.infer.chat import run_answerers, run_here
+from engine.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer, resolve_model
+from engine.train.config import RunConfig, SAMPLE_EVAL, SAMPLE_TRAIN
+from engine.train.preflight import create_run
+from engine.train.runs import Run, launch, runs_root
+from engine.train.trainer import peak_memory_mb
+from rag.compare import plan, stream_planned
+from rag.evaluate import evaluate, load_questions
+from rag.pipeline import sample_pipeline
+from studio.app import running_app
+from ui.train_tab import run_view
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM = 2  # steps left out of the throughput
@@ -110,7 +120,6 @@ def baseline(model: str, steps: int, batch: int, max_length: int, lr: float, met
     )
     trainer.train()
     params = _base_params(trainer.model)
-    from engine.train import peak_memory_mb
 
     peak = peak_memory_mb()  # measured as the studio's runs measure it
     return _summary("baseline", [r["loss"] for r in records], records, round(peak), params, method,
@@ -136,8 +145,6 @@ def _run_baseline(model, steps, batch, max_length, lr, method, seed) -> dict:
 # ---- the studio's runs ---------------------------------------------------------------------------
 
 def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
-    from engine.runs import create_run, launch
-
     run = create_run(cfg, root)
     launch(run)
     if run.wait(timeout=3600) != "finished":
@@ -154,7 +161,6 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
                 seed: int = 42, root: Path | None = None, repeats: int = 1) -> tuple[list[dict], object]:
     """The variants of one method; returns their summaries (baseline first) and the studio run."""
     root = root or Path(tempfile.mkdtemp(prefix="bench-runs-"))
-    from engine.capability import capability
 
     cap = capability(model)  # the same measured figures `precision: auto` and the Method tab read
     peaks = dict(cap.gflops)
@@ -214,7 +220,6 @@ def _sequential_loop(model: str, adapter, full_model, jobs, max_new_tokens: int)
     import torch
     from peft import PeftModel
 
-    from engine.models import load_causal_lm, load_tokenizer
 
     tok = load_tokenizer(model)
     base = load_causal_lm(model).eval()
@@ -243,12 +248,6 @@ def _sequential_loop(model: str, adapter, full_model, jobs, max_new_tokens: int)
 def compare_bench(run, questions: int = 20, question: str = "How heavy is the Tilly T2?") -> dict:
     """Compare against a plain sequential transformers + peft loop doing the same generations: one question's
     four columns, then `questions` sample questions' four columns each (the batch evaluation's work)."""
-    from engine.config import SAMPLE_EVAL
-    from engine.infer import run_answerers, run_here
-    from rag.compare import plan, stream_planned
-    from rag.evaluate import evaluate, load_questions
-    from rag.pipeline import sample_pipeline
-
     answer = run_answerers(run)
     pipe = sample_pipeline()
     fit = (answer.chat.tokenizer, answer.chat.max_prompt_tokens())
@@ -310,8 +309,6 @@ def compare_table(c: dict) -> str:
 
 def app_start_bench(model: str) -> float:
     """Seconds from starting `studio` to the page answering."""
-    from studio.app import running_app
-
     with running_app({"STUDIO_MODEL": model}, timeout_s=300) as app:
         return app.start_s
 
@@ -321,11 +318,9 @@ def tick_bench(steps: int = 10_000, ticks: int = 20) -> dict:
     steps that is still training, and a tick right after one more step was logged."""
     import json as _json
 
-    from ui.train_tab import run_view  # the tick itself, as the page calls it
 
     home = Path(tempfile.mkdtemp(prefix="bench-tick-"))
     os.environ["STUDIO_RUNS"] = str(home / "runs")
-    from engine.runs import create_run
 
     run = create_run(RunConfig(), home / "runs")
     t = time.time()
@@ -413,7 +408,6 @@ def main(argv: list[str] | None = None) -> int:
             for note in row.get("notes", []):
                 print(f"note: {note}.")
     if a.run:
-        from engine.runs import Run, runs_root
 
         run = Run(runs_root() / a.run)
     if "compare" not in skip and run is not None:

@@ -38,23 +38,42 @@
                                             on held-back questions, in batches, with 95% bootstrap
                                             intervals and paired differences between the columns
 
-`studio train` starts the very process the UI starts (engine/train.py) and prints its
+`studio train` starts the very process the UI starts (engine/train/trainer.py) and prints its
 events; Ctrl-C asks it to save and stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from engine.config import ASSETS, ConfigError, RunConfig, prompt_limit
+from engine.advise import advisor, probe
+from engine.data.bench import main as data_bench
+from engine.data.dataset import check_files, export_chat_jsonl, token_stats
+from engine.data.formats import parse_mapping
+from engine.data.pairs import pair_stats
 from engine.errors import StudioError
-from engine.events import Event, Failed, Finished, Interrupted, Logged, Started, Stopping, Warned
-from engine.runs import storage_problem
-from engine.runs import ACTIVE, Run, create_run, launch, list_runs, runs_root, stop
+from engine.export import archive as export
+from engine.export.gguf import export_gguf
+from engine.infer.batching import serve_forever
+from engine.infer.chat import run_answerers
+from engine.infer.preference import add_to_evaluation, append_summary_rows
+from engine.infer.serve import load_models, start
+from engine.infer.serve_vllm import load_vllm_models
+from engine.models import load_tokenizer
+from engine.train.config import ASSETS, ConfigError, RunConfig, prompt_limit
+from engine.train.distributed import launch_command, write_deepspeed_config
+from engine.train.events import Event, Failed, Finished, Interrupted, Logged, Started, Stopping, Warned
+from engine.train.preflight import create_run
+from engine.train.runs import ACTIVE, Run, launch, list_runs, runs_root, stop, storage_problem
+from rag.bench import main as rag_bench
+from rag.evaluate import (evaluate, format_confidence, format_summary, load_questions, write_csv, write_json,
+                          write_summary_csv)
+from rag.pipeline import RagPipeline, Reranker, sample_pipeline
 
 SAMPLE_QUESTIONS = ASSETS / "sample" / "eval.jsonl"
 SAMPLE_PAIRS = ASSETS / "sample" / "preference-eval.jsonl"
@@ -163,8 +182,6 @@ def cmd_train(args: list[str]) -> int:
 
 
 def _print_command(args: list[str]) -> int:
-    from engine.distributed import launch_command, write_deepspeed_config
-
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--machines", type=int, default=1)
     where.add_argument("--machine-rank", "--machine_rank", dest="machine_rank", type=int, default=0)
@@ -186,8 +203,6 @@ def _print_command(args: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    from engine import export
-
     p = argparse.ArgumentParser(prog="studio export")
     p.add_argument("run_id")
     p.add_argument("--merge", action="store_true")
@@ -217,8 +232,6 @@ def cmd_export(argv: list[str]) -> int:
         path, diff = export.export_onnx(run, show)
         print(f"ONNX: {path} (largest logit difference under ONNX Runtime {diff:.2e})")
     if a.gguf:
-        from engine.gguf import export_gguf
-
         path, check = export_gguf(run, a.quant, show)
         print(f"GGUF: {path} (round trip: {check.describe()})")
         print(f"Modelfile: {path.parent / 'Modelfile'}  (ollama create {run.id.lower()} -f Modelfile)")
@@ -229,8 +242,6 @@ def cmd_export(argv: list[str]) -> int:
 
 
 def cmd_advise(argv: list[str]) -> int:
-    from engine import advisor, probe
-
     if not argv or not argv[0].startswith("--"):
         return advisor.main(argv)
     p = argparse.ArgumentParser(prog="studio advise")
@@ -278,8 +289,6 @@ def cmd_runs() -> int:
 
 
 def _mapping(text: str | None) -> dict | None:
-    from engine.formats import parse_mapping
-
     try:
         return parse_mapping(text)
     except ValueError as err:
@@ -287,8 +296,6 @@ def _mapping(text: str | None) -> dict | None:
 
 
 def cmd_data(argv: list[str]) -> int:
-    from engine.data import check_files, export_chat_jsonl, token_stats
-
     p = argparse.ArgumentParser(prog="studio data")
     p.add_argument("action", choices=["check", "export", "bench"])
     p.add_argument("files", nargs="*")
@@ -301,9 +308,7 @@ def cmd_data(argv: list[str]) -> int:
     p.add_argument("--rows", type=int, default=100_000, help="bench: rows in the generated file")
     a = p.parse_args(argv)
     if a.action == "bench":
-        from engine.data_bench import main as bench
-
-        return bench(a.rows)
+        return data_bench(a.rows)
     if not a.files:
         raise ConfigError(f"studio data {a.action}: name at least one file.")
     report = check_files(a.files, _mapping(a.map))
@@ -314,15 +319,10 @@ def cmd_data(argv: list[str]) -> int:
         print(f"read as preference data: {shapes}; train it with objective "
               + ("kto" if kinds == {"unpaired"} else "dpo, orpo or simpo (kto with kto_from_pairs: true)"))
         if a.model:
-            from engine.models import load_tokenizer
-            from engine.preference import pair_stats
-
             limit = prompt_limit(a.max_prompt_length, a.max_length)
             stats = pair_stats(report.examples, load_tokenizer(a.model), a.max_length, limit)
             print("\n".join(f"tokens: {line}" for line in stats.lines(a.max_length, limit)))
     elif a.model and report.examples:
-        from engine.models import load_tokenizer
-
         stats = token_stats(report.examples, load_tokenizer(a.model), a.max_length)
         issue = stats.truncation_issue()
         if issue:
@@ -353,10 +353,7 @@ def cmd_rag(argv: list[str]) -> int:
     p.add_argument("--sizes", default="10000,100000")
     a = p.parse_args(argv)
     if a.action == "bench":
-        from rag.bench import main as bench
-
-        return bench(tuple(int(x) for x in a.sizes.split(",")))
-    from rag.pipeline import RagPipeline
+        return rag_bench(tuple(int(x) for x in a.sizes.split(",")))
 
     if a.action == "index":
         if not a.args:
@@ -369,7 +366,6 @@ def cmd_rag(argv: list[str]) -> int:
         return 0
     if len(a.args) != 2:
         raise ConfigError('studio rag search NAME "question"')
-    from rag.pipeline import Reranker
 
     pipeline = RagPipeline.open(a.args[0], a.embedder, k=a.k, reranker=Reranker(a.reranker) if a.reranker else None)
     if not len(pipeline.store):
@@ -380,11 +376,6 @@ def cmd_rag(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from engine.infer import run_answerers
-    from rag.evaluate import (evaluate, format_confidence, format_summary, load_questions, write_csv, write_json,
-                              write_summary_csv)
-    from rag.pipeline import RagPipeline, sample_pipeline
-
     p = argparse.ArgumentParser(prog="studio eval")
     p.add_argument("run", nargs="?", help="run id (default: the newest finished run)")
     p.add_argument("--questions", default=str(SAMPLE_QUESTIONS), help="JSONL or CSV with question and answer")
@@ -402,11 +393,11 @@ def cmd_eval(argv: list[str]) -> int:
     if a.run:
         run = Run(runs_root() / a.run)
     else:
-        run = next((r for r in list_runs() if r.adapter or r.model_dir), None)
+        run = next((r for r in list_runs() if r.weights), None)
         if run is None:
             raise ConfigError("no finished run with an adapter or model; train one first.")
-    if run.adapter is None and run.model_dir is None:
-        raise ConfigError(f"run {run.id} has no adapter or model yet.")
+    if run.weights is None:
+        raise ConfigError(f"{run.no_weights()}.")
     try:
         questions = load_questions(a.questions)[: a.limit or None]
     except (ValueError, OSError) as err:
@@ -431,15 +422,12 @@ def cmd_eval(argv: list[str]) -> int:
     print(format_confidence(result))
     pairs = a.pairs or (str(SAMPLE_PAIRS) if run.config.objective != "sft" else None)
     if pairs:
-        from engine.preference import add_to_evaluation
-
         print(add_to_evaluation(result, run, pairs).sentence())
     write_json(result, run.dir / "eval.json")
     if a.csv:
         write_csv(result["rows"], a.csv)
     if a.summary_csv:
         write_summary_csv(result, a.summary_csv)
-        from engine.preference import append_summary_rows
 
         append_summary_rows(a.summary_csv, result)
     if a.json:
@@ -447,11 +435,37 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_serve(argv: list[str]) -> int:
+    """The OpenAI-compatible endpoint (engine/infer/serve.py) on the engine asked for."""
+    p = argparse.ArgumentParser(prog="studio serve", description="An OpenAI-compatible endpoint for runs.")
+    p.add_argument("runs", nargs="*", metavar="RUN_ID", help="finished runs to serve (their base is served too)")
+    p.add_argument("--model", help="the base model to serve (default: the runs' base, else the default model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("STUDIO_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on every request (or set STUDIO_API_KEY)")
+    p.add_argument("--engine", choices=("studio", "vllm"), default="studio",
+                   help="vllm: serve through vLLM with LoRA adapters (a GPU with vllm installed)")
+    a = p.parse_args(argv)
+    if a.engine == "vllm":
+        models = load_vllm_models(a.runs, a.model)
+    else:
+        models = load_models(a.runs, a.model)
+    server = start(models, a.host, a.port, a.api_key)
+    print(f"serving {', '.join(models)} at http://{a.host}:{a.port}/v1"
+          + (" (API key required)" if a.api_key else ""), flush=True)
+    try:
+        serve_forever()
+    except KeyboardInterrupt:
+        server.should_exit = True
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if not argv:
-            from ui.app import main as ui_main
+            from ui.app import main as ui_main  # deferred: gradio, which the other commands do not need
 
             return ui_main()
         command, rest = argv[0], argv[1:]
@@ -466,15 +480,13 @@ def main(argv: list[str] | None = None) -> int:
         if command == "eval":
             return cmd_eval(rest)
         if command == "serve":
-            from engine.serve import main as serve
-
-            return serve(rest)
+            return cmd_serve(rest)
         if command == "data":
             return cmd_data(rest)
         if command == "rag":
             return cmd_rag(rest)
         if command == "bench":
-            from studio.bench import main as bench
+            from studio.bench import main as bench  # deferred: it imports the UI, and with it gradio
 
             return bench(rest)
         print(__doc__)

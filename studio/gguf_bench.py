@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine import gguf
+from engine.export import gguf
 from engine.models import DEFAULT_MODEL, resolve_model
 
 

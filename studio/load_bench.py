@@ -20,6 +20,12 @@ import threading
 import time
 from pathlib import Path
 
+from engine.models import DEFAULT_MODEL
+from engine.train.config import RunConfig, SAMPLE_TRAIN
+from engine.train.preflight import create_run
+from engine.train.runs import Run, launch, stop
+from studio.app import running_app
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ["How heavy is the Tilly T2?", "What does error E31 mean?", "Who founded Zorvane Robotics?",
              "How long does the battery last?", "Can the Tilly mow in the rain?"]
@@ -68,11 +74,6 @@ def _user(url: str, run_id: str, model: str, questions: int, seed: int, out: lis
 
 def bench(model: str, users: int = 20, questions: int = 2, train_steps: int = 30) -> dict:
     """Start the app, train a short run, keep a long one training, and load the page; returns the figures."""
-    from engine.config import SAMPLE_TRAIN, RunConfig
-    from engine.runs import Run, create_run, launch, stop
-
-    from studio.app import running_app
-
     home = Path(tempfile.mkdtemp(prefix="studio-load-"))
     runs = home / "runs"
     long_run: Run | None = None
@@ -116,8 +117,6 @@ def bench(model: str, users: int = 20, questions: int = 2, train_steps: int = 30
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.models import DEFAULT_MODEL
-
     p = argparse.ArgumentParser(prog="python -m studio.load_bench", description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--questions", type=int, default=2)

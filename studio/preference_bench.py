@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-from engine.config import ASSETS, SAMPLE_TRAIN, RunConfig
-from engine.data import load_examples
-from engine.methods import suggested_learning_rate
+from engine.train.config import ASSETS, SAMPLE_TRAIN, RunConfig
+from engine.data.dataset import load_examples
+from engine.train.methods import suggested_learning_rate
 from engine.models import DEFAULT_MODEL
-from engine.preference import preference_accuracy
-from engine.runs import create_run, launch
+from engine.infer.preference import preference_accuracy
+from engine.train.preflight import create_run
+from engine.train.runs import launch
 
 PAIRS = ASSETS / "sample" / "preference.jsonl"
 HELD_BACK = ASSETS / "sample" / "preference-eval.jsonl"

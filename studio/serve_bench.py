@@ -14,9 +14,9 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from engine.batching import run_here
-from engine.distributed import free_port
-from engine.serve import load_models, start
+from engine.infer.batching import run_here
+from engine.train.distributed import free_port
+from engine.infer.serve import load_models, start
 
 QUESTIONS = ["What is Zorvane?", "How heavy is the Tilly T2?", "Who founded Zorvane Robotics?",
              "What does the Tilly dock do?", "Name three colours.", "Write one sentence about the sea.",

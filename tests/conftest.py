@@ -67,13 +67,13 @@ def wait_for(run, timeout: float = 300) -> str:
 
 def train(cfg, root=None, timeout: float = 300):
     """Create a run of `cfg` and train it to its end in this process, through the trainer's own entry point
-    (`engine.train.main`, which `python -m engine.train` runs): the same events, checkpoints and outputs,
+    (`engine.train.trainer.main`, which `python -m engine.train.trainer` runs): the same events, checkpoints and outputs,
     without the ~9 s of imports a new process pays. Tests whose subject is the process itself (Stop, a
     kill, the queue, a restarted app) `launch` it instead. The caller checks how it ended."""
     import signal
 
-    from engine import train as trainer
-    from engine.runs import create_run
+    from engine.train import trainer
+    from engine.train.preflight import create_run
 
     run = create_run(cfg, root)
     run.events.write("launched")
@@ -88,7 +88,8 @@ def train(cfg, root=None, timeout: float = 300):
 
 def train_process(cfg, root=None, timeout: float = 300):
     """Create and launch a run of `cfg` as its own process, and wait for it to end."""
-    from engine.runs import create_run, launch
+    from engine.train.preflight import create_run
+    from engine.train.runs import launch
 
     run = create_run(cfg, root)
     launch(run)
@@ -98,7 +99,8 @@ def train_process(cfg, root=None, timeout: float = 300):
 
 def training(cfg, steps: int, timeout: float = 180):
     """Launch a run of `cfg` and return it once it has logged `steps` steps and is still training."""
-    from engine.runs import create_run, launch
+    from engine.train.preflight import create_run
+    from engine.train.runs import launch
 
     run = create_run(cfg)
     launch(run)

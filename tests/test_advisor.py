@@ -3,8 +3,10 @@ estimates checked against real models and real CPU runs, the probe, and RAG-or-f
 
 import pytest
 
-from engine import advisor, estimate
-from engine.estimate import estimate_memory, shape_of, trainable_params
+from engine.advise import advisor, estimate
+from engine.advise.estimate import estimate_memory, trainable_params
+from engine.advise.plan import CPU, plan, ram_gb
+from engine.models import ShapeError, shape_of
 
 PUBLISHED_YES = {"domain": 6, "nlp": 6, "qa": 6, "chatbot": 6, "creative": 6, "cost": 4, "memory": 4,
                  "fewer_params": 3, "data_parallel": 3}
@@ -37,8 +39,8 @@ def test_parameter_counts_match_real_models(tiny_model):
     import peft
     from transformers import AutoModelForCausalLM
 
-    from engine.config import RunConfig
-    from engine.methods import peft_config
+    from engine.train.config import RunConfig
+    from engine.train.methods import peft_config
 
     shape = shape_of(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
@@ -88,7 +90,7 @@ def test_time_and_cost():
 
 
 def test_an_unknown_model_says_what_is_known():
-    with pytest.raises(estimate.EstimateError, match="not in the built-in table"):
+    with pytest.raises(ShapeError, match="not in the built-in table"):
         shape_of("nobody/no-such-model")
 
 
@@ -107,7 +109,7 @@ def test_questionnaire_routes(answers, route):
 
 def test_probe_measures_each_method_on_the_model_and_data(tiny_model, runs_dir):
     from conftest import SAMPLE
-    from engine.probe import probe
+    from engine.advise.probe import probe
 
     rows = probe(tiny_model, str(SAMPLE / "train.jsonl"), ["lora", "ia3", "prefix-tuning"], steps=4,
                  max_length=96)
@@ -124,7 +126,7 @@ def test_probe_measures_each_method_on_the_model_and_data(tiny_model, runs_dir):
 @pytest.mark.slow
 def test_memory_estimate_is_close_to_the_measured_peak_on_the_default_model(runs_dir):
     from engine.models import DEFAULT_MODEL
-    from engine.probe import check_estimates
+    from engine.advise.probe import check_estimates
 
     rows = check_estimates(DEFAULT_MODEL, ["lora", "full"], batch_size=2, seq_len=128, steps=2)
     for r in rows:
@@ -133,13 +135,13 @@ def test_memory_estimate_is_close_to_the_measured_peak_on_the_default_model(runs
 
 
 def test_the_plan_says_whether_it_fits_how_many_gpus_and_how_long(tiny_model, runs_dir):
-    from engine import estimate
+    from engine.advise import estimate
     from engine.capability import auto_precision, capability
 
-    big = estimate.plan("Qwen/Qwen2.5-7B-Instruct", "full", "NVIDIA A10G (24 GB)", gpus=1, epochs=1, tokens=10**6)
+    big = plan("Qwen/Qwen2.5-7B-Instruct", "full", "NVIDIA A10G (24 GB)", gpus=1, epochs=1, tokens=10**6)
     assert not big.fits and big.gpus_needed > 1 and any("With ZeRO-3 it needs" in t for t in big.sentences())
-    here = estimate.plan(tiny_model, "lora", estimate.CPU, epochs=2, tokens=50_000)
-    assert here.fits and here.gpus_needed is None and here.capacity_gb == estimate.ram_gb()
+    here = plan(tiny_model, "lora", CPU, epochs=2, tokens=50_000)
+    assert here.fits and here.gpus_needed is None and here.capacity_gb == ram_gb()
     # no run of this model has been timed: the speed comes from the matrix products measured here
     peak = capability(tiny_model).peak(auto_precision(tiny_model)[0])
     assert here.speed == estimate.throughput_from_peak(here.shape, "lora", peak) and "estimated" in here.speed_source

@@ -34,13 +34,13 @@ def lora(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chat(tiny_model, lora):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     return ChatModel(tiny_model, lora, precision="fp32")
 
 
 def _requests(n=6, tokens=24):
-    from engine.infer import Request
+    from engine.infer.chat import Request
 
     return [Request([{"role": "user", "content": q}], use_adapter=bool(i % 2), max_new_tokens=tokens)
             for i, q in enumerate(QUESTIONS[:n])]
@@ -77,7 +77,7 @@ def test_batched_greedy_answers_equal_one_at_a_time(chat):
 
 
 def test_a_dora_adapter_splits_its_rows_and_still_matches(tiny_model, tmp_path):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     dora = ChatModel(tiny_model, _adapter(tiny_model, tmp_path / "dora", use_dora=True), precision="fp32")
     assert not dora.mixed_batches  # peft has no mixed batches for DoRA
@@ -89,13 +89,13 @@ def test_a_dora_adapter_splits_its_rows_and_still_matches(tiny_model, tmp_path):
     finally:
         undo()
     assert sorted(calls) == [2, 2] and batched == alone  # base rows adapter off, adapter rows on
-    from engine.infer import Answerer, Answerers
+    from engine.infer.chat import Answerer, Answerers
 
     assert "two batches" in Answerers(Answerer(dora, False), Answerer(dora, True)).batching()
 
 
 def test_each_row_streams_its_own_text(chat, monkeypatch):
-    import engine.batching as batching
+    from engine.infer import batching
 
     monkeypatch.setattr(batching, "STREAM_EVERY_S", 0.0)  # every token
     seen: dict[int, list] = {}
@@ -113,7 +113,7 @@ def test_each_row_streams_its_own_text(chat, monkeypatch):
 
 
 def test_callers_at_the_same_moment_share_one_generate(chat, monkeypatch):
-    import engine.batching as batching
+    from engine.infer import batching
 
     monkeypatch.setattr(batching, "BATCH_WINDOW_S", 1.0)  # wait long enough for every companion here
     batching._stop_executor()  # none serving yet: the first to ask starts it
@@ -143,7 +143,7 @@ def test_callers_at_the_same_moment_share_one_generate(chat, monkeypatch):
 
 
 def test_rows_end_on_their_own_limit_and_stop_strings(chat):
-    from engine.infer import Request
+    from engine.infer.chat import Request
 
     long, short = chat.generate_many([Request([{"role": "user", "content": QUESTIONS[0]}], max_new_tokens=20),
                                       Request([{"role": "user", "content": QUESTIONS[0]}], max_new_tokens=5)])
@@ -156,7 +156,7 @@ def test_rows_end_on_their_own_limit_and_stop_strings(chat):
 
 
 def test_a_bad_request_is_refused_and_the_batcher_keeps_serving(tiny_model, chat):
-    from engine.infer import ChatModel, Request
+    from engine.infer.chat import ChatModel, Request
 
     plain = ChatModel(tiny_model, precision="fp32")
     with pytest.raises(ValueError, match="no adapter"):
@@ -168,7 +168,7 @@ def test_a_bad_request_is_refused_and_the_batcher_keeps_serving(tiny_model, chat
 
 def test_four_columns_and_a_full_fine_tune_as_two_batched_models(tiny_model, tmp_path, lora):
     """Answerers batch a question's columns per set of weights; a full fine-tune is a second model."""
-    from engine.infer import Answerers, Answerer, ChatModel
+    from engine.infer.chat import Answerers, Answerer, ChatModel
     from engine.models import load_causal_lm
     from rag.compare import compare
     from rag.pipeline import RagPipeline
@@ -202,7 +202,7 @@ def test_four_columns_and_a_full_fine_tune_as_two_batched_models(tiny_model, tmp
 
 def test_precision_stays_fp32_where_bf16_is_slower_or_answers_differ(tiny_model, lora, tmp_path, monkeypatch):
     import engine.capability as capability
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     monkeypatch.setenv("STUDIO_CACHE", str(tmp_path))
     cap = capability.Capability("cpu", "seeded", (64, 128), {"fp32": 165.0, "bf16": 0.9}, {"bf16": 0.005})
@@ -226,7 +226,7 @@ def test_precision_stays_fp32_where_bf16_is_slower_or_answers_differ(tiny_model,
 
 
 def test_packed_linear_layers_give_the_plain_layers_answers(tiny_model, monkeypatch):
-    from engine.infer import ChatModel, Request
+    from engine.infer.chat import ChatModel, Request
 
     packed = ChatModel(tiny_model, precision="fp32")
     monkeypatch.setenv("STUDIO_PACKED", "0")
@@ -240,7 +240,7 @@ def test_packed_linear_layers_give_the_plain_layers_answers(tiny_model, monkeypa
 
 def test_masked_lora_rows_equal_peft_own_forward(tiny_model, lora, monkeypatch):
     """The masked LoRA layers add the update peft adds: answers equal peft's own mixed-batch path."""
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     monkeypatch.setenv("STUDIO_MASKED_LORA", "0")
     peft_path = ChatModel(tiny_model, lora, precision="fp32")
@@ -253,7 +253,7 @@ def test_masked_lora_rows_equal_peft_own_forward(tiny_model, lora, monkeypatch):
 def test_the_own_loop_answers_as_transformers_generate_does(tiny_model, lora, monkeypatch):
     """Unpadded prompts and ended rows leaving the batch change no token: the same answers as one left-padded
     `generate` over the whole batch (peft's own mixed-adapter batch)."""
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     monkeypatch.setenv("STUDIO_OWN_LOOP", "0")
     monkeypatch.setenv("STUDIO_MASKED_LORA", "0")
@@ -276,7 +276,7 @@ def test_a_round_beside_a_busy_machine_runs_on_one_thread_then_gives_the_threads
     figures keep the configured count in their key (a key read as "1 threads" found no figures once)."""
     import psutil
 
-    import engine.batching as batching
+    from engine.infer import batching
     from engine import capability
 
     configured = capability.threads()
@@ -284,7 +284,7 @@ def test_a_round_beside_a_busy_machine_runs_on_one_thread_then_gives_the_threads
     monkeypatch.setattr(batching, "_THREADS", {})
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 100.0)  # all cores busy ...
     monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 0.0)  # ... none by us
-    seen, answer = [], chat._answer
+    seen, answer = [], chat.answer_jobs
 
     def spy(jobs):
         seen.append(torch.get_num_threads())

@@ -1,6 +1,6 @@
 """The performance benchmark measures what it says: the studio and a bare TRL script train the same thing."""
 
-from engine.estimate import flops_per_token
+from engine.advise.estimate import flops_per_token
 from studio.bench import _throughput, table, train_bench
 
 
@@ -41,7 +41,7 @@ def test_compare_bench_measures_one_batch_against_a_sequential_loop(tiny_model, 
     depends on this CPU, and the loop it is compared with is fp32."""
     monkeypatch.setenv("STUDIO_GENERATE_PRECISION", "fp32")
     from conftest import SAMPLE, train
-    from engine.config import RunConfig
+    from engine.train.config import RunConfig
     from rag.compare import COLUMNS
     from studio.bench import compare_bench, compare_table
 

@@ -483,8 +483,8 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     from playwright.sync_api import expect
 
     from conftest import train
-    from engine.config import RunConfig
-    from engine.data import check_files
+    from engine.train.config import RunConfig
+    from engine.data.dataset import check_files
 
     run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=8, learning_rate=1e-2,
                           batch_size=8, max_length=96, save_steps=100), APP["home"] / "runs")
@@ -568,7 +568,7 @@ def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser):
     page.get_by_text("Objective: supervised, or from preferences").click()
     page.locator("#objective input").click()
     page.get_by_role("option", name="dpo", exact=True).click()
-    # a preference objective starts from a fifth of the supervised rate (engine/methods.py)
+    # a preference objective starts from a fifth of the supervised rate (engine/train/methods.py)
     expect(page.locator("#learning-rate input")).to_have_value("0.0002", timeout=10000)
     page.locator("#max-steps input").fill("30")
     page.locator("#max-prompt-length input").fill("64")

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import ROOT, SAMPLE
 from engine import capability as capmod
-from engine.config import ConfigError, RunConfig
+from engine.train import preflight
+from engine.train.config import ConfigError, RunConfig
 
 
 def _seed(tmp_path, monkeypatch, model, fp32, bf16):
@@ -40,8 +41,7 @@ def test_the_figures_are_measured_once_and_cached_by_machine(tmp_path, monkeypat
 
 
 def test_bf16_is_refused_where_it_measures_slower_and_warns_when_forced(tmp_path, monkeypatch, tiny_model, runs_dir):
-    from engine import methods
-    from engine.runs import create_run
+    from engine.train.preflight import create_run
 
     _seed(tmp_path, monkeypatch, tiny_model, fp32=165.0, bf16=0.9)  # the AVX2-only EPYC Zen 3
     cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), precision="bf16")
@@ -50,21 +50,19 @@ def test_bf16_is_refused_where_it_measures_slower_and_warns_when_forced(tmp_path
         create_run(cfg)
     assert not runs_dir.exists() or not list(runs_dir.iterdir())  # refused before any run folder
     forced = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), precision="bf16", force_precision=True)
-    assert methods.refusal(forced) is None
-    assert "183x slower" in methods.precision_warning(forced)
+    assert preflight.refusal(forced) is None
+    assert "183x slower" in preflight.precision_warning(forced)
     auto = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"))
-    assert methods.precision(auto) == "fp32" and "183x slower" in methods.precision_note(auto)
+    assert preflight.precision(auto) == "fp32" and "183x slower" in preflight.precision_note(auto)
 
 
 def test_auto_takes_bf16_where_the_cpu_is_much_faster_in_it(tmp_path, monkeypatch, tiny_model):
-    from engine import methods
-
     _seed(tmp_path, monkeypatch, tiny_model, fp32=190.0, bf16=1330.0)  # an AMX Xeon: 7x
-    assert methods.precision(RunConfig(model=tiny_model)) == "bf16"
+    assert preflight.precision(RunConfig(model=tiny_model)) == "bf16"
     _seed(tmp_path / "b", monkeypatch, tiny_model, fp32=187.0, bf16=408.0)  # AVX-512 BF16 EPYC: 2.2x
     cfg = RunConfig(model=tiny_model)
-    assert methods.precision(cfg) == "fp32" and "only from 3x" in methods.precision_note(cfg)
-    assert methods.refusal(RunConfig(model=tiny_model, precision="bf16")) is None  # faster: allowed
+    assert preflight.precision(cfg) == "fp32" and "only from 3x" in preflight.precision_note(cfg)
+    assert preflight.refusal(RunConfig(model=tiny_model, precision="bf16")) is None  # faster: allowed
 
 
 def test_the_cli_refuses_slow_bf16_with_the_ratio_and_starts_no_run(tmp_path, monkeypatch, tiny_model):

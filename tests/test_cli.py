@@ -85,14 +85,14 @@ def test_print_command_prepares_a_multi_machine_zero_run(runs_dir):
     run_dir = next(p for p in runs_dir.iterdir() if p.is_dir())
     assert "--use_deepspeed" in command and "--num_processes 4 --num_machines 2" in command
     assert "--machine_rank 1" in command and "--main_process_ip 10.0.0.1" in command
-    assert command.endswith(f"-m engine.train {run_dir / 'config.yaml'}")
+    assert command.endswith(f"-m engine.train.trainer {run_dir / 'config.yaml'}")
     assert '"stage": 2' in (run_dir / "ds_config.json").read_text()
 
 
 def test_studio_train_help_lists_every_field_with_its_help_and_default():
     from dataclasses import fields
 
-    from engine.config import RunConfig
+    from engine.train.config import RunConfig
 
     out = subprocess.run([STUDIO, "train", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -3,7 +3,7 @@
 import pytest
 
 from studio.cli import _overrides
-from engine.config import ConfigError, RunConfig
+from engine.train.config import ConfigError, RunConfig
 
 
 def test_yaml_round_trip_keeps_values_and_help(tmp_path):
@@ -49,7 +49,7 @@ def test_every_example_config_is_valid():
     configs = sorted((Path(__file__).resolve().parent.parent / "assets" / "configs").glob("*.yaml"))
     assert len(configs) >= 5
     loaded = {c.stem: RunConfig.from_yaml(c) for c in configs}
-    from engine.methods import METHODS
+    from engine.train.methods import METHODS
 
     assert set(METHODS) - {"prefix-tuning"} <= {c.method for c in loaded.values()}
     assert loaded["zero2-sample"].zero_stage == 2 and loaded["zero3-sample"].zero_stage == 3

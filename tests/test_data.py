@@ -5,9 +5,9 @@ import json
 import pytest
 
 from conftest import PEER_DATA, SAMPLE
-from engine.data import (DataError, check_files, export_chat_jsonl, load_examples, read_chat_jsonl,
-                         split_examples)
-from engine.formats import guess_mapping
+from engine.data.dataset import (DataError, check_files, export_chat_jsonl, load_examples, read_chat_jsonl,
+    split_examples)
+from engine.data.formats import guess_mapping
 
 U = {"role": "user", "content": "What is the Tilly?"}
 A = {"role": "assistant", "content": "A garden robot."}

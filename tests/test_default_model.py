@@ -10,9 +10,10 @@ import time
 import pytest
 
 from conftest import SAMPLE
-from engine.config import RunConfig
+from engine.train.config import RunConfig
 from engine.models import DEFAULT_MODEL, resolve_model
-from engine.runs import create_run, launch
+from engine.train.preflight import create_run
+from engine.train.runs import launch
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def test_default_model_resolves_offline_to_a_safetensors_folder():
 
 
 def test_lora_on_the_default_model_trains_and_answers(runs_dir):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     cfg = RunConfig(data=str(SAMPLE / "train.jsonl"), max_steps=6, batch_size=4, learning_rate=1e-3,
                     max_length=128, save_steps=3)
@@ -51,7 +52,7 @@ def test_batched_compare_answers_equal_one_at_a_time_on_the_default_model(runs_d
     give token for token the answers each column gets alone."""
     from peft import LoraConfig, get_peft_model
 
-    from engine.infer import Answerer, Answerers, ChatModel
+    from engine.infer.chat import Answerer, Answerers, ChatModel
     from engine.models import load_causal_lm
     from rag.compare import compare, one_by_one
     from rag.pipeline import sample_pipeline

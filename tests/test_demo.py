@@ -3,25 +3,26 @@
 import pytest
 
 from engine import demo
-from engine.config import ConfigError, RunConfig
+from engine.train.config import ConfigError, RunConfig
+from engine.train.preflight import demo_limit
 from engine.models import DEFAULT_MODEL
-from engine.uploads import max_upload_mb
+from engine.data.uploads import max_upload_mb
 
 
 def test_off_by_default_changes_nothing(monkeypatch):
     monkeypatch.delenv("STUDIO_DEMO", raising=False)
-    assert demo.limit(RunConfig(max_steps=-1)).max_steps == -1
+    assert demo_limit(RunConfig(max_steps=-1)).max_steps == -1
     assert max_upload_mb() == 200
 
 
 def test_the_demo_caps_steps_keeps_the_default_model_and_takes_small_uploads(monkeypatch):
     monkeypatch.setenv("STUDIO_DEMO", "1")
     monkeypatch.setenv("STUDIO_MAX_UPLOAD_MB", "500")
-    assert demo.limit(RunConfig(max_steps=-1)).max_steps == demo.MAX_STEPS  # epochs become the cap
-    assert demo.limit(RunConfig(max_steps=10)).max_steps == 10
-    assert demo.limit(RunConfig(max_steps=10_000)).max_steps == demo.MAX_STEPS
+    assert demo_limit(RunConfig(max_steps=-1)).max_steps == demo.MAX_STEPS  # epochs become the cap
+    assert demo_limit(RunConfig(max_steps=10)).max_steps == 10
+    assert demo_limit(RunConfig(max_steps=10_000)).max_steps == demo.MAX_STEPS
     with pytest.raises(ConfigError, match=f"model: the public demo trains {DEFAULT_MODEL} only"):
-        demo.limit(RunConfig(model="meta-llama/Llama-3.1-8B"))
+        demo_limit(RunConfig(model="meta-llama/Llama-3.1-8B"))
     assert max_upload_mb() == demo.MAX_UPLOAD_MB
 
 
@@ -40,7 +41,7 @@ def test_the_preview_shows_the_run_the_demo_will_train(monkeypatch):
 
     monkeypatch.setenv("STUDIO_DEMO", "1")
     asked = RunConfig(max_steps=10_000)
-    assert demo.limit(asked) is not asked and asked.max_steps == 10_000  # the form's config is left as it was
+    assert demo_limit(asked) is not asked and asked.max_steps == 10_000  # the form's config is left as it was
     dataset = {"files": ["assets/sample/train.jsonl"]}
     form = {"model": DEFAULT_MODEL, "epochs": 1, "max_steps": 10_000, "lora_rank": 8}
     yaml_text, _, _ = config_preview(dataset, form)
@@ -68,7 +69,7 @@ def test_the_preview_of_a_zero_run_shows_the_accelerate_command_and_deepspeed_co
 
 def test_the_train_form_opens_on_the_named_preset_and_the_preview_says_so(monkeypatch):
     """Every widget of the Train form starts at the preset's value of its field; no other defaults exist."""
-    from engine.config import FORM_PRESET, LABELS, PRESETS
+    from engine.train.config import FORM_PRESET, LABELS, PRESETS
     from ui.app import build
     from ui.train_tab import ADVANCED, BASIC, config_preview
 

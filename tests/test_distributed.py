@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from conftest import SAMPLE, train as _train, training
-from engine.config import ConfigError, RunConfig
-from engine.distributed import deepspeed_config, launch_command
-from engine.methods import refusal
-from engine.runs import create_run, stop
+from engine.train.config import ConfigError, RunConfig
+from engine.train.distributed import deepspeed_config, launch_command
+from engine.train.preflight import refusal
+from engine.train.preflight import create_run
+from engine.train.runs import stop
 
 pytest.importorskip("deepspeed")
 
@@ -26,7 +27,7 @@ def _mean(xs):
 
 
 def test_zero2_lora_with_optimizer_offload_trains_on_two_processes(tiny_model, runs_dir):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     run = _train(_cfg(tiny_model, zero_stage=2, offload="optimizer"))
     assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
@@ -73,7 +74,7 @@ def test_deepspeed_config_follows_the_run_config():
                          machines=2, machine_rank=1, main_ip="10.0.0.1")
     text = " ".join(cmd)
     assert "--num_processes 16 --num_machines 2" in text and "--machine_rank 1" in text
-    assert "--main_process_ip 10.0.0.1" in text and text.endswith("-m engine.train c.yaml")
+    assert "--main_process_ip 10.0.0.1" in text and text.endswith("-m engine.train.trainer c.yaml")
 
 
 def test_impossible_combinations_are_refused_with_a_sentence():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import SAMPLE, train
-from engine import export
-from engine.config import RunConfig
+from engine.export import archive as export
+from engine.train.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def test_qlora_adapter_merges_into_its_dequantised_base(tiny_model, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from engine.methods import quantization_config
+    from engine.train.methods import quantization_config
 
     run = _train(tiny_model, tmp_path / "runs", method="qlora")
     merged = AutoModelForCausalLM.from_pretrained(export.merge(run)).eval()
@@ -80,7 +80,7 @@ def test_prompt_tuning_cannot_be_merged_and_says_so(tiny_model, tmp_path):
 
 
 def test_archive_holds_the_adapter_and_it_reloads(lora_run, tiny_model, tmp_path):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     path = export.archive(lora_run)
     assert path.name == f"{lora_run.id}-adapter.zip" and not path.with_name(path.name + ".tmp").exists()
@@ -159,7 +159,7 @@ def test_push_without_a_token_says_where_to_put_one(lora_run, monkeypatch):
 def test_model_card_carries_the_evaluation_table_when_one_was_run(lora_run):
     import json
 
-    from engine.modelcard import card
+    from engine.export.modelcard import card
 
     result = {"questions": 20, "summary": {"base": {"f1": 0.1, "em": 0.0, "rouge_l": 0.2, "semantic": 0.3,
                                                     "seconds": 1.5},

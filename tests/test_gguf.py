@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SAMPLE, train
-from engine import export, gguf
-from engine.config import RunConfig
+from engine.export import archive as export
+from engine.export import gguf
+from engine.train.config import RunConfig
 from engine.models import DEFAULT_MODEL, resolve_model
 
 pytestmark = pytest.mark.skipif(not (gguf.converter_dir() / "convert_hf_to_gguf.py").exists(),
-                                reason="the converter is fetched by .ci/setup (python -m engine.gguf --fetch)")
+                                reason="the converter is fetched by .ci/setup (python -m engine.export.gguf --fetch)")
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +222,7 @@ def test_a_download_that_is_not_the_pinned_one_is_not_unpacked(monkeypatch, tmp_
     with pytest.raises(gguf.GGUFError, match="not the pinned"):
         gguf.fetch_converter()
     assert not gguf.converter_dir().exists()
-    with pytest.raises(gguf.GGUFError, match="not installed; run `python -m engine.gguf --fetch`"):
+    with pytest.raises(gguf.GGUFError, match="not installed; run `python -m engine.export.gguf --fetch`"):
         gguf.converter_script()
 
 

@@ -10,8 +10,8 @@ pytestmark = [pytest.mark.gpu,
 
 def test_lora_trains_in_bf16_on_the_gpu_and_answers(tiny_model, runs_dir):
     from conftest import SAMPLE
-    from engine.config import RunConfig
-    from engine.infer import ChatModel
+    from engine.train.config import RunConfig
+    from engine.infer.chat import ChatModel
 
     run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=40,
                            learning_rate=1e-2, batch_size=8, max_length=128))
@@ -35,7 +35,7 @@ def _train(cfg, timeout=300):
 @pytest.mark.parametrize("stage", [2, 3])
 def test_zero_over_the_gpus_of_this_machine(stage, tiny_model, runs_dir):
     from conftest import SAMPLE
-    from engine.config import RunConfig
+    from engine.train.config import RunConfig
 
     gpus = torch.cuda.device_count()
     if gpus < 2:
@@ -51,7 +51,7 @@ def test_zero_over_the_gpus_of_this_machine(stage, tiny_model, runs_dir):
 
 def test_zero2_with_optimizer_offload_on_one_gpu(tiny_model, runs_dir):
     from conftest import SAMPLE
-    from engine.config import RunConfig
+    from engine.train.config import RunConfig
 
     run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, learning_rate=1e-2,
                            batch_size=8, max_length=128, zero_stage=2, offload="optimizer"))
@@ -60,8 +60,8 @@ def test_zero2_with_optimizer_offload_on_one_gpu(tiny_model, runs_dir):
 
 def test_qlora_on_the_gpu_merges_and_exports_to_onnx(tiny_model, runs_dir):
     from conftest import SAMPLE
-    from engine import export
-    from engine.config import RunConfig
+    from engine.export import archive as export
+    from engine.train.config import RunConfig
 
     run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=20, learning_rate=1e-2,
                            batch_size=8, max_length=128, method="qlora", compute_dtype="bfloat16"))
@@ -71,7 +71,7 @@ def test_qlora_on_the_gpu_merges_and_exports_to_onnx(tiny_model, runs_dir):
 
 def test_memory_estimate_against_the_measured_gpu_peak(tiny_model, runs_dir):
     from engine.models import DEFAULT_MODEL
-    from engine.probe import check_estimates
+    from engine.advise.probe import check_estimates
 
     for model in (tiny_model, DEFAULT_MODEL):
         for r in check_estimates(model, ["lora", "full"], batch_size=4, seq_len=256, steps=2):
@@ -85,10 +85,10 @@ def test_vllm_serves_a_lora_run_for_the_openai_client(tiny_model, runs_dir):
     pytest.importorskip("vllm")
     openai = pytest.importorskip("openai")
     from conftest import SAMPLE
-    from engine.batching import run_here
-    from engine.config import RunConfig
-    from engine.serve import start
-    from engine.serve_vllm import load_vllm_models
+    from engine.infer.batching import run_here
+    from engine.train.config import RunConfig
+    from engine.infer.serve import start
+    from engine.infer.serve_vllm import load_vllm_models
     from test_serve import QUESTION, free_port
 
     run = _train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=10, learning_rate=1e-2,

@@ -1,8 +1,9 @@
 """The run history: read from the run folders (so a restarted app shows it), curves to overlay, config diffs."""
 
 from conftest import SAMPLE, train
-from engine.config import RunConfig
-from engine.runs import config_diff, create_run, curves, history
+from engine.train.config import RunConfig
+from engine.train.runs import config_diff, curves, history
+from engine.train.preflight import create_run
 
 
 def test_history_lists_runs_newest_first_with_their_outcome_and_survives_a_new_process(tiny_model, runs_dir):
@@ -19,7 +20,7 @@ def test_history_lists_runs_newest_first_with_their_outcome_and_survives_a_new_p
     assert done["status"] == "finished" and done["method"] == "lora" and done["data"] == "train.jsonl"
     assert done["steps"] == 4 and done["final loss"] == round(first.logged()[-1].loss, 4)
     assert rows[0]["status"] == "created" and rows[0]["steps"] == 0 and rows[0]["final loss"] is None
-    again = subprocess.run([sys.executable, "-c", "from engine.runs import history; "
+    again = subprocess.run([sys.executable, "-c", "from engine.train.runs import history; "
                             "print([r['run'] for r in history()])"], capture_output=True, text=True, check=True)
     assert again.stdout.strip() == str([second.id, first.id])  # what a restarted app reads
 
@@ -31,7 +32,7 @@ def test_history_lists_runs_newest_first_with_their_outcome_and_survives_a_new_p
 
 
 def test_smoothing_follows_tensorboard_and_keeps_the_first_value():
-    from engine.runs import smoothed
+    from engine.train.runs import smoothed
 
     assert smoothed([4.0, 2.0, 2.0], 0.0) == [4.0, 2.0, 2.0]
     out = smoothed([4.0, 2.0, 2.0], 0.5)
@@ -40,7 +41,7 @@ def test_smoothing_follows_tensorboard_and_keeps_the_first_value():
 
 
 def test_the_train_tab_plots_raw_smoothed_and_eval_loss_learning_rate_and_speed(tiny_model, runs_dir):
-    from engine.runs import metrics
+    from engine.train.runs import metrics
 
     run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=6, max_length=64,
                           val_fraction=0.2, eval_steps=3, save_steps=100, learning_rate=1e-3))

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from conftest import SAMPLE, train as _train
-from engine.config import ConfigError, RunConfig
-from engine.methods import METHODS, peft_config, refusal
-from engine.runs import create_run
+from engine.train.config import ConfigError, RunConfig
+from engine.train.methods import METHODS, peft_config
+from engine.train.preflight import refusal
+from engine.train.preflight import create_run
 
 ALL = [m for m in METHODS if m != "prefix-tuning"]
 # Methods with few trained parameters need a higher learning rate to move in 30 steps.
@@ -16,7 +17,7 @@ LR = {"ia3": 0.2, "vera": 0.05, "prompt-tuning": 0.1, "prefix-tuning": 0.05}
 
 @pytest.mark.parametrize("method", ALL)
 def test_method_trains_and_its_output_reloads(method, tiny_model, runs_dir):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), method=method, max_steps=30,
                     learning_rate=LR.get(method, 1e-2),
@@ -40,7 +41,7 @@ def test_method_trains_and_its_output_reloads(method, tiny_model, runs_dir):
 
 
 def test_freeze_trains_only_the_last_layers(tiny_model):
-    from engine.methods import freeze_all_but_last
+    from engine.train.methods import freeze_all_but_last
     from engine.models import load_causal_lm
 
     model = load_causal_lm(tiny_model)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from engine.data import check_files
-from engine.playground import PlaygroundError, save_exchange, text_of, turns
+from engine.data.dataset import check_files
+from engine.infer.playground import PlaygroundError, save_exchange, text_of, turns
 from rag.pipeline import chat_prompt
 
 
@@ -46,8 +46,8 @@ def test_saved_exchanges_append_chat_lines_the_data_tab_reads(tmp_path):
 def test_stop_ends_the_reply_at_its_next_token_and_keeps_what_was_said(tiny_model):
     import threading
 
-    from engine.infer import ChatModel, Generation
-    from engine.playground import answer
+    from engine.infer.chat import ChatModel, Generation
+    from engine.infer.playground import answer
 
     chat = ChatModel(tiny_model)
     question = [{"role": "user", "content": "How heavy is the Tilly T2?"}]

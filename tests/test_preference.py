@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from conftest import PEER_DATA, ROOT, SAMPLE, train
-from engine.config import ConfigError, RunConfig
-from engine.data import check_files, load_examples
-from engine.preference import preference_accuracy
-from engine.runs import Run, create_run
+from engine.train.config import ConfigError, RunConfig
+from engine.data.dataset import check_files, load_examples
+from engine.infer.preference import preference_accuracy
+from engine.train.preflight import create_run
 
 PAIRS = SAMPLE / "preference.jsonl"
 HELD_BACK = SAMPLE / "preference-eval.jsonl"
@@ -110,7 +110,7 @@ def test_data_check_says_which_shape_was_read():
 
 def test_data_check_token_counts_of_pairs(tiny_model):
     from engine.models import load_tokenizer
-    from engine.preference import pair_stats
+    from engine.data.pairs import pair_stats
 
     stats = pair_stats(load_examples(PAIRS), load_tokenizer(tiny_model), max_length=64, max_prompt_length=16)
     assert stats.pairs == 56 and stats.chosen_mean > 3 and stats.rejected_mean > 3
@@ -157,7 +157,7 @@ def test_each_objective_lowers_its_loss_and_raises_preference_accuracy(tiny_mode
 
 
 def test_dpo_with_an_adapter_keeps_one_copy_of_the_base_weights(tiny_model, tmp_path, monkeypatch):
-    from engine import preference
+    from engine.train import objectives as preference
 
     seen = {}
     real = preference.trainer_class
@@ -187,7 +187,7 @@ def test_dpo_with_an_adapter_keeps_one_copy_of_the_base_weights(tiny_model, tmp_
 
 
 def test_a_dpo_run_stopped_by_a_nan_resumes_from_its_checkpoint(tiny_model, tmp_path, monkeypatch):
-    from engine import train as trainer
+    from engine.train import trainer
 
     monkeypatch.setenv("STUDIO_FAULT", "nan@5")
     cfg = RunConfig(model=tiny_model, data=str(PAIRS), objective="dpo", max_steps=8, learning_rate=5e-3,
@@ -203,8 +203,8 @@ def test_a_dpo_run_stopped_by_a_nan_resumes_from_its_checkpoint(tiny_model, tmp_
 
 
 def test_sft_then_dpo_starts_from_the_sft_run_and_exports(tiny_model, tmp_path):
-    from engine import export
-    from engine.runs import config_diff
+    from engine.export import archive as export
+    from engine.train.runs import config_diff
 
     root = tmp_path / "runs"
     sft = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=4, learning_rate=1e-2,
@@ -239,7 +239,8 @@ def test_eval_reports_preference_accuracy_in_its_json_and_csv(tiny_model, tmp_pa
 
 
 def test_estimate_counts_the_reference_pass_and_the_doubled_sequences():
-    from engine.estimate import estimate_memory, flops_per_token, shape_of
+    from engine.advise.estimate import estimate_memory, flops_per_token
+    from engine.models import shape_of
     from engine.models import DEFAULT_MODEL
 
     shape = shape_of(DEFAULT_MODEL)
@@ -253,7 +254,7 @@ def test_estimate_counts_the_reference_pass_and_the_doubled_sequences():
 def test_the_forms_defaults_make_a_valid_run_for_every_objective():
     """The Train form's preset with only an objective chosen starts (prompts get half of max_length); a
     prompt limit that leaves the answers nothing is refused naming the field."""
-    from engine.config import FORM_PRESET
+    from engine.train.config import FORM_PRESET
     from engine.demo import limit
 
     for objective in ("dpo", "orpo", "kto", "simpo"):
@@ -267,7 +268,7 @@ def test_the_forms_defaults_make_a_valid_run_for_every_objective():
 
 def test_long_prompts_are_cut_to_max_prompt_length_from_their_start(tiny_model):
     from engine.models import load_tokenizer
-    from engine.preference import fit_prompt
+    from engine.data.pairs import fit_prompt
 
     tok = load_tokenizer(tiny_model)
     turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "old question " * 30},
@@ -282,7 +283,7 @@ def test_long_prompts_are_cut_to_max_prompt_length_from_their_start(tiny_model):
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", ["orpo", "dpo"])
 def test_default_model_trains_orpo_and_dpo_with_reward_metrics(runs_dir, objective):
-    from engine.runs import launch
+    from engine.train.runs import launch
 
     run = create_run(RunConfig(data=str(PAIRS), objective=objective, max_steps=4, batch_size=2, learning_rate=2e-4,
                                max_length=192, max_prompt_length=96, save_steps=100))
@@ -295,7 +296,7 @@ def test_default_model_trains_orpo_and_dpo_with_reward_metrics(runs_dir, objecti
 
 
 def test_probe_runs_a_preference_objective_and_refuses_sft_data_for_it(tiny_model, runs_dir):
-    from engine.probe import probe
+    from engine.advise.probe import probe
 
     rows = probe(tiny_model, str(PAIRS), ["lora+dpo"], steps=2, max_length=96)
     assert rows[0]["method"] == "lora+dpo" and rows[0]["status"] == "finished", rows

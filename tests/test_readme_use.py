@@ -17,12 +17,12 @@ import httpx
 import pytest
 
 from conftest import ROOT, SAMPLE, train
-from engine import gguf
-from engine.config import RunConfig
+from engine.export import gguf
+from engine.train.config import RunConfig
 from engine.models import DEFAULT_MODEL, resolve_model
 
 pytestmark = pytest.mark.skipif(not (gguf.converter_dir() / "convert_hf_to_gguf.py").exists(),
-                                reason="the converter is fetched by .ci/setup (python -m engine.gguf --fetch)")
+                                reason="the converter is fetched by .ci/setup (python -m engine.export.gguf --fetch)")
 
 
 def section() -> list[tuple[str, str]]:

@@ -17,9 +17,9 @@ import sys
 import pytest
 
 from conftest import ROOT, SAMPLE, train as _train, training, wait_for
-from engine import checkpoints
-from engine.config import RANGES, ConfigError, RunConfig
-from engine.runs import launch, stop, stop_grace
+from engine.train import checkpoints
+from engine.train.config import RANGES, ConfigError, RunConfig
+from engine.train.runs import launch, stop, stop_grace
 
 
 def _cfg(tiny_model, **kw):
@@ -148,7 +148,7 @@ def test_the_cli_refuses_bad_numbers_and_a_missing_file_before_any_run_exists(tm
 
 
 def test_a_table_of_10000_columns_gives_a_short_report(tmp_path):
-    from engine.data import check_files
+    from engine.data.dataset import check_files
     from ui.data_tab import _report_markdown
 
     path = tmp_path / "wide.csv"
@@ -171,8 +171,8 @@ def test_a_50_mb_line_is_refused_by_name_within_a_memory_budget(tmp_path, tiny_m
         "def peak_mb():  # VmHWM: this program's own peak; ru_maxrss would carry the forking parent's\n"
         "    line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
         "    return int(line.split()[1]) / 1024\n"
-        "from engine.data import check_files, token_stats\n"
-        "from engine.formats import Example\n"
+        "from engine.data.dataset import check_files, token_stats\n"
+        "from engine.data.formats import Example\n"
         "from engine.models import load_tokenizer\n"
         "report = check_files([sys.argv[1]])\n"
         "before = peak_mb()\n"

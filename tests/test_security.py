@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import SAMPLE, wait_for
-from engine.uploads import UploadError, check_upload
+from engine.data.uploads import UploadError, check_upload
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
@@ -59,7 +59,7 @@ def test_a_zip_bomb_posing_as_docx_is_refused(tmp_path):
 
 @pytest.mark.parametrize("name", ["..", "a/b.txt", "..\\evil.txt", "evil\x01.txt", ""])
 def test_names_that_try_to_leave_the_upload_folder_are_refused(name):
-    from engine.uploads import safe_name
+    from engine.data.uploads import safe_name
 
     assert not safe_name(name)
 
@@ -72,7 +72,7 @@ def test_no_pickle_is_ever_loaded_without_weights_only():
 
 
 def test_remote_code_needs_a_pinned_revision():
-    from engine.config import ConfigError, RunConfig
+    from engine.train.config import ConfigError, RunConfig
     from engine.models import _remote_code
 
     with pytest.raises(ConfigError, match="trust_remote_code: needs revision pinned to a commit hash"):
@@ -98,8 +98,9 @@ def test_a_model_folder_with_only_pickled_weights_is_refused(tiny_model, tmp_pat
 
 
 def test_the_hub_token_never_reaches_a_run_folder(tiny_model, runs_dir, monkeypatch):
-    from engine.config import RunConfig
-    from engine.runs import create_run, launch
+    from engine.train.config import RunConfig
+    from engine.train.preflight import create_run
+    from engine.train.runs import launch
 
     secret = "hf_neverWrittenAnywhere42"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -129,7 +130,7 @@ _record = _json | st.fixed_dictionaries({"messages": st.lists(_message, max_size
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_record.map(json.dumps) | st.text(max_size=40), min_size=1, max_size=6))
 def test_the_dataset_reader_survives_fuzzed_files(tmp_path_factory, lines):
-    from engine.data import check_files
+    from engine.data.dataset import check_files
 
     path = tmp_path_factory.mktemp("fuzz") / "data.jsonl"
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -141,8 +142,8 @@ def test_the_dataset_reader_survives_fuzzed_files(tmp_path_factory, lines):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=st.lists(_message.filter(lambda m: isinstance(m["content"], str)), min_size=1, max_size=5))
 def test_chat_formatting_survives_fuzzed_conversations(tiny_model, messages):
-    from engine.data import DataError, tokenize_example
-    from engine.formats import Example
+    from engine.data.dataset import DataError, tokenize_example
+    from engine.data.formats import Example
 
     tokenizer = _tokenizer(tiny_model)
     try:
@@ -175,7 +176,7 @@ def test_the_run_status_api_reads_only_listed_runs(runs_dir):
 
 
 def test_only_files_under_the_upload_folder_or_the_samples_are_read(tmp_path):
-    from engine.uploads import SessionFiles, check_origin
+    from engine.data.uploads import SessionFiles, check_origin
 
     uploads, elsewhere = tmp_path / "uploads", tmp_path / "elsewhere"
     uploads.mkdir(), elsewhere.mkdir()

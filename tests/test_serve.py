@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from conftest import ROOT, SAMPLE, train
-from engine.batching import run_here
-from engine.config import RunConfig
-from engine.serve import load_models, start
+from engine.infer.batching import run_here
+from engine.train.config import RunConfig
+from engine.infer.serve import load_models, start
 
 openai = pytest.importorskip("openai")
 QUESTION = [{"role": "user", "content": "How heavy is the Tilly T2?"}]
@@ -68,7 +68,7 @@ def test_models_lists_base_and_runs_on_one_copy_of_the_weights(server, tiny_mode
 
 
 def test_plain_answers_follow_the_requested_adapter(server, tiny_model):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     url, models, a, b = server
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
@@ -246,15 +246,15 @@ def test_studio_serve_command_listens_on_localhost_and_answers(runs, tmp_path):
 
 
 def test_unknown_run_is_refused_before_serving(tmp_path):
-    from engine.serve import ServeError
+    from engine.infer.served import ServeError
 
     with pytest.raises(ServeError, match="nope: no such run"):
         load_models(["nope"], root=tmp_path)
 
 
 def test_vllm_engine_without_vllm_or_a_gpu_says_so(tmp_path):
-    from engine.serve import ServeError
-    from engine.serve_vllm import load_vllm_models
+    from engine.infer.served import ServeError
+    from engine.infer.serve_vllm import load_vllm_models
 
     with pytest.raises(ServeError, match="--engine vllm needs"):
         load_vllm_models([], root=tmp_path)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.data import DataError, check_files, token_stats, tokenize_example, trained_pieces
-from engine.formats import Example
+from engine.data.dataset import DataError, check_files, token_stats, tokenize_example, trained_pieces
+from engine.data.formats import Example
 from engine.models import load_tokenizer
 
 

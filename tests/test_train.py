@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import SAMPLE, train as _train, train_process, training, wait_for as _wait
-from engine.config import RunConfig
-from engine.runs import Run, create_run, launch, list_runs, stop
+from engine.train.config import RunConfig
+from engine.train.runs import Run, launch, list_runs, stop
+from engine.train.preflight import create_run
 
 
 def _losses(run):
@@ -46,7 +47,7 @@ def test_events_carry_progress_and_end_finished(finished_run):
 
 
 def test_adapter_reloads_and_changes_the_output(finished_run, tiny_model):
-    from engine.infer import ChatModel
+    from engine.infer.chat import ChatModel
 
     chat = ChatModel(tiny_model, finished_run.adapter)
     ids = chat.tokenizer.apply_chat_template([{"role": "user", "content": "How heavy is the Tilly T2?"}],
@@ -75,7 +76,7 @@ def test_stop_ends_the_run_quickly_and_keeps_a_checkpoint(tiny_model, runs_dir):
 
 
 def test_a_second_run_waits_in_the_queue_and_starts_when_the_first_ends(tiny_model, runs_dir):
-    from engine.runs import queue_position
+    from engine.train.runs import queue_position
 
     cfg = RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000, max_length=64)
     first, second, third = create_run(cfg), create_run(cfg), create_run(cfg)
@@ -160,7 +161,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, runs_dir):
     assert run.status() == "interrupted"
     killed_at = run.logged()[-1].step
     assert 10 <= killed_at < 30
-    from engine.checkpoints import newest
+    from engine.train.checkpoints import newest
 
     saved = int(newest(run.dir / "checkpoints").name.split("-")[1])  # the kill may have cut the newest one short
     launch(run)
@@ -173,7 +174,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, runs_dir):
 
 
 def test_gradient_checkpointing_is_off_unless_asked(tmp_path):
-    from engine.train import sft_config
+    from engine.train.trainer import sft_config
 
     assert sft_config(RunConfig(), tmp_path).gradient_checkpointing is False
     assert sft_config(RunConfig(gradient_checkpointing="true"), tmp_path).gradient_checkpointing is True
@@ -225,7 +226,7 @@ def test_out_of_memory_says_what_to_lower_and_keeps_the_checkpoint(tiny_model, r
 
 
 def test_a_cpu_allocator_failure_reads_as_out_of_memory():
-    from engine.train import _reason
+    from engine.train.trainer import _reason
 
     err = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
                        "you tried to allocate 8589934592 bytes.")
@@ -268,8 +269,8 @@ def test_metrics_also_go_to_tensorboard(finished_run):
 
 
 def test_reporting_to_a_tool_that_is_not_installed_is_refused(tiny_model):
-    from engine.config import ConfigError
-    from engine.train import _reporters
+    from engine.train.config import ConfigError
+    from engine.train.trainer import _reporters
     import importlib.util
 
     if importlib.util.find_spec("wandb") is not None:
@@ -281,7 +282,7 @@ def test_reporting_to_a_tool_that_is_not_installed_is_refused(tiny_model):
 def test_a_full_or_unwritable_disk_reads_as_one_sentence():
     import errno
 
-    from engine.train import _reason
+    from engine.train.trainer import _reason
 
     full = _reason(OSError(errno.ENOSPC, "No space left on device"))
     assert full.startswith("The disk is full:") and full.endswith("The last complete checkpoint is kept.")
@@ -320,7 +321,7 @@ def test_a_restarted_app_follows_a_run_it_did_not_start_and_marks_it_interrupted
     import sys
 
     launcher = (
-        "from engine.config import RunConfig; from engine.runs import create_run, launch; "
+        "from engine.train.config import RunConfig; from engine.train.runs import create_run, launch; "
         f"run = create_run(RunConfig(model={tiny_model!r}, data={str(SAMPLE / 'train.jsonl')!r}, "
         "max_steps=100000, max_length=64)); launch(run); print(run.id)"
     )
@@ -406,7 +407,7 @@ def test_bf16_on_cpu_trains_adapters_kept_in_fp32(tiny_model, runs_dir):
 
 
 def test_fp16_without_a_gpu_is_refused_with_what_to_pick():
-    from engine.methods import refusal
+    from engine.train.preflight import refusal
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

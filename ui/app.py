@@ -1,7 +1,7 @@
 """The studio's web page: Data -> Method -> Train -> Compare. Layout and wiring only.
 
 Every handler here is a few lines that call `engine` or `rag`; training runs in a separate
-process (engine/runs.py) and this page only reads its events file, so a reload or a
+process (engine/train/runs.py) and this page only reads its events file, so a reload or a
 restart of the page loses nothing.
 
     studio                 # or: python -m ui.app ; then open http://127.0.0.1:7860
@@ -24,9 +24,9 @@ import gradio as gr
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 from engine import demo as public_demo
-from engine.infer import serve_forever
+from engine.infer.chat import serve_forever
 from engine.models import DEFAULT_MODEL, hub_reachable
-from engine.uploads import max_upload_mb
+from engine.data.uploads import max_upload_mb
 from ui import i18n
 from ui.files import launch_paths
 from ui.form import widget

@@ -2,7 +2,7 @@
 settings, an adapter switch, optional retrieval from a collection (sources shown), Stop, and a button
 that saves the exchange as a training example.
 
-Layout and wiring only: the model side is engine/playground.py, retrieval and the prompt rag/pipeline.py.
+Layout and wiring only: the model side is engine/infer/playground.py, retrieval and the prompt rag/pipeline.py.
 
     Part of the studio page: `studio` (ui/app.py builds it with `build_chat_tab`).
 """
@@ -15,8 +15,8 @@ import threading
 import gradio as gr
 
 from engine.errors import StudioError
-from engine.infer import Generation
-from engine.playground import BASE, answer, chat_for, examples_path, save_exchange, turns
+from engine.infer.chat import Generation
+from engine.infer.playground import BASE, answer, chat_for, examples_path, save_exchange, turns
 from rag.pipeline import chat_prompt
 from ui.compare_tab import _pipeline, collections
 from ui.notify import refuse

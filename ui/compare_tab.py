@@ -1,6 +1,6 @@
 """The Compare tab: a document collection, four streamed answers side by side, and batch evaluation.
 
-Layout and wiring only: retrieval and scoring are rag/, the model is engine/infer.py.
+Layout and wiring only: retrieval and scoring are rag/, the model is engine/infer/chat.py.
 Collections are saved on disk (rag.pipeline.collections_root) and listed at start.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine.data import load_examples
-from engine.infer import run_answerers
-from engine.preference import add_to_evaluation, append_summary_rows, preference_accuracy
-from engine.runs import Run, list_runs, runs_root
-from engine.uploads import UploadError
+from engine.data.dataset import load_examples
+from engine.infer.chat import run_answerers
+from engine.infer.preference import add_to_evaluation, append_summary_rows, preference_accuracy
+from engine.train.runs import Run, list_runs, runs_root
+from engine.data.uploads import UploadError
 from engine.errors import RunError, StudioError
 from ui.files import accept
 from ui.notify import refuse

@@ -1,6 +1,6 @@
 """The Data tab: upload, validation report, token statistics, what gets trained, export.
 
-Layout and wiring only; reading and checking is engine/data.py. The dataset chosen here
+Layout and wiring only; reading and checking is engine/data/dataset.py. The dataset chosen here
 is one `gr.State` dict (files, column mapping, validation split, train_on) that the Train
 tab turns into a RunConfig.
 """
@@ -14,13 +14,13 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine.config import SAMPLE_TRAIN, RunConfig, prompt_limit
-from engine.data import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
-from engine.preference import pair_stats
-from engine.formats import SUFFIXES, columns_of, guess_mapping, mapping_text
-from engine.playground import examples_path
-from engine.runs import measured_throughput
-from engine.uploads import UploadError
+from engine.train.config import SAMPLE_TRAIN, RunConfig, prompt_limit
+from engine.data.dataset import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
+from engine.data.pairs import pair_stats
+from engine.data.formats import SUFFIXES, columns_of, guess_mapping, mapping_text
+from engine.infer.playground import examples_path
+from engine.train.runs import measured_throughput
+from engine.data.uploads import UploadError
 from engine.errors import StudioError
 from ui.files import accept
 from ui.notify import refuse

@@ -1,7 +1,7 @@
 """Files that reach a handler: only the ones this browser session uploaded, or the bundled samples.
 
 Every handler that takes a file calls `accept(files, request)` before reading anything: a client can
-name any path on the server in a file field, and Gradio passes it on (see engine/uploads.py).
+name any path on the server in a file field, and Gradio passes it on (see engine/data/uploads.py).
 `launch_paths()` gives Gradio's own `allowed_paths` / `blocked_paths` to match.
 
     Part of the studio page (ui/app.py); no layout here.
@@ -16,9 +16,9 @@ from pathlib import Path
 import gradio as gr
 
 from engine.capability import cache_path
-from engine.runs import runs_root
-from engine.playground import examples_path
-from engine.uploads import SessionFiles, check_origin, check_upload
+from engine.train.runs import runs_root
+from engine.infer.playground import examples_path
+from engine.data.uploads import SessionFiles, check_origin, check_upload
 from rag.pipeline import collections_root
 
 ROOT = Path(__file__).resolve().parent.parent

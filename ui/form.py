@@ -1,4 +1,4 @@
-"""Widgets made from RunConfig's fields: label, help, choices and starting value come from engine/config.py.
+"""Widgets made from RunConfig's fields: label, help, choices and starting value come from engine/train/config.py.
 
     widget("learning_rate")            -> gr.Number labelled "Learning rate", its help as info, the preset's value
     to_values(components, got)         -> {"learning_rate": 0.001, ...} from a handler's {component: value}
@@ -16,8 +16,8 @@ from typing import Any, get_origin, get_type_hints
 
 import gradio as gr
 
-from engine.config import FORM_PRESET, LABELS, RunConfig, choices
-from engine.methods import METHODS
+from engine.train.config import FORM_PRESET, LABELS, RANGES, RunConfig, choices
+from engine.train.methods import METHODS
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
 HINTS = get_type_hints(RunConfig)
@@ -49,8 +49,6 @@ def widget(name: str, **kw: Any) -> gr.components.Component:
 
 
 def _low(name: str):
-    from engine.config import RANGES
-
     return RANGES[name][0] if name in RANGES else None
 
 

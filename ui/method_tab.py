@@ -1,7 +1,8 @@
 """The Method tab: scenario matrix, memory / time / cost estimate, the probe, and RAG-or-fine-tune advice.
 
-Layout and wiring only: the matrix and advice come from engine/advisor.py, the numbers from
-engine/estimate.py, the measurements from engine/probe.py.
+Layout and wiring only: the matrix and advice come from engine/advise/advisor.py, the numbers from
+engine/advise/plan.py (the formulas of engine/advise/estimate.py), the measurements from
+engine/advise/probe.py.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import html
 import gradio as gr
 import pandas as pd
 
-from engine import advisor, estimate
-from engine.data import dataset_tokens
-from engine.methods import METHODS
-from engine.preference import OBJECTIVES as PREFERENCE_OBJECTIVES
-from engine.config import choices
+from engine.advise import advisor, estimate
+from engine.advise.plan import CPU, plan
+from engine.advise.probe import probe
+from engine.data.dataset import dataset_tokens
+from engine.data.pairs import OBJECTIVES as PREFERENCE_OBJECTIVES
+from engine.train.config import choices
+from engine.models import ShapeError
+from engine.train.methods import METHODS
 from ui.notify import refuse
 
-CPU = estimate.CPU
 PARTS = ("weights", "gradients", "optimizer", "activations", "overhead")
 
 
@@ -39,7 +42,7 @@ def matrix_html(chosen: list[str], model: str, probed: list[dict] | None = None)
     and a last row measured by the probe (DeepSpeed / ZeRO columns show full fine-tuning, what they run)."""
     try:
         rows = advisor.matrix_rows(chosen, model)
-    except estimate.EstimateError:
+    except ShapeError:
         rows = advisor.matrix_rows(chosen)
     head = "".join(f"<th>{c}</th>" for c in advisor.COLUMNS)
     body = []
@@ -75,19 +78,17 @@ def ranking_markdown(chosen: list[str]) -> tuple[str, str]:
 
 def estimate_view(model, method, objective, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
                   rank, epochs, price, dataset):
-    """The plan engine/estimate.py makes for these settings, as sentences and a bar chart."""
+    """The plan engine/advise/plan.py makes for these settings, as sentences and a bar chart."""
     tokens = dataset_tokens(dataset["files"], dataset["columns"], model, int(seq_len)) if dataset else None
     try:
-        p = estimate.plan(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
+        p = plan(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
                           rank, epochs, price, tokens, objective=objective or "sft")
-    except estimate.EstimateError as err:
+    except (ShapeError, estimate.EstimateError) as err:
         return str(err), pd.DataFrame({"config": [], "part": [], "GiB": []})
     return "\n\n".join(p.sentences()), pd.DataFrame(p.bars())
 
 
 def run_probe(model, dataset, methods, steps, progress=gr.Progress()):
-    from engine.probe import probe
-
     if not dataset:
         refuse("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return pd.DataFrame(), []

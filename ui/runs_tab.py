@@ -13,18 +13,18 @@ import os
 import gradio as gr
 import pandas as pd
 
-from engine.export import archive, export_onnx, push_to_hub
+from engine.export.archive import archive, export_onnx, push_to_hub
 from engine.errors import StudioError
-from engine.gguf import QUANTS, export_gguf
+from engine.export.gguf import QUANTS, export_gguf
 from ui.files import servable
 from ui.notify import refuse
-from engine.runs import Run, config_diff, curves, history, list_runs, runs_root
+from engine.train.runs import Run, config_diff, curves, history, list_runs, runs_root
 
 COLUMNS = ["run", "status", "model", "method", "objective", "data", "final loss", "steps", "minutes"]
 
 
 def finished_runs():
-    return [r.id for r in list_runs() if r.adapter or r.model_dir]
+    return [r.id for r in list_runs() if r.weights]
 
 
 def history_view():

@@ -1,6 +1,6 @@
 """The Train tab: the form (basic open, advanced folded), the YAML and command it stands for,
 Start / Stop / Resume, and live plots of the run (loss raw, smoothed and eval; learning rate;
-tokens per second) with progress, ETA and memory. Layout and wiring only: runs are engine/runs.py.
+tokens per second) with progress, ETA and memory. Layout and wiring only: runs are engine/train/runs.py.
 
     Part of the studio page: `studio` (ui/app.py builds it with `build_train_tab`).
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine import demo as public_demo
-from engine.config import FORM_PRESET, LABELS, PRESETS, ConfigError, RunConfig
+from engine.train.config import FORM_PRESET, LABELS, PRESETS, ConfigError, RunConfig
 from engine.errors import StudioError
-from engine.distributed import deepspeed_config, launch_command
-from engine.methods import precision_note, precision_warning, suggested_learning_rate
-from engine.runs import ACTIVE, Run, active_run, create_run, launch, list_runs, metrics, runs_root, stop, storage_problem
+from engine.train.distributed import deepspeed_config, launch_command
+from engine.train.methods import suggested_learning_rate
+from engine.train.runs import ACTIVE, Run, active_run, launch, list_runs, metrics, runs_root, stop, storage_problem
+from engine.train.preflight import create_run, demo_limit, precision_note, precision_warning
 from ui.form import to_values, widget
 from ui.runs_tab import finished_runs
 from ui.notify import fail, refuse
@@ -50,7 +50,7 @@ def form_to_config(dataset, values: dict) -> RunConfig:
 
 def run_config(dataset, values: dict) -> RunConfig:
     """The config a press of Start would run: the form's, with the public-demo caps applied."""
-    return public_demo.limit(form_to_config(dataset, values))
+    return demo_limit(form_to_config(dataset, values))
 
 
 def start_training(dataset, values: dict):

@@ -1,7 +1,7 @@
 """The probe: a few real training steps of each candidate method on the person's model and data.
 
-    python -m engine.probe [--model M] [--data FILE] [--methods lora,qlora,dora,ia3,full] [--steps 8]
-    python -m engine.probe --data assets/sample/preference.jsonl --methods lora+dpo,lora+orpo,lora+kto,lora+simpo
+    python -m engine.advise.probe [--model M] [--data FILE] [--methods lora,qlora,dora,ia3,full] [--steps 8]
+    python -m engine.advise.probe --data assets/sample/preference.jsonl --methods lora+dpo,lora+orpo,lora+kto,lora+simpo
 
 Each method runs as an ordinary run (the same process, events and queue as any training)
 in `runs/probes/`, for a few steps, and the probe reads back what the run measured:
@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine.config import SAMPLE_TRAIN, ConfigError, RunConfig
-from engine.methods import refusal, suggested_learning_rate
-from engine.models import DEFAULT_MODEL
-from engine.runs import create_run, launch, runs_root, stop
+from engine.advise.estimate import GB, estimate_memory, flops_per_token
+from engine.capability import auto_precision, capability
+from engine.models import DEFAULT_MODEL, load_tokenizer, shape_of
+from engine.train.config import ConfigError, RunConfig, SAMPLE_TRAIN
+from engine.train.methods import suggested_learning_rate
+from engine.train.preflight import create_run, refusal
+from engine.train.runs import launch, runs_root, stop
 
 CANDIDATES = ("lora", "qlora", "dora", "ia3", "full")
 
@@ -60,8 +63,6 @@ def _utilisation(cfg, tokens_per_s, params, trainable, precision) -> float | Non
     """Achieved FLOP/s over the matrix-product peak measured here (engine/capability.py), as `studio bench` does."""
     if not tokens_per_s or not params or precision not in ("fp32", "bf16", "fp16"):
         return None
-    from engine.estimate import flops_per_token
-    from engine.capability import capability
 
     peak = capability(cfg.model).peak(precision)
     frozen = params if cfg.method in ("full", "freeze") else params - (trainable or 0)
@@ -135,14 +136,10 @@ def check_estimates(model: str = DEFAULT_MODEL, methods=("lora", "dora", "ia3", 
     """
     import tempfile
 
-    from engine.estimate import GB, estimate_memory, shape_of
-    from engine.models import load_tokenizer
-
     import torch
 
     on_gpu = torch.cuda.is_available()
     device = "gpu" if on_gpu else "cpu"
-    from engine.capability import auto_precision
 
     precision = auto_precision(model)[0]
     shape = shape_of(model)
@@ -161,7 +158,7 @@ def check_estimates(model: str = DEFAULT_MODEL, methods=("lora", "dora", "ia3", 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.probe", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m engine.advise.probe", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--data", default=str(SAMPLE_TRAIN))
     p.add_argument("--methods", default=",".join(CANDIDATES))
@@ -171,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     rows = probe(a.model, a.data, [m.strip() for m in a.methods.split(",")], a.steps, a.batch_size, a.max_length,
                  progress=lambda f, t: print(f"[{f:4.0%}] {t}", flush=True))
-    from engine.capability import auto_precision
 
     print(auto_precision(a.model)[1])
     print(f"{'method':<14}{'precision':>10}{'tokens/s':>10}{'MFU':>7}{'peak GiB':>10}{'trained':>14}{'share':>9}"

@@ -1,11 +1,11 @@
 """One training run: read runs/<id>/config.yaml, fine-tune with trl's SFTTrainer (or, for a preference
-objective, trl's DPO / ORPO / KTO / CPO trainer: engine/preference.py), write events.
+objective, trl's DPO / ORPO / KTO / CPO trainer: engine/train/objectives.py), write events.
 
-    python -m engine.train runs/<id>/config.yaml
+    python -m engine.train.trainer runs/<id>/config.yaml
 
 This is what the UI starts in a separate process, and what `studio train CONFIG.yaml`
 runs in the foreground. Progress goes to `events.jsonl` beside the config (see
-engine/events.py); checkpoints to `checkpoints/`; the adapter to `adapter/`.
+engine/train/events.py); checkpoints to `checkpoints/`; the adapter to `adapter/`.
 SIGTERM or SIGINT while the run is still starting (importing, loading, tokenizing) ends it at
 once as "stopped before training began"; during training it asks the trainer to finish the
 step, save a checkpoint and end as "stopped".
@@ -28,13 +28,15 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from engine.config import ConfigError, RunConfig
-from engine.data import DataError, load_examples, split_examples, tokenize_example
-from engine.events import EventLog
-from engine.formats import parse_mapping
-from engine import checkpoints, distributed, methods
+from engine.data.dataset import DataError, load_examples, split_examples, tokenize_example
+from engine.data.formats import parse_mapping
+from engine.data.pairs import data_refusal, rows
+from engine.train.merge import merge_weights
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
-from engine.runs import storage_problem
+from engine.train import checkpoints, distributed, methods, objectives, preflight
+from engine.train.config import ConfigError, RunConfig
+from engine.train.events import EventLog
+from engine.train.runs import Run, storage_problem
 
 
 class StopBeforeTraining(BaseException):
@@ -68,14 +70,13 @@ def _reporters(cfg: RunConfig) -> list[str]:
 
 
 def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_config: Path | None = None):
-    """trl's config for the run: SFTConfig, or the preference trainer's (engine/preference.py)."""
+    """trl's config for the run: SFTConfig, or the preference trainer's (engine/train/objectives.py)."""
     from trl import SFTConfig
 
     common = trainer_arguments(cfg, output_dir, has_eval, ds_config)
     if cfg.objective != "sft":
-        from engine.preference import trainer_class_and_args
 
-        return trainer_class_and_args(cfg, common)[1]
+        return objectives.trainer_class_and_args(cfg, common)[1]
     return SFTConfig(
         **common,
         # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself); packed
@@ -92,7 +93,7 @@ def trainer_arguments(cfg: RunConfig, output_dir: Path, has_eval: bool = False,
     import torch
 
     on_gpu = torch.cuda.is_available()
-    precision = methods.precision(cfg)  # once: `auto` reads the measured capability (a file and the model's config)
+    precision = preflight.precision(cfg)  # once: `auto` reads the measured capability (a file and the model's config)
     extra = {"deepspeed": str(ds_config), "accelerator_config": {"use_configured_state": True}} if ds_config else {}
     return dict(
         **extra,
@@ -201,9 +202,7 @@ def _event_callback(events: EventLog, stop: _StopRequest):
 
 def _preference_metrics(logs: dict, prefix: str = "") -> dict:
     """The rewards and log-odds a preference trainer logs, as event fields (none for SFT)."""
-    from engine.preference import METRICS
-
-    return {field: float(logs[prefix + key]) for key, field in METRICS.items()
+    return {field: float(logs[prefix + key]) for key, field in objectives.METRICS.items()
             if isinstance(logs.get(prefix + key), (int, float))}
 
 
@@ -293,24 +292,21 @@ def _starting_weights(cfg: RunConfig, run_dir: Path) -> str:
     new adapter trains on top of it and that merged model is the preference reference."""
     if not cfg.init_from:
         return cfg.model
-    from engine.export import merge
-    from engine.runs import Run
 
     start = Run(run_dir.parent / cfg.init_from)
     if not (start.dir / "config.yaml").exists():
         raise ConfigError(f"init_from: there is no run {cfg.init_from} beside this one.")
-    if start.adapter is None and start.model_dir is None:
-        raise ConfigError(f"init_from: run {cfg.init_from} has no saved adapter or model yet ({start.status()}).")
+    if start.weights is None:
+        raise ConfigError(f"init_from: {start.no_weights()}.")
     if start.config.model != cfg.model and start.base_model != cfg.model:
         raise ConfigError(f"init_from: run {cfg.init_from} fine-tuned {start.config.model}, not {cfg.model}.")
-    return str(merge(start))
+    return str(merge_weights(start))
 
 
 def datasets_for(cfg: RunConfig, tokenizer):
     """Tokenized train and validation datasets (validation may be None) with loss masks."""
     from datasets import Dataset
 
-    from engine.preference import data_refusal, rows
 
     mapping = parse_mapping(cfg.columns)
     examples = load_examples(cfg.data_files(), mapping)
@@ -335,13 +331,14 @@ def datasets_for(cfg: RunConfig, tokenizer):
 
 
 def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
+    import torch
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
-    refused = methods.refusal(cfg)
+    refused = preflight.refusal(cfg)
     if refused:
         raise ConfigError(refused)
-    warning = methods.precision_warning(cfg)
+    warning = preflight.precision_warning(cfg)
     if warning:
         print(warning, flush=True)
         events.write("warning", message=warning)
@@ -352,7 +349,7 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     if cfg.trust_remote_code:
         print(f"warning: running the model's own code from {cfg.model} at revision {cfg.revision}", flush=True)
     model = load_causal_lm(base, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                           **methods.model_kwargs(cfg), **({"quantization_config": quant} if quant else {}))
+                           **methods.model_kwargs(cfg, preflight.precision(cfg), torch.cuda.is_available()), **({"quantization_config": quant} if quant else {}))
     if cfg.method == "freeze":
         methods.freeze_all_but_last(model, cfg.freeze_last_n)
     ds_config = None
@@ -366,9 +363,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     callback = _event_callback(events, stop)
     make = SFTTrainer
     if cfg.objective != "sft":
-        from engine.preference import trainer_class
 
-        make = trainer_class(cfg.objective)
+        make = objectives.trainer_class(cfg.objective)
     trainer = make(
         model=model,
         args=args,
@@ -382,9 +378,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     )
     _install_fault(trainer)
     if cfg.objective in ("orpo", "simpo"):
-        from engine.preference import count_tokens
 
-        count_tokens(trainer)
+        objectives.count_tokens(trainer)
     found, notes = checkpoints.sort_out(run_dir / "checkpoints")
     for note in notes:
         print(f"warning: {note}", flush=True)
@@ -500,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 _starting(stop)
             resolve_model(cfg.model)
             if cfg.distributed():
-                refused = methods.refusal(cfg)
+                refused = preflight.refusal(cfg)
                 if refused:
                     raise ConfigError(refused)
                 _starting_weights(cfg, run_dir)  # an init_from run is merged once, before the ranks start

@@ -1,6 +1,6 @@
 """Memory, time and cost of a fine-tuning run, estimated before anything runs.
 
-    python -m engine.estimate MODEL [--method lora] [--batch 4] [--seq 512] [--gpus 1] [--zero 0]
+    python -m engine.advise.estimate MODEL [--method lora] [--batch 4] [--seq 512] [--gpus 1] [--zero 0]
 
 A model's shape comes from its config (a local folder, or a hub id already in the cache)
 or from a built-in table of common models; from the shape come the parameter count, the
@@ -33,27 +33,9 @@ import math
 from dataclasses import dataclass
 
 from engine.errors import StudioError
+from engine.models import ModelShape, shape_of
 
 GB = 1024**3
-
-# name: layers, hidden, intermediate, heads, kv heads, vocabulary, tied embeddings
-KNOWN_MODELS = {
-    "HuggingFaceTB/SmolLM2-135M-Instruct": (30, 576, 1536, 9, 3, 49152, True),
-    "HuggingFaceTB/SmolLM2-360M-Instruct": (32, 960, 2560, 15, 5, 49152, True),
-    "HuggingFaceTB/SmolLM2-1.7B-Instruct": (24, 2048, 8192, 32, 32, 49152, True),
-    "Qwen/Qwen2.5-0.5B-Instruct": (24, 896, 4864, 14, 2, 151936, True),
-    "Qwen/Qwen2.5-1.5B-Instruct": (28, 1536, 8960, 12, 2, 151936, True),
-    "Qwen/Qwen2.5-3B-Instruct": (36, 2048, 11008, 16, 2, 151936, True),
-    "Qwen/Qwen2.5-7B-Instruct": (28, 3584, 18944, 28, 4, 152064, False),
-    "meta-llama/Llama-3.2-1B-Instruct": (16, 2048, 8192, 32, 8, 128256, True),
-    "meta-llama/Llama-3.2-3B-Instruct": (28, 3072, 8192, 24, 8, 128256, True),
-    "meta-llama/Llama-3.1-8B-Instruct": (32, 4096, 14336, 32, 8, 128256, False),
-    "meta-llama/Llama-3.1-70B-Instruct": (80, 8192, 28672, 64, 8, 128256, False),
-    "microsoft/Phi-3-mini-4k-instruct": (32, 3072, 8192, 32, 32, 32064, False),
-    "microsoft/Phi-3-small-8k-instruct": (32, 4096, 14336, 32, 8, 100352, False),
-    "microsoft/Phi-3-medium-4k-instruct": (40, 5120, 17920, 40, 10, 32064, False),
-    "mistralai/Mistral-7B-Instruct-v0.3": (32, 4096, 14336, 32, 8, 32768, False),
-}
 
 # Memory a person can train on, GiB.
 GPUS = {
@@ -70,61 +52,6 @@ LORA_FAMILY = ("lora", "rslora", "dora", "qlora", "lora-8bit", "adalora", "loha"
 
 class EstimateError(StudioError, ValueError):
     """A model whose shape cannot be found, said in one sentence."""
-
-
-@dataclass
-class ModelShape:
-    name: str
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    tied: bool
-
-    @property
-    def kv_dim(self) -> int:
-        return self.hidden // self.heads * self.kv_heads
-
-    def linears(self) -> list[tuple[str, int, int]]:
-        """(name, in, out) of each linear layer in one decoder layer."""
-        h, kv, i = self.hidden, self.kv_dim, self.intermediate
-        return [("q_proj", h, h), ("k_proj", h, kv), ("v_proj", h, kv), ("o_proj", h, h),
-                ("gate_proj", h, i), ("up_proj", h, i), ("down_proj", i, h)]
-
-    @property
-    def layer_params(self) -> int:
-        return sum(a * b for _, a, b in self.linears()) + 2 * self.hidden
-
-    @property
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden * (1 if self.tied else 2)
-
-    @property
-    def params(self) -> int:
-        return self.layers * self.layer_params + self.embedding_params + self.hidden
-
-
-def shape_of(model: str) -> ModelShape:
-    """The shape from the model's config when it can be read offline, else from the built-in table."""
-    try:
-        from transformers import AutoConfig
-
-        from engine.models import resolve_model
-
-        c = AutoConfig.from_pretrained(resolve_model(model))
-        heads = c.num_attention_heads
-        return ModelShape(model, c.num_hidden_layers, c.hidden_size, c.intermediate_size, heads,
-                          getattr(c, "num_key_value_heads", None) or heads, c.vocab_size,
-                          bool(getattr(c, "tie_word_embeddings", False)))
-    except Exception:  # not cached, not reachable, or not a decoder config: try the table
-        pass
-    for name, row in KNOWN_MODELS.items():
-        if model in (name, name.split("/")[1]) or model.lower() == name.lower():
-            return ModelShape(name, *row)
-    raise EstimateError(f"{model}: its config cannot be read here and it is not in the built-in table "
-                        f"({', '.join(n.split('/')[1] for n in KNOWN_MODELS)}).")
 
 
 def trainable_params(shape: ModelShape, method: str, rank: int = 16, virtual_tokens: int = 16,
@@ -301,134 +228,10 @@ def estimate_time(tokens_per_epoch: int, epochs: float, tokens_per_s: float, gpu
             "gpu_hours": round(hours * gpus, 3), "cost": round(hours * gpus * price_per_gpu_hour, 2)}
 
 
-def generation_row_bytes(shape: ModelShape, tokens: int, dtype_bytes: int = 4) -> int:
-    """Memory one row of a batched `generate` holds at `tokens` (prompt + answer): its key/value cache
-    (2 x layers x kv width per token), one layer's prefill activations (about 4 h + 3 i numbers per token,
-    freed layer by layer) and the last position's logits in fp32 with their processed copy."""
-    kv = 2 * shape.layers * shape.kv_dim * tokens * dtype_bytes
-    activations = tokens * (4 * shape.hidden + 3 * shape.intermediate) * dtype_bytes
-    return kv + activations + 2 * shape.vocab * 4
-
-
-def generation_batch_rows(shape: ModelShape, tokens: int, budget_bytes: float, dtype_bytes: int = 4,
-                          cap: int = 32) -> int:
-    """How many rows one batched `generate` may take within `budget_bytes` (at least 1, at most `cap`)."""
-    return max(1, min(cap, int(budget_bytes // generation_row_bytes(shape, max(1, tokens), dtype_bytes))))
-
-
-CPU = "This machine (CPU, its RAM)"
-
-
-def ram_gb() -> float:
-    """This machine's memory, for a plan on its CPU."""
-    import psutil
-
-    return psutil.virtual_memory().total / GB
-
-
-@dataclass
-class Plan:
-    """What a run would need and take on a device: memory per device against its capacity, the GPUs it
-    needs with ZeRO-3 when it does not fit, and the time and cost from a throughput measured here."""
-    shape: ModelShape
-    method: str
-    device: str
-    gpus: int
-    memory: "Estimate"
-    capacity_gb: float
-    gpus_needed: int | None = None  # asked only when it does not fit on a GPU; 0: not even over 512
-    tokens: int | None = None
-    epochs: float = 1.0
-    speed: float | None = None  # tokens per second per process
-    speed_source: str = ""
-    price: float = 0.0
-    objective: str = "sft"
-
-    @property
-    def total_gb(self) -> float:
-        return self.memory.total / GB
-
-    @property
-    def fits(self) -> bool:
-        return self.total_gb <= self.capacity_gb
-
-    @property
-    def time(self) -> dict | None:
-        if not (self.tokens and self.speed):
-            return None
-        return estimate_time(int(self.tokens), self.epochs, self.speed, self.gpus, self.price)
-
-    def bars(self) -> list[dict]:
-        on = "CPU" if self.device == CPU else self.device.split(" (")[0]
-        rows = [{"config": f"{self.method}, {self.gpus} x {on}", "part": part, "GiB": gb}
-                for part, gb in self.memory.parts_gb().items()]
-        return rows + [{"config": "available", "part": "capacity", "GiB": round(self.capacity_gb, 1)}]
-
-    def sentences(self) -> list[str]:
-        e, shape = self.memory, self.shape
-        moved = f" ({e.cpu_offloaded / GB:.2f} GiB moved to CPU memory by offload)" if e.cpu_offloaded else ""
-        out = [f"**{shape.name}**: {shape.params / 1e6:,.1f} M parameters; `{self.method}` trains {e.trainable:,} "
-               f"({e.trainable / shape.params:.2%}).",
-               *([f"Objective `{self.objective}`: " + OBJECTIVE_NOTES[self.objective]] if self.objective != "sft"
-                 else []),
-               f"Peak per device: **{self.total_gb:.2f} GiB**, which {'fits' if self.fits else 'does **not** fit'} "
-               f"in {self.capacity_gb:.0f} GiB{moved}."]
-        if self.gpus_needed is not None:
-            out.append(f"With ZeRO-3 it needs {self.gpus_needed} of these GPUs." if self.gpus_needed
-                       else "Too large even over 512 GPUs.")
-        t = self.time
-        if t:
-            out.append(f"Time: {self.tokens:,.0f} tokens x {self.epochs:g} epochs at {self.speed:.0f} tokens/s "
-                       f"({self.speed_source}) = **{t['hours'] * 60:.1f} min**; {t['gpu_hours']:.2f} GPU-hours = "
-                       f"**{t['cost']:.2f}** at {self.price:.2f} per GPU-hour.")
-        elif self.tokens:
-            out.append(f"Time: {self.tokens:,.0f} tokens per epoch; run the probe (or one training) on this model "
-                       "to measure its tokens per second.")
-        return out
-
-
-def plan(model: str, method: str = "lora", device: str = CPU, gpus: int = 1, zero_stage: int = 0,
-         offload: str = "none", batch_size: int = 4, seq_len: int = 512, checkpointing: bool = False,
-         rank: int = 16, epochs: float = 1.0, price: float = 0.0, tokens: int | None = None,
-         objective: str = "sft") -> Plan:
-    """The plan of a run of `method` on `model` over `device` (CPU, or a name of GPUS), with `tokens` per epoch.
-
-    On this machine's CPU the memory is in the precision `auto` trains in, and the speed is the newest
-    run's measured tokens/s on this model, else the matrix-product peak measured here at the share of it
-    that training reaches (engine/capability.py).
-    """
-    from engine.capability import auto_precision, capability
-    from engine.runs import measured_throughput
-
-    shape = shape_of(model)
-    on_cpu = device == CPU
-    n = 1 if on_cpu else int(gpus)
-    precision = auto_precision(model)[0] if on_cpu else "bf16"
-    memory = estimate_memory(shape, method, precision, int(rank), int(batch_size), int(seq_len), bool(checkpointing),
-                             n, int(zero_stage) if n > 1 or offload != "none" else 0, offload,
-                             "cpu" if on_cpu else "gpu", objective=objective)
-    result = Plan(shape, method, device, n, memory, ram_gb() if on_cpu else GPUS[device], tokens=tokens,
-                  epochs=float(epochs), price=float(price or 0), objective=objective)
-    if not result.fits and not on_cpu:
-        result.gpus_needed = gpus_needed(shape, result.capacity_gb, method, zero_stage=3, rank=int(rank),
-                                         batch_size=int(batch_size), seq_len=int(seq_len),
-                                         gradient_checkpointing=bool(checkpointing))
-    result.speed, result.speed_source = measured_throughput(model), "measured here on this model"
-    if result.speed and objective != "sft":  # measured on SFT runs: the objective's extra work slows it
-        result.speed /= OBJECTIVE_COST[objective][1]
-        result.speed_source += f", divided by {OBJECTIVE_COST[objective][1]:g} for {objective}'s extra passes"
-    if not result.speed and on_cpu:
-        peak = capability(model).peak(precision)
-        result.speed = throughput_from_peak(shape, method, peak, objective=objective)
-        result.speed_source = (f"estimated: {peak:.0f} GFLOP/s measured here in {precision} at "
-                               f"{TRAINING_UTILISATION:.0%} utilisation; one training run measures it")
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m engine.estimate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m engine.advise.estimate", description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--method", default="lora")
     p.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16"))

@@ -3,15 +3,15 @@
 A run whose config sets `zero_stage` above 0 or `num_processes` above 1 is started as
 
     accelerate launch --use_deepspeed --num_processes N --deepspeed_config_file ds_config.json \\
-        -m engine.train runs/<id>/config.yaml
+        -m engine.train.trainer runs/<id>/config.yaml
 
 (`launch_command` builds it; `studio train CONFIG --print-command` prints it for other
-machines). Each process runs engine.train as one rank; rank 0 alone writes events and
+machines). Each process runs engine.train.trainer as one rank; rank 0 alone writes events and
 outputs. On a GPU machine each process drives one GPU over NCCL; on a machine without a
 GPU the processes talk over gloo (DeepSpeed's CPU accelerator), so the same config runs
 here and on a GPU cluster.
 
-    python -m engine.distributed CONFIG.yaml    # prints the DeepSpeed config for a run config
+    python -m engine.train.distributed CONFIG.yaml    # prints the DeepSpeed config for a run config
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def launch_command(cfg, config_path: Path, ds_config_path: Path, port: int | Non
            "--main_process_port", str(port or free_port())]
     if machines > 1:
         cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", main_ip or "MAIN_MACHINE_IP"]
-    return cmd + ["-m", "engine.train", str(config_path)]
+    return cmd + ["-m", "engine.train.trainer", str(config_path)]
 
 
 def launch_env() -> dict:
@@ -120,7 +120,7 @@ def write_deepspeed_config(cfg, run_dir: Path) -> Path:
 
 
 if __name__ == "__main__":
-    from engine.config import RunConfig
+    from engine.train.config import RunConfig
 
     if len(sys.argv) != 2:
         print(__doc__)

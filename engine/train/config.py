@@ -5,7 +5,7 @@ The UI form, a YAML file and the command line all produce a `RunConfig`; it is w
 by the UI and by `studio train --help`), and `__post_init__` rejects bad values with one
 sentence naming the field.
 
-    python -m engine.config            # prints the default config as YAML
+    python -m engine.train.config            # prints the default config as YAML
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from engine.data.formats import parse_mapping
 from engine.errors import StudioError
-from engine.methods import METHODS
 from engine.models import DEFAULT_MODEL
+from engine.train.methods import METHODS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
@@ -69,7 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 FORM_PRESET = "quick-start"
 INT_CHOICES = ("zero_stage",)  # Literal fields of numbers: read as whole numbers first, then checked
-Method = Literal[tuple(METHODS)]  # the choices of `method`, from the one table in engine/methods.py
+Method = Literal[tuple(METHODS)]  # the choices of `method`, from the one table in engine/train/methods.py
 
 
 def _f(default: Any, help: str) -> Any:
@@ -173,7 +174,6 @@ class RunConfig:
             value = getattr(self, name)
             if not (low <= value <= high) or (text.startswith("must be above") and value == low):
                 raise ConfigError(f"{name}: {value} {text}.")
-        from engine.formats import parse_mapping
 
         try:
             self.columns = parse_mapping(self.columns) or {}

@@ -3,12 +3,12 @@ saving an exchange as a training example the Data tab reads (the prompt with ret
 rag.pipeline.chat_prompt).
 
 A chat is answered by the base model or a finished run, adapter on or off, through the same executor
-as Compare (engine/infer.py). Saved exchanges are appended, one chat JSON line each
+as Compare (engine/infer/chat.py). Saved exchanges are appended, one chat JSON line each
 (`{"messages": [...]}`), to `examples_path()`: `$STUDIO_EXAMPLES`, else `chat-examples.jsonl` beside
 the runs folder (on a Space, under /data, so they persist). That file is an ordinary chat JSONL:
 pick it on the Data tab to train on it.
 
-    python -m engine.playground RUN_ID|MODEL "question"     # one answer, streamed to the terminal
+    python -m engine.infer.playground RUN_ID|MODEL "question"     # one answer, streamed to the terminal
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.errors import StudioError
-from engine.infer import Generation, Request, get_chat_model
-from engine.runs import Run, runs_root
+from engine.infer.chat import Generation, Request, get_chat_model
+from engine.train.runs import Run, runs_root
 
 BASE = "base model"
 
@@ -43,8 +43,8 @@ def chat_for(choice: str | None, base_model: str, adapter_on: bool = True):
     run = Run(runs_root() / choice)
     if run.model_dir is not None:  # a full fine-tune: its own weights, or the base it started from
         return (get_chat_model(str(run.model_dir)), False) if adapter_on else (get_chat_model(run.base_model), False)
-    if run.adapter is None:
-        raise PlaygroundError(f"Run {choice} has no saved adapter yet ({run.status()}); pick a finished run.")
+    if run.weights is None:
+        raise PlaygroundError(f"{run.no_weights().capitalize()}; pick a finished run.")
     return get_chat_model(run.base_model, run.adapter), adapter_on
 
 
@@ -77,7 +77,7 @@ def answer(chat, use_adapter: bool, messages: list[dict], max_new_tokens: int = 
     next token."""
     window = chat.max_prompt_tokens(max_new_tokens)
     request = Request(messages, use_adapter, int(max_new_tokens), float(temperature), float(top_p))
-    if chat._prompt_len(request) > window:
+    if chat.prompt_tokens(request) > window:
         raise PlaygroundError(f"The chat is longer than the model's context allows with {max_new_tokens} new "
                               f"tokens ({window} tokens); clear it or lower max tokens.")
     for _, item in chat.stream_many([request], cancel=cancel):

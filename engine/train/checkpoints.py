@@ -10,7 +10,7 @@ into memory beyond headers, so the check takes milliseconds.
 A checkpoint cut short (no trainer_state.json) is renamed `incomplete-checkpoint-N`, a damaged
 one `damaged-checkpoint-N`: neither is resumed from again, nor counted or rotated by the trainer.
 
-    python -m engine.checkpoints RUN_DIR/checkpoints     # says which are complete and why not
+    python -m engine.train.checkpoints RUN_DIR/checkpoints     # says which are complete and why not
 """
 
 from __future__ import annotations

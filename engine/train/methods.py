@@ -2,10 +2,10 @@
 
 One `method` field of RunConfig picks the method; these functions say what it means:
 `peft_config` (the adapter, or None for full fine-tuning), `quantization_config` (4-bit
-or 8-bit loading), `model_kwargs` (the dtype the base loads in) and
-`refusal` (one sentence when the machine cannot run the method, before anything launches).
+or 8-bit loading), and `model_kwargs` (the dtype the base loads in). They read no machine: what this machine can run
+(precision, bitsandbytes, DeepSpeed) is checked by engine/train/preflight.py.
 
-    python -m engine.methods            # lists the methods
+    python -m engine.train.methods            # lists the methods
 """
 
 from __future__ import annotations
@@ -99,13 +99,14 @@ def quantization_config(cfg):
                               bnb_4bit_compute_dtype=getattr(torch, cfg.compute_dtype))
 
 
-def model_kwargs(cfg) -> dict:
-    """How to load the base model: in bf16 for adapters trained in bf16 on a CPU (the adapters and the
-    optimizer stay fp32), which halves the memory the frozen weights take and keeps products in bf16."""
+def model_kwargs(cfg, precision: str, cuda: bool) -> dict:
+    """How to load the base model for a run in `precision` (engine/train/preflight.py's): in bf16 for adapters
+    trained in bf16 on a CPU (the adapters and the optimizer stay fp32), which halves the memory the frozen
+    weights take and keeps products in bf16."""
     import torch
 
     kwargs = {}
-    if precision(cfg) == "bf16" and not _cuda() and cfg.method not in FULL_WEIGHTS + QUANTIZED:
+    if precision == "bf16" and not cuda and cfg.method not in FULL_WEIGHTS + QUANTIZED:
         kwargs["dtype"] = torch.bfloat16
     return kwargs
 
@@ -136,95 +137,6 @@ def adalora_callback():
             model.base_model.update_and_allocate(state.global_step)
 
     return AdaLoraRanks()
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def precision(cfg) -> str:
-    """The number format a run trains in: bf16, fp16 or fp32. `auto` reads the measured capability
-    (engine/capability.py): bf16 on a GPU that has it, and on a CPU only where bf16 is measured much faster."""
-    if cfg.precision != "auto":
-        return cfg.precision
-    from engine.capability import auto_precision
-
-    return auto_precision(cfg.model)[0]
-
-
-def precision_note(cfg) -> str:
-    """What the run's precision comes to on this machine and why: for the Train form and the CLI."""
-    from engine.capability import auto_precision
-
-    if cfg.precision == "auto":
-        return auto_precision(cfg.model)[1]
-    return precision_warning(cfg) or refusal(cfg) or f"precision {cfg.precision}, as chosen."
-
-
-def precision_warning(cfg) -> str | None:
-    """The measured slowdown of a precision forced with `force_precision` (None when it is not slower)."""
-    from engine.capability import slowdown
-
-    slow = slowdown(cfg.precision, cfg.model) if cfg.force_precision else None
-    return f"warning: precision {cfg.precision} is forced although {slow}; training will be slower." if slow else None
-
-
-def refusal(cfg) -> str | None:
-    """One sentence when this machine cannot run `cfg.method`, saying what to pick instead."""
-    if cfg.method == "prefix-tuning":
-        # Measured with transformers 5.23 / peft 0.21: SDPA rejects the prefix key/values, and with eager
-        # attention the causal mask is built without the prefix length (81 vs 97 columns).
-        return ("method prefix-tuning: it does not train with this version of transformers (the prefix "
-                "breaks the attention mask); pick prompt-tuning or lora instead.")
-    if getattr(cfg, "objective", "sft") != "sft" and cfg.method == "prompt-tuning":
-        return (f"objective {cfg.objective}: trl's preference trainers do not take virtual-token adapters "
-                "(prompt-tuning); pick lora, qlora, dora or full.")
-    if getattr(cfg, "objective", "sft") != "sft" and (cfg.packing or cfg.padding_free):
-        return (f"objective {cfg.objective}: packing and padding-free batches are for SFT (a pair's two answers "
-                "must stay beside their prompt); turn them off.")
-    if cfg.precision == "fp16" and not _cuda():
-        return "precision fp16: needs a GPU; on a CPU pick bf16 (faster where the CPU has bf16 units) or fp32."
-    if not cfg.force_precision:
-        from engine.capability import slowdown
-
-        slow = slowdown(cfg.precision, cfg.model)
-        if slow:
-            return (f"precision {cfg.precision}: {slow}, so it would train slower than fp32; use auto or fp32, "
-                    "or set force_precision: true to train in it anyway.")
-    if cfg.precision == "bf16" and cfg.distributed() and not _cuda():
-        return "precision bf16 with ZeRO on a CPU: DeepSpeed runs CPU processes in fp32 here; set precision to fp32."
-    if cfg.method in QUANTIZED and cfg.zero_stage == 3:
-        return (f"method {cfg.method} with zero_stage 3: the quantised base cannot be sharded here; "
-                "use zero_stage 2, or lora with zero_stage 3.")
-    if cfg.distributed():
-        import os
-
-        import torch
-
-        try:
-            import deepspeed  # noqa: F401
-        except Exception:
-            return ("zero_stage / num_processes: DeepSpeed is not installed (pip install deepspeed); "
-                    "or set zero_stage 0 and num_processes 1.")
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if gpus and cfg.num_processes > gpus:
-            return (f"num_processes {cfg.num_processes}: this machine has {gpus} GPU{'s' * (gpus > 1)}; "
-                    f"set num_processes to {gpus} or less, or launch on several machines (see README).")
-        cores = os.cpu_count() or 1
-        if not gpus and cfg.num_processes > cores:
-            return (f"num_processes {cfg.num_processes}: this machine has no GPU and {cores} CPU cores, "
-                    f"so at most {cores} CPU processes; set num_processes to {cores} or less.")
-    if cfg.method in QUANTIZED:
-        try:
-            import bitsandbytes
-
-            bitsandbytes.__version__  # imported for its side effect: it fails where it cannot run
-        except Exception:  # bitsandbytes fails in several ways on unsupported machines
-            return (f"method {cfg.method}: bitsandbytes cannot load on this machine, so the base cannot be "
-                    "quantised; pick lora (or dora) instead.")
-    return None
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 - `masked_lora`: peft's LoRA layers add their update under a per-row 0/1 mask (`RowMask`), so base
   and adapter rows share one batch without peft's per-layer split and regroup.
 
-Used by engine/infer.py; nothing here runs on its own.
+Used by engine/infer/chat.py; nothing here runs on its own.
 """
 
 from __future__ import annotations

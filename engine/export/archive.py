@@ -4,14 +4,13 @@
     studio export RUN_ID --archive [--what adapter|merged]   # runs/<id>/exports/<id>-<what>.zip
     studio export RUN_ID --onnx               # runs/<id>/onnx/model.onnx, checked under ONNX Runtime
     studio export RUN_ID --push USER/REPO [--what adapter|merged] [--public]
-    studio export RUN_ID --gguf [--quant f16|bf16|q8_0]   # runs/<id>/gguf/: llama.cpp / Ollama (engine/gguf.py)
+    studio export RUN_ID --gguf [--quant f16|bf16|q8_0]   # runs/<id>/gguf/: llama.cpp / Ollama (engine/export/gguf.py)
 
-Every folder, zip and push carries a README model card (engine/modelcard.py).
+Every folder, zip and push carries a README model card (engine/export/modelcard.py).
 
 Every output is written under a temporary name and renamed when complete, so a half-written
-export never looks finished. A QLoRA (or 8-bit) adapter is merged into the base loaded the
-way it was trained (quantised) and then dequantised, so the merged weights are the ones the
-adapter learned against. The Hub token comes from `HF_TOKEN` (a Space secret) or the
+export never looks finished. The merge itself is engine/train/merge.py's (a later run's
+`init_from` uses it too); this module adds the model card. The Hub token comes from `HF_TOKEN` (a Space secret) or the
 caller, and is never written to a log, an event, a config or an error message.
 """
 
@@ -21,80 +20,38 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Callable
 
-from engine import methods
 from engine.errors import StudioError
-from engine.modelcard import card, write_card
-from engine.models import load_tokenizer, resolve_model
-
-Progress = Callable[[float, str], None]
-UNMERGEABLE = ("prompt-tuning", "prefix-tuning")
-
+from engine.export.modelcard import card, write_card
+from engine.models import load_tokenizer
+from engine.train.merge import MergeError, Progress, finished_output, merge_weights, noop, replace_dir
 
 class ExportError(StudioError, ValueError):
     """An export that cannot be made, said in one sentence."""
 
 
-def _noop(fraction: float, text: str) -> None:
-    pass
+def _output(run) -> Path:
+    """The run's weights as saved (its adapter, or its whole model)."""
+    try:
+        return finished_output(run)
+    except MergeError as err:
+        raise ExportError(str(err)) from None
 
 
-def replace_dir(tmp: Path, target: Path) -> Path:
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+def merge(run, progress: Progress = noop) -> Path:
+    """The adapter folded into its base model, as a plain transformers model folder with its model card."""
+    try:
+        target = merge_weights(run, progress)
+    except MergeError as err:
+        raise ExportError(str(err)) from None
+    if target == run.dir / "merged" and not (target / "README.md").exists():
+        write_card(run, target, what="merged")  # merged for a later run's init_from, before any export
     return target
 
 
-def _finished_output(run) -> Path:
-    out = run.model_dir or run.adapter
-    if out is None:
-        raise ExportError(f"Run {run.id} has no saved adapter or model yet ({run.status()}); "
-                          "train it to the end (or Stop it, which saves) first.")
-    return out
-
-
-def merge(run, progress: Progress = _noop) -> Path:
-    """The adapter folded into its base model, as a plain transformers model folder."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    _finished_output(run)
-    if run.model_dir is not None:
-        return run.model_dir  # full and freeze runs trained the model's own weights
-    cfg = run.config
-    if cfg.method in UNMERGEABLE:
-        raise ExportError(f"method {cfg.method}: its virtual tokens are not weights of the model, so it cannot be "
-                          "merged; export the adapter instead.")
-    target = run.dir / "merged"
-    if (target / "config.json").exists():
-        return target
-    progress(0.1, "loading the base model")
-    path = resolve_model(run.base_model)  # an init_from run: the run it started from, merged
-    quant = methods.quantization_config(cfg)
-    if quant is not None:
-        base = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant)
-        progress(0.3, "dequantising the base the adapter was trained on")
-        base = base.dequantize()
-        base = base.to(torch.float32)
-    else:
-        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    progress(0.5, "merging the adapter")
-    merged = PeftModel.from_pretrained(base, str(run.adapter)).merge_and_unload()
-    progress(0.8, "writing the merged model")
-    tmp = target.with_name("merged.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(run.adapter)).save_pretrained(tmp)  # the tokenizer the run saved
-    write_card(run, tmp, what="merged")
-    progress(1.0, "merged")
-    return replace_dir(tmp, target)
-
-
-def archive(run, what: str = "adapter", progress: Progress = _noop) -> Path:
+def archive(run, what: str = "adapter", progress: Progress = noop) -> Path:
     """A zip of the adapter (or the merged model) for download (without trainer state pickles)."""
-    source = merge(run, progress) if what == "merged" else _finished_output(run)
+    source = merge(run, progress) if what == "merged" else _output(run)
     exports = run.dir / "exports"
     exports.mkdir(exist_ok=True)
     target = exports / f"{run.id}-{what}.zip"
@@ -110,7 +67,7 @@ def archive(run, what: str = "adapter", progress: Progress = _noop) -> Path:
     return target
 
 
-def export_onnx(run, progress: Progress = _noop, opset: int = 17) -> tuple[Path, float]:
+def export_onnx(run, progress: Progress = noop, opset: int = 17) -> tuple[Path, float]:
     """The merged model as ONNX (input_ids, attention_mask -> logits), checked under ONNX Runtime.
 
     Returns the model path and the largest difference between ONNX Runtime's logits and
@@ -167,7 +124,7 @@ def _scrub(text: str, token: str) -> str:
 
 
 def push_to_hub(run, repo_id: str, token: str | None = None, what: str = "adapter", private: bool = True,
-                endpoint: str | None = None, progress: Progress = _noop) -> str:
+                endpoint: str | None = None, progress: Progress = noop) -> str:
     """Upload the adapter (or merged model) to a Hub repository; returns the repository's address."""
     from huggingface_hub import HfApi
 
@@ -177,7 +134,7 @@ def push_to_hub(run, repo_id: str, token: str | None = None, what: str = "adapte
                           "or paste one; it is used for this upload only.")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ExportError(f"{repo_id!r} is not a repository id; write it as user/name.")
-    source = merge(run, progress) if what == "merged" else _finished_output(run)
+    source = merge(run, progress) if what == "merged" else _output(run)
     write_card(run, source, what=what)  # the Hub shows it as the repository's model card
     api = HfApi(endpoint=endpoint, token=token)
     try:

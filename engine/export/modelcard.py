@@ -5,7 +5,7 @@ base model, method and objective, data summary (examples, tokens, shape), hyper-
 loss, the evaluation table if `studio eval` was run, and how to load the result with transformers /
 peft, llama.cpp / Ollama and `studio serve`. It names no token and no path outside the run.
 
-    python -m engine.modelcard RUN_ID        # print the card of a run
+    python -m engine.export.modelcard RUN_ID        # print the card of a run
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import json
 import sys
 from pathlib import Path
 
+from engine.data.dataset import check_files, dataset_tokens
+from engine.data.formats import mapping_text
+
 HYPER = ("method", "objective", "beta", "loss_type", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum", "max_length", "lora_rank",
          "lora_alpha", "lora_dropout", "target_modules", "precision", "packing", "seed", "zero_stage")
 
 
 def _data_summary(cfg) -> list[str]:
-    from engine.data import check_files, dataset_tokens
-    from engine.formats import mapping_text
-
     names = ", ".join(Path(p).name for p in cfg.data)
     try:
         report = check_files(cfg.data, cfg.columns or None)
@@ -127,7 +127,7 @@ def write_card(run, folder: Path, gguf: str | None = None, what: str | None = No
 
 
 if __name__ == "__main__":
-    from engine.runs import Run, runs_root
+    from engine.train.runs import Run, runs_root
 
     if len(sys.argv) != 2:
         sys.exit(__doc__)

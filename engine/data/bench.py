@@ -1,6 +1,6 @@
 """How fast the validator reads: rows per second on a generated JSONL file.
 
-    studio data bench [--rows 100000]      (or: python -m engine.data_bench 100000)
+    studio data bench [--rows 100000]      (or: python -m engine.data.bench 100000)
 
 Writes a chat JSONL file of N rows (a few with problems, so the error path is exercised),
 then times `check_files` on it, the same call the Data tab and `studio data check` make.
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.data import check_files
+from engine.data.dataset import check_files
 
 
 def write_rows(path: Path, rows: int) -> None:

@@ -2,23 +2,23 @@
 
 `ChatModel` loads the base weights once. With an adapter attached by peft, base and fine-tuned
 rows share one copy of the weights: a plain LoRA adapter answers both kinds of row in the same
-batch, its update added under a per-row mask (engine/kernels.py); other adapters answer their base
+batch, its update added under a per-row mask (engine/infer/kernels.py); other adapters answer their base
 rows in a batch of their own with the adapter switched off (`disable_adapter()`); adapters that add
 virtual tokens keep transformers' `generate` and peft's mixed batches (`adapter_names`).
 
-Every request goes through the executor (engine/batching.py), which hands each model its waiting
-jobs; `ChatModel._answer` answers them in batched generations no larger than the memory estimate
+Every request goes through the executor (engine/infer/batching.py), which hands each model its waiting
+jobs; `ChatModel.answer_jobs` answers them in batched generations no larger than the memory estimate
 allows, through its own decoding loop (`_run_loop`: prompts read in groups of equal length, their
 caches stacked left-padded, ended rows leaving the batch). Batched greedy answers equal
 one-at-a-time answers in fp32 (tests/test_batching.py). On a CPU the fp32 linear layers are packed
-for oneDNN (engine/kernels.py).
+for oneDNN (engine/infer/kernels.py).
 
 Precision: fp32, unless this machine's measured capability says bf16 (fp16 on a GPU without bf16)
 multiplies faster *and* greedy answers to the sample questions come out token for token the same
 as fp32's (adapter off); the check runs once per base model and machine, cached beside the
 capability figures.
 
-    python -m engine.infer MODEL [ADAPTER] "question"
+    python -m engine.infer.chat MODEL [ADAPTER] "question"
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from engine.batching import (COMPUTE, MAX_ROWS, Generation, Job, Request, RowsDone, RowStreamer, drain,
-                             run_here, serve_forever, submit)
-from engine.kernels import RowMask, masked_lora, pack_linears
-from engine.models import load_causal_lm, load_tokenizer
+from engine.capability import cache_path, capability, save_cache
+from engine.infer.batching import (COMPUTE, Generation, Job, MAX_ROWS, Request, RowStreamer, RowsDone, drain,
+                                   run_here, serve_forever, submit)
+from engine.infer.kernels import RowMask, masked_lora, pack_linears
+from engine.models import ModelShape, load_causal_lm, load_tokenizer, shape_of
+from engine.train.config import SAMPLE_EVAL
 
 __all__ = ["Answerer", "Answerers", "ChatModel", "Generation", "Request", "answerers", "get_chat_model",
            "run_answerers", "run_here", "serve_forever"]
@@ -46,9 +48,22 @@ PRECISION_PROMPTS = 20  # sample questions the lower-precision check answers (al
 PRECISION_TOKENS = 32
 
 
-def _precision_cache() -> Path:
-    from engine.capability import cache_path
+def generation_row_bytes(shape: ModelShape, tokens: int, dtype_bytes: int = 4) -> int:
+    """Memory one row of a batched `generate` holds at `tokens` (prompt + answer): its key/value cache
+    (2 x layers x kv width per token), one layer's prefill activations (about 4 h + 3 i numbers per token,
+    freed layer by layer) and the last position's logits in fp32 with their processed copy."""
+    kv = 2 * shape.layers * shape.kv_dim * tokens * dtype_bytes
+    activations = tokens * (4 * shape.hidden + 3 * shape.intermediate) * dtype_bytes
+    return kv + activations + 2 * shape.vocab * 4
 
+
+def generation_batch_rows(shape: ModelShape, tokens: int, budget_bytes: float, dtype_bytes: int = 4,
+                          cap: int = 32) -> int:
+    """How many rows one batched `generate` may take within `budget_bytes` (at least 1, at most `cap`)."""
+    return max(1, min(cap, int(budget_bytes // generation_row_bytes(shape, max(1, tokens), dtype_bytes))))
+
+
+def _precision_cache() -> Path:
     return cache_path().with_name("generation-precision.json")
 
 
@@ -125,7 +140,6 @@ class ChatModel:
         if asked != "auto":
             self.precision_note = "fp32 (asked for)" if asked == "fp32" else f"fp32 ({asked!r} is not a precision)"
             return
-        from engine.capability import capability, save_cache
 
         cap = capability(self.model_name)
         candidate = "bf16" if not cap.cuda or torch.cuda.is_bf16_supported() else "fp16"
@@ -154,8 +168,6 @@ class ChatModel:
 
     def _same_answers(self, candidate: str) -> dict:
         """Greedy answers to the sample questions in fp32 and in `candidate`, token for token."""
-        from engine.config import SAMPLE_EVAL
-
         questions = [json.loads(line)["question"] for line in SAMPLE_EVAL.read_text().splitlines() if line.strip()]
         requests = [Request([{"role": "user", "content": q}], False, PRECISION_TOKENS)
                     for q in questions[:PRECISION_PROMPTS]]
@@ -226,17 +238,18 @@ class ChatModel:
         submit(self, job)
         return job
 
+    def window(self) -> int:
+        """The model's context window in tokens (prompt and answer together)."""
+        return getattr(self.model.config, "max_position_embeddings", None) or 2048
+
     def max_prompt_tokens(self, max_new_tokens: int = 96) -> int:
         """How long a prompt may be so the answer still fits the model's context window."""
-        window = getattr(self.model.config, "max_position_embeddings", None) or 2048
-        return max(64, window - max_new_tokens)
+        return max(64, self.window() - max_new_tokens)
 
     def batch_rows(self, tokens: int = 1024) -> int:
         """Rows one generate takes at `tokens` (prompt + answer), from the memory estimate: a quarter of the
         memory free now (on a GPU, of its free memory), at most MAX_ROWS."""
         import psutil
-
-        from engine.estimate import generation_batch_rows, shape_of
 
         if self.device == "cuda":
             free = self._torch.cuda.mem_get_info()[0]
@@ -252,7 +265,7 @@ class ChatModel:
             return 4
         return generation_batch_rows(self._shape, tokens, free / 4, dtype_bytes, MAX_ROWS)
 
-    def _answer(self, jobs: list[Job]) -> None:
+    def answer_jobs(self, jobs: list[Job]) -> None:
         """Answer `jobs` in as few generates as their rows allow (one sampling setting and, without mixed
         batches, one adapter switch per generate; no more rows than memory allows)."""
         rows = [(job, i, r) for job in jobs for i, r in enumerate(job.requests)]
@@ -262,8 +275,8 @@ class ChatModel:
             which = row[2].adapter if row[2].use_adapter and not mixed else None
             groups.setdefault((row[2].sampling(), mixed or row[2].use_adapter, which), []).append(row)
         for group in groups.values():
-            group.sort(key=lambda row: self._prompt_len(row[2]))  # like lengths pad least
-            size = self.batch_rows(self._prompt_len(group[-1][2]) + max(r.max_new_tokens for _, _, r in group))
+            group.sort(key=lambda row: self.prompt_tokens(row[2]))  # like lengths pad least
+            size = self.batch_rows(self.prompt_tokens(group[-1][2]) + max(r.max_new_tokens for _, _, r in group))
             for start in range(0, len(group), size):
                 chunk = group[start:start + size]
                 try:
@@ -278,7 +291,8 @@ class ChatModel:
                                                                   return_dict=True)["input_ids"])
         return request.ids
 
-    def _prompt_len(self, request: Request) -> int:
+    def prompt_tokens(self, request: Request) -> int:
+        """Tokens of the request's prompt under the chat template (counted once per request)."""
         return len(self._ids(request))
 
     def _run(self, rows: list[tuple[Job, int, Request]]) -> RowStreamer:
@@ -300,8 +314,7 @@ class ChatModel:
         ids = [self._ids(r) for _, _, r in rows]
         lens = [len(i) for i in ids]
         width, n = max(lens), len(rows)
-        streamer = RowStreamer(self.tokenizer, rows, lens, self._ends)
-        streamer._prompt_seen = True
+        streamer = RowStreamer(self.tokenizer, rows, lens, self._ends, prompts_first=False)
         temperature, top_p = rows[0][2].sampling()
         procs = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.1)])
         if self._suppress:

@@ -24,6 +24,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+from engine import demo
 from engine.errors import StudioError
 
 TEXT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".markdown", ".html", ".htm")
@@ -37,8 +38,6 @@ class UploadError(StudioError, ValueError):
 
 def max_upload_mb() -> float:
     """STUDIO_MAX_UPLOAD_MB (default 200), and at most the public demo's limit when STUDIO_DEMO is on."""
-    from engine import demo
-
     try:
         limit = float(os.environ.get("STUDIO_MAX_UPLOAD_MB", "200"))
     except ValueError:
@@ -102,7 +101,6 @@ class SessionFiles:
     Upload folders are shared by every visitor of an app; a path that one visitor's session uploaded is
     refused to any other session, so a leaked or guessed path reads nothing.
     """
-
     def __init__(self) -> None:
         self._owner: dict[Path, str] = {}
         self._lock = threading.Lock()

@@ -2,7 +2,7 @@
 
 Each run is a folder holding `config.yaml`, `events.jsonl`, `train.log`, `pid`, its
 checkpoints and the final `adapter/`. A run is started as a separate process
-(`python -m engine.train runs/<id>/config.yaml`) in its own process group, so Stop can end
+(`python -m engine.train.trainer runs/<id>/config.yaml`) in its own process group, so Stop can end
 the trainer and anything it spawned (the ranks of a DeepSpeed run included). One run trains
 at a time per machine; others wait in a queue. Everything here is derived from those files: a
 restarted app finds the same runs.
@@ -27,8 +27,9 @@ import pandas as pd
 import psutil
 
 from engine.errors import RunError
-from engine.config import RunConfig
-from engine.events import TERMINAL, Evaluated, EventLog, Logged, RunState
+from engine.train.checkpoints import newest
+from engine.train.config import RunConfig
+from engine.train.events import Evaluated, EventLog, Logged, RunState, TERMINAL
 
 # Stop during training waits for the step and a save: twice the run's slowest measured step plus two saves
 # (checkpoint and adapter), and at least the floor; before any step is timed, the first-step grace.
@@ -95,6 +96,15 @@ class Run:
         path = self.dir / "model"
         return path if (path / "config.json").exists() else None
 
+    @property
+    def weights(self) -> Path | None:
+        """What the run answers with: its whole model (full, freeze) or its adapter; None until it saved one."""
+        return self.model_dir or self.adapter
+
+    def no_weights(self) -> str:
+        """The sentence for a run with no weights yet (`weights` is None), for any action that needs them."""
+        return f"run {self.id} has no saved adapter or model yet ({self.status()})"
+
     def pid(self) -> int | None:
         try:
             return int((self.dir / "pid").read_text())
@@ -102,7 +112,7 @@ class Run:
             return None
 
     def state(self) -> RunState:
-        """What the run's events say (engine.events.fold), read from where this process last stopped reading."""
+        """What the run's events say (engine.train.events.fold), read from where this process last stopped reading."""
         return self.events.state()
 
     def status(self) -> str:
@@ -182,39 +192,16 @@ def storage_problem(exc: BaseException) -> str | None:
     return None
 
 
-def create_run(config: RunConfig, root: Path | None = None) -> Run:
-    """Write a new run folder with its config; relative paths are made absolute first.
-
-    A method this machine cannot run is refused here, before any folder or process exists.
-    """
-    from engine.config import ConfigError
-    from engine.methods import refusal
-
-    refused = refusal(config)
-    if refused:
-        raise ConfigError(refused)
-    for name, paths in (("data", config.data_files()), ("val_data", [config.val_data] if config.val_data else [])):
-        for p in paths:
-            if not Path(p).expanduser().is_file():
-                raise ConfigError(f"{name}: {p} is not a file here; check the path (training data is read from "
-                                  "local files).")
-    if not config.data_files():
-        raise ConfigError("data: no training file given.")
-    root = root or runs_root()
-    _refuse_data_for_objective(config)
-    if config.init_from:
-        start = Run(root / config.init_from)
-        if not (start.dir / "config.yaml").exists():
-            raise ConfigError(f"init_from: there is no run {config.init_from} in {root}.")
-        if start.adapter is None and start.model_dir is None:
-            raise ConfigError(f"init_from: run {config.init_from} has no saved adapter or model yet "
-                              f"({start.status()}); pick a finished run.")
+def register(config: RunConfig, root: Path | None = None) -> Run:
+    """Write a new run folder with its config, relative paths made absolute first. It checks nothing: a run
+    is created through engine/train/preflight.py's `create_run`, which refuses what cannot run first."""
     config.data = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
                    for p in config.data_files()]
     for name in ("val_data", "model"):
         path = Path(getattr(config, name)).expanduser()
         if getattr(config, name) and path.exists():
             setattr(config, name, str(path.resolve()))
+    root = root or runs_root()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"{stamp}-{config.method}" + (f"-{config.objective}" if config.objective != "sft" else "")
     run_dir = root / name
@@ -225,20 +212,6 @@ def create_run(config: RunConfig, root: Path | None = None) -> Run:
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     return Run(run_dir)
-
-
-def _refuse_data_for_objective(config: RunConfig) -> None:
-    """Data of the wrong shape for the objective (SFT data for DPO, pairs for KTO...) is refused before launch."""
-    from engine.config import ConfigError
-    from engine.data import dataset_report
-    from engine.formats import mapping_text
-    from engine.preference import data_refusal
-
-    files = config.data_files() + ([config.val_data] if config.val_data else [])
-    report = dataset_report(files, mapping_text(config.columns or None))
-    refused = data_refusal(config.objective, {e.kind for e in report.examples}, config.kto_from_pairs)
-    if refused:
-        raise ConfigError(refused + ".")
 
 
 def list_runs(root: Path | None = None) -> list[Run]:
@@ -303,7 +276,7 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     log = open(run.dir / "train.log", "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "STUDIO_LOCK": str(lock or run.dir.parent / ".training.lock")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.train", str(run.dir / "config.yaml")],
+        [sys.executable, "-m", "engine.train.trainer", str(run.dir / "config.yaml")],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env=env, cwd=Path(__file__).resolve().parent.parent,
     )
@@ -329,8 +302,6 @@ def stop_grace(run: Run) -> tuple[float, float]:
 
 
 def _stopped_reason(run: Run, st: RunState) -> str:
-    from engine.checkpoints import newest
-
     kept = newest(run.dir / "checkpoints")
     if st.waiting:
         return "Stopped while waiting in the queue; nothing was trained."
@@ -387,7 +358,6 @@ def _end_stop(run: Run, pid: int, launches: int, grace: float) -> str:
     st = run.state()
     if _launches(run) == launches and st.ended is None:  # only about the process signalled, not a later Resume
         if killed:
-            from engine.checkpoints import newest
 
             kept = newest(run.dir / "checkpoints")
             run.events.write("interrupted", reason=f"Stop did not end the trainer within {grace:.0f} s, so its "

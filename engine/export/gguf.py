@@ -2,10 +2,10 @@
 
 The converter is llama.cpp's `convert_hf_to_gguf.py` with the `gguf-py` and `conversion/` package of the
 same tree, taken from the source distribution of llama-cpp-python on PyPI (pinned by version and
-sha256) at install time (`.ci/setup` runs `python -m engine.gguf --fetch`) and kept under
+sha256) at install time (`.ci/setup` runs `python -m engine.export.gguf --fetch`) and kept under
 `$STUDIO_CACHE/llama.cpp/<version>/`. Nothing is built and nothing is fetched when a model is exported.
 
-An export (`export_gguf`) merges the run first (a QLoRA run into its dequantised base, as engine.export
+An export (`export_gguf`) merges the run first (a QLoRA run into its dequantised base, as engine.export.archive
 does), converts with the converter in a child process, then checks the file: transformers loads the
 GGUF back (`gguf_file=`) and, on three prompts, reads the merged model's own 20-token greedy answer;
 at every one of those positions the GGUF must pick the same next token, unless the merged model itself
@@ -19,8 +19,8 @@ Beside the file goes an Ollama `Modelfile`: FROM, the chat template as a Go TEMP
 model's Jinja template and checked against it on a conversation it was not worked out from), the
 end-of-turn stop tokens, and the system prompt every training example shared, if they shared one.
 
-    python -m engine.gguf --fetch                       # install time: the pinned converter into the cache
-    python -m engine.gguf MERGED_DIR OUT.gguf [--quant f16|bf16|q8_0]   # convert and check a model folder
+    python -m engine.export.gguf --fetch                       # install time: the pinned converter into the cache
+    python -m engine.export.gguf MERGED_DIR OUT.gguf [--quant f16|bf16|q8_0]   # convert and check a model folder
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from engine.data.dataset import load_examples
 from engine.errors import StudioError
+from engine.export.archive import merge
+from engine.train.merge import replace_dir
+from engine.export.modelcard import write_card
 from engine.models import cache_dir
 
 CONVERTER_PACKAGE = "llama-cpp-python"
@@ -53,7 +57,7 @@ _KEEP = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
 QUANTS = ("f16", "bf16", "q8_0")
 # How near a tie (in logits) the merged model may be where the GGUF picks another next token: the
 # rounding of each format moves logits by about this much on the default model (measured with
-# `python -m engine.gguf`: largest logit change f16 0.03, bf16 0.20, q8_0 1.13).
+# `python -m engine.export.gguf`: largest logit change f16 0.03, bf16 0.20, q8_0 1.13).
 TOLERANCE = {"f16": 0.1, "bf16": 0.5, "q8_0": 1.0}
 CHECK_PROMPTS = ("What is the capital of France?", "Write one sentence about the sea.",
                  "Name three colours.")
@@ -79,7 +83,7 @@ def converter_dir() -> Path:
 def converter_script() -> Path:
     script = converter_dir() / "convert_hf_to_gguf.py"
     if not script.exists():
-        raise GGUFError(f"llama.cpp's GGUF converter is not installed; run `python -m engine.gguf --fetch` "
+        raise GGUFError(f"llama.cpp's GGUF converter is not installed; run `python -m engine.export.gguf --fetch` "
                         f"(bash .ci/setup does) to take it from {CONVERTER_PACKAGE} {CONVERTER_VERSION} on PyPI.")
     return script
 
@@ -270,7 +274,7 @@ def read_with_llama_cpp(gguf_file: Path, texts: list[str], sequences: list[list[
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "read.npz"
-        done = subprocess.run([sys.executable, "-m", "engine.gguf", "--read-with-llama-cpp", str(gguf_file), str(out)],
+        done = subprocess.run([sys.executable, "-m", "engine.export.gguf", "--read-with-llama-cpp", str(gguf_file), str(out)],
                               input=json.dumps({"texts": texts, "sequences": sequences}), text=True,
                               capture_output=True, cwd=Path(__file__).resolve().parent.parent)
         if done.returncode < 0:  # killed by a signal: llama.cpp's build crashed on this CPU
@@ -447,8 +451,6 @@ def modelfile(gguf_name: str, tokenizer, generation_config=None, system: str = "
 
 def shared_system_prompt(run) -> str:
     """The system message every training example starts with, if they all share one."""
-    from engine.data import load_examples
-
     try:
         examples = load_examples(run.config.data, run.config.columns or None)
     except Exception:  # the data moved or changed since training: no system prompt to carry
@@ -465,7 +467,6 @@ def export_gguf(run, quant: str = "f16", progress: Progress = _noop) -> tuple[Pa
     """runs/<id>/gguf/<id>-<quant>.gguf and its Modelfile, checked; returns the file and the check."""
     from transformers import AutoTokenizer, GenerationConfig
 
-    from engine.export import merge, replace_dir
 
     if quant not in QUANTS:
         raise GGUFError(f"quant {quant!r} is not one of {', '.join(QUANTS)}.")
@@ -496,7 +497,6 @@ def export_gguf(run, quant: str = "f16", progress: Progress = _noop) -> tuple[Pa
     (tmp / "check.json").write_text(json.dumps({"quant": quant, "passed": True, "summary": result.describe(),
                                                 **result.record(), "modelfile": note,
                                                 "converter": f"{CONVERTER_PACKAGE}=={CONVERTER_VERSION}"}, indent=2))
-    from engine.modelcard import write_card
 
     write_card(run, tmp, gguf=name)
     # other quantisations already exported stay beside the new one
@@ -511,7 +511,7 @@ def export_gguf(run, quant: str = "f16", progress: Progress = _noop) -> tuple[Pa
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m engine.gguf", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m engine.export.gguf", description=__doc__.split("\n\n")[0])
     p.add_argument("--fetch", action="store_true", help="unpack the pinned converter into the cache and stop")
     p.add_argument("model_dir", nargs="?")
     p.add_argument("out", nargs="?")

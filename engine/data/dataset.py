@@ -1,13 +1,13 @@
 """Training data: read any supported file, report every problem by line and field, and tokenize.
 
 `check_files(paths)` reads JSONL, JSON, CSV/TSV, Parquet or TXT files in any of the formats
-of engine/formats.py and returns a `DataReport`: the examples in one internal chat form,
+of engine/data/formats.py and returns a `DataReport`: the examples in one internal chat form,
 errors (which block training) and warnings (which do not), each naming the file, the line
 or row, and the field. `token_stats` adds lengths under a model's tokenizer;
 `tokenize_example` renders an example with the model's chat template and marks which
 tokens the loss uses (assistant turns by default, or all tokens).
 
-    python -m engine.data FILE [FILE ...]       # the same report as `studio data check`
+    python -m engine.data.dataset FILE [FILE ...]       # the same report as `studio data check`
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from engine.data.formats import (Example, FileError, RecordError, SUFFIXES, hub_records, iter_records,
+                                 looks_like_hub_id, parse_mapping, to_example)
 from engine.errors import StudioError
-from engine.formats import (SUFFIXES, Example, FileError, RecordError, hub_records, iter_records,
-                            looks_like_hub_id, to_example)
+from engine.models import hub_reachable, load_tokenizer
 
 MIN_EXAMPLES = 1
 FEW_EXAMPLES = 20
@@ -127,7 +128,6 @@ def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAM
     for path in paths:
         suffix = path.suffix.lower()
         if looks_like_hub_id(str(path)):
-            from engine.models import hub_reachable
 
             if not hub_reachable():
                 report.errors.append(Issue(str(path), "is not a file here, and the Hugging Face Hub cannot be "
@@ -387,8 +387,6 @@ def token_length(ex: Example, tokenizer) -> int:
 @lru_cache(maxsize=2)
 def cached_tokenizer(model: str):
     """The model's tokenizer, loaded once per model for the views that count tokens."""
-    from engine.models import load_tokenizer
-
     return load_tokenizer(model)
 
 
@@ -402,8 +400,6 @@ def _stamp(path: str):
 
 @lru_cache(maxsize=4)
 def _cached_report(stamps: tuple, columns: str) -> DataReport:
-    from engine.formats import parse_mapping
-
     return check_files([s[0] for s in stamps], parse_mapping(columns))
 
 

@@ -1,8 +1,8 @@
 """The method advisor: the published scenario matrix, the project's reading of it, a ranking, and
 whether prompting, RAG, fine-tuning or RAG + fine-tuning answers the person's need.
 
-    python -m engine.advisor                      # the matrix with the project's readings
-    python -m engine.advisor memory cost          # methods ranked for those scenarios
+    python -m engine.advise.advisor                      # the matrix with the project's readings
+    python -m engine.advise.advisor memory cost          # methods ranked for those scenarios
 
 The published matrix is kept exactly as published (Yes/No per method). Where a cell is
 arguable, `READINGS` holds the project's own reading and its evidence (a formula the
@@ -16,6 +16,9 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+
+from engine.advise.estimate import GB, estimate_memory, gpus_needed
+from engine.models import shape_of
 
 COLUMNS = ("LoRA", "QLoRA", "PEFT", "DeepSpeed", "ZeRO", "DoRA")
 # Studio method (and ZeRO stage) each column stands for when the advice is turned into a run.
@@ -136,8 +139,6 @@ def recommend_objective(chosen: list[str]) -> str | None:
 
 def facts(model: str = "HuggingFaceTB/SmolLM2-135M-Instruct") -> dict[str, str]:
     """Numbers the readings quote, computed by the estimator for `model` (GPU, bf16, batch 4 x 512)."""
-    from engine.estimate import GB, estimate_memory, gpus_needed, shape_of
-
     shape = shape_of(model)
 
     def mem(method, objective="sft"):
@@ -193,8 +194,6 @@ def rank(chosen: list[str]) -> list[tuple[str, float, dict]]:
 
 def claims(model: str = "meta-llama/Llama-3.1-70B-Instruct") -> list[dict]:
     """The two published claims, with what the estimator says."""
-    from engine.estimate import GB, estimate_memory, gpus_needed, shape_of
-
     shape = shape_of(model)
     q = estimate_memory(shape, "qlora", batch_size=1, seq_len=512, gradient_checkpointing=True)
     bits = (q.weights - q.trainable * 4) * 8 / shape.params

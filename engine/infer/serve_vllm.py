@@ -1,4 +1,4 @@
-"""`studio serve --engine vllm`: the same OpenAI-compatible routes (engine/serve.py), answered by vLLM.
+"""`studio serve --engine vllm`: the same OpenAI-compatible routes (engine/infer/serve.py), answered by vLLM.
 
 On a CUDA GPU with `vllm` installed, one vLLM engine holds the base weights and serves every adapter run
 as a LoRA request (`enable_lora`), batching concurrent requests continuously; the reply streams as vLLM
@@ -19,8 +19,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from engine.batching import Generation, Request
-from engine.serve import Served, ServeError
+from engine.infer.batching import Generation, Request
+from engine.infer.served import ServeError, Served
+from engine.models import DEFAULT_MODEL, resolve_model
+from engine.train.runs import Run, runs_root
 
 
 class _Loop:
@@ -35,12 +37,21 @@ class _Loop:
 
 
 @dataclass
-class VllmServed(Served):
+class VllmServed:
+    """A model id answered by vLLM (engine/infer/served.py's contract): the base, or one run's LoRA adapter."""
+    id: str
+    adapter: str | None  # the run id of the LoRA adapter, None for the base weights
+    created: int
+    owned_by: str
     engine: object = None
     tokenizer: object = None
     lora: object = None  # vllm LoRARequest, None for the base
     context: int = 2048
     loop: _Loop = field(default=None, repr=False)
+
+    def request(self, messages, max_tokens, temperature, top_p, stop) -> Request:
+        return Request(messages, self.adapter is not None, max_tokens, temperature, top_p, tuple(stop),
+                       adapter=self.adapter or "default")
 
     def prompt_tokens(self, request: Request) -> int:
         return len(self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True))
@@ -89,8 +100,6 @@ def load_vllm_models(run_ids: list[str], base: str | None = None, root=None) -> 
                          "without it, serve with the studio's own engine.") from None
     if not torch.cuda.is_available():
         raise ServeError("--engine vllm needs a CUDA GPU; none is visible here.")
-    from engine.models import DEFAULT_MODEL, resolve_model
-    from engine.runs import Run, runs_root
 
     root = root or runs_root()
     runs = [Run(root / r) for r in run_ids]
@@ -114,8 +123,8 @@ def load_vllm_models(run_ids: list[str], base: str | None = None, root=None) -> 
         else engine.get_tokenizer()
     context = getattr(getattr(engine, "model_config", None), "max_model_len", 2048)
     common = dict(engine=engine, tokenizer=tokenizer, context=context, loop=loop)
-    served: dict[str, Served] = {model: VllmServed(model, None, None, int(time.time()), "studio (vllm)", **common)}
+    served: dict[str, Served] = {model: VllmServed(model, None, int(time.time()), "studio (vllm)", **common)}
     for i, run in enumerate(runs, start=1):
-        served[run.id] = VllmServed(run.id, None, run.id, int(run.dir.stat().st_mtime), "studio (vllm)",
+        served[run.id] = VllmServed(run.id, run.id, int(run.dir.stat().st_mtime), "studio (vllm)",
                                     lora=LoRARequest(run.id, i, str(run.adapter)), **common)
     return served

@@ -43,7 +43,7 @@ class Launched(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Queued(Event):
-    """The run waits for the machine's one training slot (engine.train.queue_slot)."""
+    """The run waits for the machine's one training slot (engine.train.trainer.queue_slot)."""
     kind: ClassVar[str] = "queued"
 
 

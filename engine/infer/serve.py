@@ -7,7 +7,7 @@ plain or streamed (`"stream": true`: server-sent events ending in `data: [DONE]`
 `top_p`, `max_tokens`, `stop` and the usage counts. The request's `model` picks the weights: the base
 id, or a run id. Every adapter run of one base is loaded onto one copy of its weights (peft's named
 adapters; a request switches to its own); a full fine-tune is its own model. Requests go through the
-studio's one generation executor (engine/batching.py), so concurrent requests for the same model and
+studio's one generation executor (engine/infer/batching.py), so concurrent requests for the same model and
 sampling settings are answered in one batch, as the Compare tab's are.
 
 Errors come back in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with the status
@@ -16,17 +16,16 @@ model. With `--api-key` (or `STUDIO_API_KEY`) every request must carry `Authoriz
 The server listens on 127.0.0.1 unless `--host` says otherwise. FastAPI and uvicorn (both come with
 gradio) carry the HTTP; the generations run on the main thread, as in the app.
 
-On a GPU with vLLM installed, `--engine vllm` serves the same routes through vLLM with the runs'
-LoRA adapters (engine/serve_vllm.py).
+The routes know a model id only through the `Served` contract (engine/infer/served.py): `load_models`
+here gives the studio's own engine; on a GPU with vLLM installed, `studio serve --engine vllm` gives
+engine/infer/serve_vllm.py's instead, with the runs' LoRA adapters. `start` serves either.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import secrets
-import sys
 import threading
 import time
 import uuid
@@ -35,20 +34,18 @@ from typing import Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import StudioError
-from engine.infer import ChatModel, Generation, Request
-from engine.batching import drain
+from engine.infer.batching import drain
+from engine.infer.chat import ChatModel, Generation, Request
+from engine.models import DEFAULT_MODEL
+from engine.infer.served import ServeError, Served
+from engine.train.runs import Run, runs_root
 
 DEFAULT_MAX_TOKENS = 256
 
 
-class ServeError(StudioError):
-    """A server that cannot start as asked, in one sentence."""
-
-
 @dataclass
-class Served:
-    """One model id the server answers for: which ChatModel, with which adapter on (or none)."""
+class ChatServed:
+    """A model id answered by the studio's own executor: which ChatModel, with which adapter on (or none)."""
     id: str
     chat: ChatModel
     adapter: str | None = None  # the adapter's name in chat, None for the base weights
@@ -60,10 +57,10 @@ class Served:
                        adapter=self.adapter or "default")
 
     def prompt_tokens(self, request: Request) -> int:
-        return self.chat._prompt_len(request)
+        return self.chat.prompt_tokens(request)
 
     def window(self) -> int:
-        return getattr(self.chat.model.config, "max_position_embeddings", None) or 2048
+        return self.chat.window()
 
     def answer(self, request: Request) -> Iterator[str | Generation]:
         """The reply's text as it grows, then its Generation (through the studio's executor)."""
@@ -78,17 +75,14 @@ class Served:
 
 def load_models(run_ids: list[str], base: str | None = None, root=None) -> dict[str, Served]:
     """The served models: each base once (with every adapter run of it on the same weights), each full run."""
-    from engine.models import DEFAULT_MODEL
-    from engine.runs import Run, runs_root
-
     root = root or runs_root()
     runs = []
     for run_id in run_ids:
         run = Run(root / run_id)
         if not (run.dir / "config.yaml").exists():
             raise ServeError(f"{run_id}: no such run in {root}.")
-        if run.adapter is None and run.model_dir is None:
-            raise ServeError(f"Run {run_id} has no saved adapter or model yet ({run.status()}); it cannot be served.")
+        if run.weights is None:
+            raise ServeError(f"{run.no_weights().capitalize()}; it cannot be served.")
         runs.append(run)
     by_base: dict[str, list] = {}
     for run in runs:
@@ -101,13 +95,13 @@ def load_models(run_ids: list[str], base: str | None = None, root=None) -> dict[
         first, rest = (adapter_runs[0], adapter_runs[1:]) if adapter_runs else (None, [])
         chat = ChatModel(model, first.adapter if first else None,
                          more_adapters={r.id: r.adapter for r in rest} or None)
-        served[model] = Served(model, chat, None, int(time.time()))
+        served[model] = ChatServed(model, chat, None, int(time.time()))
         for run in adapter_runs:
-            served[run.id] = Served(run.id, chat, "default" if run is first else run.id,
+            served[run.id] = ChatServed(run.id, chat, "default" if run is first else run.id,
                                     int(run.dir.stat().st_mtime))
     for run in runs:
         if run.model_dir is not None:
-            served[run.id] = Served(run.id, ChatModel(str(run.model_dir)), None, int(run.dir.stat().st_mtime))
+            served[run.id] = ChatServed(run.id, ChatModel(str(run.model_dir)), None, int(run.dir.stat().st_mtime))
     return served
 
 
@@ -277,7 +271,7 @@ def create_app(models: dict[str, Served], api_key: str | None = None):
 
 def start(models: dict[str, Served], host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None):
     """Start the HTTP server on a thread; returns the uvicorn server (`.should_exit = True` stops it).
-    The caller's thread should then run the generations (`engine.batching.serve_forever`)."""
+    The caller's thread should then run the generations (`engine.infer.batching.serve_forever`)."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(create_app(models, api_key), host=host, port=port, log_level="warning"))
@@ -289,38 +283,3 @@ def start(models: dict[str, Served], host: str = "127.0.0.1", port: int = 8000, 
             raise ServeError(f"The server could not listen on {host}:{port} (is the port taken?).")
         time.sleep(0.05)
     return server
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    from engine.batching import serve_forever
-
-    p = argparse.ArgumentParser(prog="studio serve", description="An OpenAI-compatible endpoint for runs.")
-    p.add_argument("runs", nargs="*", metavar="RUN_ID", help="finished runs to serve (their base is served too)")
-    p.add_argument("--model", help="the base model to serve (default: the runs' base, else the default model)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=os.environ.get("STUDIO_API_KEY"),
-                   help="require 'Authorization: Bearer KEY' on every request (or set STUDIO_API_KEY)")
-    p.add_argument("--engine", choices=("studio", "vllm"), default="studio",
-                   help="vllm: serve through vLLM with LoRA adapters (a GPU with vllm installed)")
-    a = p.parse_args(argv)
-    if a.engine == "vllm":
-        from engine.serve_vllm import load_vllm_models
-
-        models = load_vllm_models(a.runs, a.model)
-    else:
-        models = load_models(a.runs, a.model)
-    server = start(models, a.host, a.port, a.api_key)
-    print(f"serving {', '.join(models)} at http://{a.host}:{a.port}/v1"
-          + (" (API key required)" if a.api_key else ""), flush=True)
-    try:
-        serve_forever()
-    except KeyboardInterrupt:
-        server.should_exit = True
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

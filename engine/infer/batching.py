@@ -2,7 +2,7 @@
 
 One executor takes the requests waiting (a Compare column, an evaluation row, another user's
 question), waits at most `BATCH_WINDOW_S` for companions when others are about, and hands each
-model its jobs (`ChatModel._answer`, engine/infer.py), which answers them in as few batched
+model its jobs (`ChatModel.answer_jobs`, engine/infer/chat.py), which answers them in as few batched
 generations as memory allows. `RowStreamer` splits a batch's new tokens by row, so each caller
 sees its own answers grow, and ends each row at its end token, its own token limit or a stop string.
 
@@ -12,7 +12,7 @@ other than the process's main thread (measured: a 200k-element add 11 vs 54 us, 
 main thread serves the executor (`serve_forever`, from ui/app.py), a command-line caller on the main
 thread runs its own work while it waits (`drain`), and only otherwise does a background thread.
 
-Used by engine/infer.py; nothing here runs on its own.
+Used by engine/infer/chat.py; nothing here runs on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
+
+from engine.capability import threads as configured_threads
 
 BATCH_WINDOW_S = float(os.environ.get("STUDIO_BATCH_WINDOW_MS", "150")) / 1000  # wait for companions
 MAX_ROWS = 32  # rows per generate at most, whatever memory allows: padding waste grows with the batch
@@ -51,7 +53,7 @@ class Request:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
-    adapter: str = "default"  # which of the model's adapters, when use_adapter (several: engine/serve.py)
+    adapter: str = "default"  # which of the model's adapters, when use_adapter (several: engine/infer/serve.py)
     ids: list[int] | None = field(default=None, repr=False, compare=False)  # the prompt's tokens, once worked out
 
     def sampling(self) -> tuple:
@@ -75,15 +77,17 @@ class Job:
 class RowStreamer:
     """A transformers streamer for a batch: keeps each row's new tokens, says each row's text as it grows,
     and marks a row done at its end token, its own token limit or a stop string (read by `RowsDone`)."""
-
-    def __init__(self, tok, rows: list[tuple[Job, int, Request]], prompt_lens: list[int], ends: set[int]):
+    def __init__(self, tok, rows: list[tuple[Job, int, Request]], prompt_lens: list[int], ends: set[int],
+                 prompts_first: bool = True):
+        """`prompts_first`: the first `put` hands over the prompts (transformers' `generate` does; the studio's
+        own decoding loop does not)."""
         self.tok, self.rows, self.ends, self.prompt_lens = tok, rows, ends, prompt_lens
         self.ids: list[list[int]] = [[] for _ in rows]
         self.text = [""] * len(rows)
         self.done = [False] * len(rows)
         self.reason = ["length"] * len(rows)
         self._said: dict[int, float] = {}
-        self._prompt_seen = False
+        self._prompt_seen = not prompts_first
 
     def put(self, value) -> None:
         if not self._prompt_seen:  # generate first hands over the prompts
@@ -167,8 +171,6 @@ def _pick_threads() -> None:
     import psutil
     import torch
 
-    from engine.capability import threads as configured_threads
-
     if "me" not in _THREADS:
         _THREADS["me"] = psutil.Process()
         psutil.cpu_percent(interval=None)
@@ -185,8 +187,6 @@ def _restore_threads() -> None:
     """After a round, torch goes back to the configured threads: one thread is for this round's generate
     beside a busy machine, not for what the process does next (a training step, a measurement)."""
     import torch
-
-    from engine.capability import threads as configured_threads
 
     if torch.get_num_threads() != configured_threads():
         torch.set_num_threads(configured_threads())
@@ -245,7 +245,7 @@ def _execute(until=None, window_s: float | None = None) -> None:
             try:
                 if chat.device == "cpu":
                     _pick_threads()
-                chat._answer(jobs)
+                chat.answer_jobs(jobs)
             except Exception as exc:  # e.g. messages its chat template refuses: the callers raise it, serving goes on
                 for job in jobs:
                     job.out.put((job.tag, 0, exc))

@@ -1,0 +1,13 @@
+"""Stage 4 and 5, compare and use: a base model and finished runs answering questions.
+
+    chat.py         ChatModel: the base and its adapters on one copy of the weights, batched generation
+    batching.py     the one generation executor: requests from every caller joined into batches
+    kernels.py      packed and row-masked LoRA linears for mixed batches on a CPU
+    playground.py   the Chat tab's turns, its Stop and "save this exchange as a training example"
+    preference.py   preference accuracy of a run on held-out pairs, before and after
+    served.py       the contract between the server and an engine that answers (a Protocol)
+    serve.py        the OpenAI-compatible endpoint (`studio serve`) on the studio's own engine
+    serve_vllm.py   the same endpoint answered by vLLM on a GPU
+
+May import: engine.errors, engine.models, engine.demo, engine.capability, engine.data, engine.train
+"""
