@@ -4,7 +4,8 @@ CPUs of the same kind differ by two orders of magnitude in bf16: an EPYC with AV
 runs bf16 products about 2x fp32, a Zen 3 with AVX2 only about 180x slower than fp32, an
 Intel Xeon with AMX about 7x faster. So nothing here assumes a CPU feature: `capability()`
 times a second of matrix products per dtype at the model's own layer shapes, and caches the
-figures in `$STUDIO_CACHE/capability.json` (default `~/.cache/studio`), keyed by CPU
+figures in `$STUDIO_CACHE/capability.json` (default `~/.cache/studio`; `$STUDIO_MEASURED` names
+another folder for them), keyed by CPU
 model, torch version, device, threads and shapes. The Train form's `precision: auto`, the
 refusal of a slow bf16, the Method tab's time estimate, the probe and `studio bench` all read
 these same figures.
@@ -75,7 +76,10 @@ def _fmt(x: float) -> str:
 
 
 def cache_path() -> Path:
-    return cache_dir() / "capability.json"
+    """The measured figures: `$STUDIO_MEASURED/capability.json` where that is set (the tests' own folder),
+    else in the studio cache."""
+    folder = os.environ.get("STUDIO_MEASURED")
+    return (Path(folder) if folder else cache_dir()) / "capability.json"
 
 
 def cpu_model() -> str:

@@ -12,7 +12,14 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("STUDIO_INDEXES", tempfile.mkdtemp(prefix="studio-test-indexes-"))  # never the checkout
+# The suite's runs, indexes, saved chat examples and measured capability figures go to folders of its own,
+# never the checkout or the developer's ~/.cache/studio (whose converted model weights and GGUF converter
+# it shares: they are the same on every run). Tests that need a private folder set their own on top.
+_HOME = Path(tempfile.mkdtemp(prefix="studio-test-"))
+os.environ["STUDIO_RUNS"] = str(_HOME / "runs")
+os.environ["STUDIO_INDEXES"] = str(_HOME / "indexes")
+os.environ["STUDIO_EXAMPLES"] = str(_HOME / "chat-examples.jsonl")
+os.environ["STUDIO_MEASURED"] = str(_HOME / "measured")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parent.parent

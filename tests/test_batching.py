@@ -204,7 +204,7 @@ def test_precision_stays_fp32_where_bf16_is_slower_or_answers_differ(tiny_model,
     import engine.capability as capability
     from engine.infer.chat import ChatModel
 
-    monkeypatch.setenv("STUDIO_CACHE", str(tmp_path))
+    monkeypatch.setenv("STUDIO_MEASURED", str(tmp_path))
     cap = capability.Capability("cpu", "seeded", (64, 128), {"fp32": 165.0, "bf16": 0.9}, {"bf16": 0.005})
     monkeypatch.setattr(capability, "capability", lambda *a, **k: cap)
     slow = ChatModel(tiny_model, lora)
@@ -292,7 +292,7 @@ def test_a_round_beside_a_busy_machine_runs_on_one_thread_then_gives_the_threads
         answer(jobs)
         seen.append(key_then)
 
-    monkeypatch.setattr(chat, "_answer", spy)
+    monkeypatch.setattr(chat, "answer_jobs", spy)
     chat.generate_many(_requests(1, tokens=4))  # the first round reads the machine, the second acts on it
     chat.generate_many(_requests(1, tokens=4))
     assert seen == [configured, key, 1, key]

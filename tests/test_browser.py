@@ -231,11 +231,11 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     "/static/../../../../etc/passwd", "/assets/..%2f..%2f..%2f..%2fetc%2fpasswd",
     "/gradio_api/file={runs}/../../../../etc/passwd", "/gradio_api/file={runs}",
 ])
-def test_file_routes_serve_nothing_outside_the_allowed_folders(app_url, route, tmp_path_factory):
+def test_file_routes_serve_nothing_outside_the_allowed_folders(app_url, route):
     """Path-traversal requests against the app's file routes get no file from outside its folders."""
     import urllib.error
 
-    runs = str(Path(tmp_path_factory.getbasetemp()) / "app0" / "runs")
+    runs = str(APP["home"] / "runs")
     url = app_url.rstrip("/") + route.format(runs=runs)
     try:
         with urllib.request.urlopen(urllib.request.Request(url), timeout=10) as resp:
@@ -325,13 +325,26 @@ def test_a_file_uploaded_in_one_session_is_not_read_by_another(app_url, tmp_path
     assert secret not in refused and "was uploaded in another session" in refused
 
 
-def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, browser, tmp_path_factory):
-    """Runs after the whole-path test, so the app has trained, answered and logged with HF_TOKEN set."""
-    home = Path(tmp_path_factory.getbasetemp()) / "app0"
-    assert list((home / "runs").glob("*/events.jsonl")), "the whole-path test trained no run in this app"
-    page = browser.new_page()
+def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, browser):
+    """The app runs with HF_TOKEN set: this test trains a short run through the page and has it answer in
+    Compare, then no page, API description, log or run file shows the token."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(app_url)
-    page.wait_for_selector("#data-upload", timeout=60000)
+    expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
+    page.get_by_role("tab", name="3 · Train").click()
+    page.locator("#max-steps input").fill("3")
+    page.locator("#start").click()
+    status = page.locator("#run-status")
+    expect(status).to_contain_text(re.compile(r"Run \S+ · finished"), timeout=180000)
+    run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
+    page.get_by_role("tab", name="4 · Compare").click()
+    expect(page.locator("#run-pick input")).to_have_value(run_id, timeout=20000)
+    page.locator("#question textarea").fill("How heavy is the Tilly T2?")
+    page.locator("#ask").click()
+    for i in range(4):
+        expect(page.locator(f"#answer-{i}")).to_contain_text("answer tokens", timeout=120000)
     shown = [page.content()]
     for route in ("config", "gradio_api/info"):
         with urllib.request.urlopen(app_url + route, timeout=10) as resp:
@@ -339,7 +352,9 @@ def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, brows
     page.close()
     for text in shown:
         assert SECRET not in text
-    for path in [p for p in home.rglob("*") if p.is_file()]:
+    files = [p for p in APP["home"].rglob("*") if p.is_file()]
+    assert any(p.name == "events.jsonl" and run_id in str(p) for p in files)  # the run's own records are read
+    for path in files:
         assert SECRET.encode() not in path.read_bytes(), path
 
 

@@ -18,7 +18,7 @@ from engine.train.config import ConfigError, RunConfig
 
 
 def _seed(tmp_path, monkeypatch, model, fp32, bf16):
-    monkeypatch.setenv("STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("STUDIO_MEASURED", str(tmp_path / "cache"))
     key = capmod.machine_key(capmod.model_shape(model))
     path = capmod.cache_path()
     path.parent.mkdir(parents=True)
@@ -27,7 +27,7 @@ def _seed(tmp_path, monkeypatch, model, fp32, bf16):
 
 
 def test_the_figures_are_measured_once_and_cached_by_machine(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setenv("STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("STUDIO_MEASURED", str(tmp_path / "cache"))
     cap = capmod.capability(tiny_model)
     assert cap.gflops["fp32"] > 0 and cap.shape == (64, 128) and cap.ratios["fp32"] == 1.0
     cached = json.loads(capmod.cache_path().read_text())

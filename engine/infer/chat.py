@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from engine.capability import cache_path, capability, save_cache
+from engine import capability
 from engine.infer.batching import (COMPUTE, Generation, Job, MAX_ROWS, Request, RowStreamer, RowsDone, drain,
                                    run_here, serve_forever, submit)
 from engine.infer.kernels import RowMask, masked_lora, pack_linears
@@ -64,7 +64,7 @@ def generation_batch_rows(shape: ModelShape, tokens: int, budget_bytes: float, d
 
 
 def _precision_cache() -> Path:
-    return cache_path().with_name("generation-precision.json")
+    return capability.cache_path().with_name("generation-precision.json")
 
 
 class ChatModel:
@@ -141,7 +141,7 @@ class ChatModel:
             self.precision_note = "fp32 (asked for)" if asked == "fp32" else f"fp32 ({asked!r} is not a precision)"
             return
 
-        cap = capability(self.model_name)
+        cap = capability.capability(self.model_name)
         candidate = "bf16" if not cap.cuda or torch.cuda.is_bf16_supported() else "fp16"
         if not cap.faster(candidate):
             self.precision_note = f"fp32: {cap.describe(candidate)}"
@@ -157,7 +157,7 @@ class ChatModel:
             cache = {}
         if key not in cache:
             cache[key] = self._same_answers(candidate)
-            save_cache(path, cache)
+            capability.save_cache(path, cache)
         same, checked = cache[key]["same"], cache[key]["prompts"]
         if same:
             self._cast(candidate, f"{candidate}: {cap.describe(candidate)}, and greedy answers to {checked} sample "
