@@ -276,7 +276,7 @@ def read_with_llama_cpp(gguf_file: Path, texts: list[str], sequences: list[list[
         out = Path(tmp) / "read.npz"
         done = subprocess.run([sys.executable, "-m", "engine.export.gguf", "--read-with-llama-cpp", str(gguf_file), str(out)],
                               input=json.dumps({"texts": texts, "sequences": sequences}), text=True,
-                              capture_output=True, cwd=Path(__file__).resolve().parent.parent)
+                              capture_output=True, cwd=Path(__file__).resolve().parents[2])
         if done.returncode < 0:  # killed by a signal: llama.cpp's build crashed on this CPU
             return (f"llama.cpp itself (llama-cpp-python's build here) crashed reading the file (signal "
                     f"{-done.returncode}): on a CPU with AMX that is llama.cpp's AMX kernels (llama.cpp issue "

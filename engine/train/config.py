@@ -24,7 +24,7 @@ from engine.errors import StudioError
 from engine.models import DEFAULT_MODEL
 from engine.train.methods import METHODS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
 SAMPLE_EVAL = ASSETS / "sample" / "eval.jsonl"  # held-back questions with reference answers
 

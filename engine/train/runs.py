@@ -278,7 +278,7 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.train.trainer", str(run.dir / "config.yaml")],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+        start_new_session=True, env=env, cwd=Path(__file__).resolve().parents[2],
     )
     (run.dir / "pid").write_text(str(proc.pid))
     # Reap the child when it ends so it never lingers as a zombie of the app.

@@ -459,7 +459,7 @@ def _run_ranks(cfg: RunConfig, config_path: Path, events: EventLog, stop: _StopR
     run_dir = config_path.parent
     ds_path = distributed.write_deepspeed_config(cfg, run_dir)
     cmd = distributed.launch_command(cfg, config_path.resolve(), ds_path)
-    proc = subprocess.Popen(cmd, env=distributed.launch_env(), cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(cmd, env=distributed.launch_env(), cwd=Path(__file__).resolve().parents[2])
     code = proc.wait()
     if events.state().ended is None:
         what = "was stopped" if stop.requested else f"ended with code {code}"
