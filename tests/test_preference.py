@@ -255,7 +255,7 @@ def test_the_forms_defaults_make_a_valid_run_for_every_objective():
     """The Train form's preset with only an objective chosen starts (prompts get half of max_length); a
     prompt limit that leaves the answers nothing is refused naming the field."""
     from engine.train.config import FORM_PRESET
-    from engine.demo import limit
+    from engine.train.preflight import demo_limit as limit
 
     for objective in ("dpo", "orpo", "kto", "simpo"):
         cfg = RunConfig.preset(FORM_PRESET, objective=objective, data=[str(PAIRS)])

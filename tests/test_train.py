@@ -321,7 +321,8 @@ def test_a_restarted_app_follows_a_run_it_did_not_start_and_marks_it_interrupted
     import sys
 
     launcher = (
-        "from engine.train.config import RunConfig; from engine.train.runs import create_run, launch; "
+        "from engine.train.config import RunConfig; from engine.train.preflight import create_run; "
+        "from engine.train.runs import launch; "
         f"run = create_run(RunConfig(model={tiny_model!r}, data={str(SAMPLE / 'train.jsonl')!r}, "
         "max_steps=100000, max_length=64)); launch(run); print(run.id)"
     )
