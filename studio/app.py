@@ -59,7 +59,8 @@ def running_app(env: dict | None = None, home: Path | None = None, timeout_s: fl
     when the block ends. `args` replaces the command (default: the `studio` script beside this Python)."""
     home = home or Path(tempfile.mkdtemp(prefix="studio-app-"))
     port = free_port()
-    full = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "GRADIO_ANALYTICS_ENABLED": "False",
+    full = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "STUDIO_EXAMPLES": str(home / "chat-examples.jsonl"),
+            "GRADIO_ANALYTICS_ENABLED": "False",
             **(env or {}), "GRADIO_SERVER_PORT": str(port)}
     full = {k: v for k, v in full.items() if v is not None}  # None in `env`: leave that variable out
     log = home / "app.log"
