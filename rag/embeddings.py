@@ -15,6 +15,7 @@ import importlib.util
 import sqlite3
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,22 @@ def default_embedder() -> Embedder:
         if _default is None:
             _default = Embedder()
         return _default
+
+
+class ServedEmbedder:
+    """The embedder as `studio serve` offers it at /v1/embeddings, under the id `studio-embedder` (the shape
+    engine/infer/served.py's `Embedding` asks for; studio/cli.py hands it to the server)."""
+    owned_by = "studio"
+
+    def __init__(self, embedder: Embedder | None = None, id: str = "studio-embedder"):
+        self.embedder = embedder or default_embedder()
+        self.id, self.dimensions, self.created = id, int(self.embedder.dim), int(time.time())
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self.embedder.embed(list(texts)).tolist()
+
+    def count_tokens(self, texts: list[str]) -> int:
+        return sum(self.embedder.count_tokens(t) for t in texts)
 
 
 if __name__ == "__main__":

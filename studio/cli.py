@@ -37,6 +37,9 @@
                                             score base / base+RAG / fine-tuned / fine-tuned+RAG
                                             on held-back questions, in batches, with 95% bootstrap
                                             intervals and paired differences between the columns
+    studio eval RUN_ID --tasks zorvane_mc,general_mc [--tasks-dir DIR] [--url URL]
+                                            evaluation-harness tasks on the base and the run through
+                                            the OpenAI-compatible endpoint; the forgetting line
 
 `studio train` starts the very process the UI starts (engine/train/trainer.py) and prints its
 events; Ctrl-C asks it to save and stop.
@@ -45,6 +48,7 @@ events; Ctrl-C asks it to save and stop.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -62,7 +66,9 @@ from engine.export.gguf import export_gguf
 from engine.infer.batching import serve_forever
 from engine.infer.chat import run_answerers
 from engine.infer.preference import add_to_evaluation, append_summary_rows
-from engine.infer.serve import load_models, start
+from engine.infer import benchmarks
+from engine.infer.batching import run_here
+from engine.infer.serve import load_models, start as start_server
 from engine.infer.serve_vllm import load_vllm_models
 from engine.models import load_tokenizer
 from engine.train.config import ASSETS, ConfigError, RunConfig, prompt_limit
@@ -71,6 +77,7 @@ from engine.train.events import Event, Failed, Finished, Interrupted, Logged, St
 from engine.train.preflight import create_run
 from engine.train.runs import ACTIVE, Run, launch, list_runs, runs_root, stop, storage_problem
 from rag.bench import main as rag_bench
+from rag.embeddings import ServedEmbedder
 from rag.evaluate import (evaluate, format_confidence, format_summary, load_questions, write_csv, write_json,
                           write_summary_csv)
 from rag.pipeline import RagPipeline, Reranker, sample_pipeline
@@ -389,6 +396,12 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--json", help="write the summary and rows here")
     p.add_argument("--pairs", help="preference pairs to score (default for a preference run: the bundled "
                                    "held-back Zorvane pairs); the preference accuracy before and after")
+    p.add_argument("--tasks", help="evaluation-harness tasks to score before and after instead (comma-separated: "
+                                   "zorvane_mc, zorvane_qa, general_mc, or yours from --tasks-dir)")
+    p.add_argument("--tasks-dir", help="a folder of the harness's task YAML files with their local data")
+    p.add_argument("--url", help="with --tasks: an OpenAI-compatible endpoint (.../v1) already serving the base "
+                                 "and the run (default: the studio's own, started for this)")
+    p.add_argument("--api-key", help="with --url: its key")
     a = p.parse_args(argv)
     if a.run:
         run = Run(runs_root() / a.run)
@@ -398,6 +411,13 @@ def cmd_eval(argv: list[str]) -> int:
             raise ConfigError("no finished run with an adapter or model; train one first.")
     if run.weights is None:
         raise ConfigError(f"{run.no_weights()}.")
+    if a.tasks:
+        tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+        report = run_here(benchmarks.compare, run, tasks, a.tasks_dir, a.limit or None, a.url, a.api_key)
+        print("\n".join(report.lines()))
+        if a.json:
+            Path(a.json).write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+        return 0
     try:
         questions = load_questions(a.questions)[: a.limit or None]
     except (ValueError, OSError) as err:
@@ -446,13 +466,16 @@ def cmd_serve(argv: list[str]) -> int:
                    help="require 'Authorization: Bearer KEY' on every request (or set STUDIO_API_KEY)")
     p.add_argument("--engine", choices=("studio", "vllm"), default="studio",
                    help="vllm: serve through vLLM with LoRA adapters (a GPU with vllm installed)")
+    p.add_argument("--no-embeddings", action="store_true",
+                   help="do not load the RAG embedder for /v1/embeddings (studio-embedder)")
     a = p.parse_args(argv)
     if a.engine == "vllm":
         models = load_vllm_models(a.runs, a.model)
     else:
         models = load_models(a.runs, a.model)
-    server = start(models, a.host, a.port, a.api_key)
-    print(f"serving {', '.join(models)} at http://{a.host}:{a.port}/v1"
+    embedder = None if a.no_embeddings else ServedEmbedder()
+    server = start_server(models, a.host, a.port, a.api_key, embedder)
+    print(f"serving {', '.join([*models, *([embedder.id] if embedder else [])])} at http://{a.host}:{a.port}/v1"
           + (" (API key required)" if a.api_key else ""), flush=True)
     try:
         serve_forever()

@@ -35,7 +35,8 @@ def test_the_section_has_each_way_to_use_a_model():
     blocks = section()
     code = "\n".join(b for _, b in blocks)
     for needed in ("studio export RUN_ID --gguf", "ollama create", "llama-cli", "studio serve RUN_ID",
-                   "from openai import OpenAI", "stream=True", "AutoPeftModelForCausalLM", "gguf_file="):
+                   "from openai import OpenAI", "stream=True", "AutoPeftModelForCausalLM", "gguf_file=",
+                   "response_format", "embeddings.create", "studio eval RUN_ID --tasks"):
         assert needed in code, needed
 
 
@@ -94,7 +95,7 @@ def test_every_snippet_runs(tmp_path, monkeypatch, capsys):
                     raise AssertionError(f"a README line this test does not know how to run: {line}")
                 ran.append(words[0])
         out = capsys.readouterr().out
-        assert ran.count("python") == 3 and "studio" in ran and "ollama" in ran and "llama_cpp" in ran
+        assert ran.count("python") == 4 and "studio" in ran and "ollama" in ran and "llama_cpp" in ran
         assert re.search(r"completion_tokens=[1-9]", out)  # the openai snippet printed its usage
     finally:
         for proc in servers:

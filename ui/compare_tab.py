@@ -18,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.data.dataset import load_examples
+from engine.infer import benchmarks
 from engine.infer.chat import run_answerers
 from engine.infer.preference import add_to_evaluation, append_summary_rows, preference_accuracy
 from engine.train.runs import Run, list_runs, runs_root
@@ -258,6 +259,22 @@ def score_preferences(pairs_file, run_id, request: gr.Request = None):
     return table, result.sentence()
 
 
+def run_benchmarks(tasks, limit, run_id):
+    """Evaluation-harness tasks on the base (adapter off) and the picked run, through the endpoint."""
+    if not run_id:
+        return pd.DataFrame(), refuse("Pick a finished run first.")
+    if not tasks:
+        return pd.DataFrame(), refuse("Tick at least one task.")
+    try:
+        report = benchmarks.compare(Run(runs_root() / run_id), list(tasks), limit=int(limit) or None)
+    except StudioError as err:
+        return pd.DataFrame(), refuse(err)
+    table = pd.DataFrame(report.rows())
+    note = ("**Forgetting** (outside the training data): " + "; ".join(c.sentence() for c in report.forgetting)
+            if report.forgetting else "No task outside the sample's domain was ticked: no forgetting line.")
+    return table, note
+
+
 def build_compare_tab(run_id, model):
     """The Compare tab's layout and events; returns (run picker, tab-select hook inputs)."""
     gr.Markdown(COMPARE_INTRO)
@@ -314,6 +331,18 @@ def build_compare_tab(run_id, model):
         pref_table = gr.Dataframe(label="Preference accuracy", interactive=False, elem_id="preference-table")
         pref_note = gr.Markdown(elem_id="preference-note")
 
+    with gr.Accordion("Benchmarks before and after (evaluation harness)", open=False):
+        gr.Markdown("The base model (adapter off) and the run scored on evaluation-harness tasks through the "
+                    "studio's OpenAI-compatible endpoint; each score with its few-shot count, prompt and 95% "
+                    "interval. `general_mc` is outside the sample's domain: its change is what fine-tuning cost.")
+        with gr.Row():
+            bench_tasks = gr.CheckboxGroup(benchmarks.available_tasks(), value=["zorvane_mc", "general_mc"],
+                                           label="Tasks", elem_id="bench-tasks")
+            bench_limit = gr.Number(0, precision=0, label="Documents per task (0 = all)", minimum=0)
+            bench_btn = gr.Button("Score before and after", elem_id="bench")
+        bench_table = gr.Dataframe(label="Scores", interactive=False, wrap=True, elem_id="bench-table")
+        bench_note = gr.Markdown(elem_id="bench-note")
+
     settings = [collection, k, min_score, mmr, reranker]
     index_btn.click(index_documents, [docs, name, column], [collection, index_status, forget])
     collection.change(choose_collection, collection, [index_status, forget])
@@ -327,4 +356,5 @@ def build_compare_tab(run_id, model):
     eval_btn.click(run_evaluation, [qfile, run_pick, model, *settings],
                    [summary, chart, verdicts, eval_note, rows, files])
     pref_btn.click(score_preferences, [pairs_file, run_pick], [pref_table, pref_note])
+    bench_btn.click(run_benchmarks, [bench_tasks, bench_limit, run_pick], [bench_table, bench_note])
     return run_pick, refresh_btn

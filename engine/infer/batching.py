@@ -37,12 +37,24 @@ COMPUTE = threading.Lock()  # one generate at a time on this machine, whichever 
 
 
 @dataclass
+class TokenLogprob:
+    """One token with the model's own log-probability of it (log-softmax of the raw logits, before any
+    penalty, temperature or constraint), and the most likely tokens there with theirs (`top`)."""
+    token: int
+    logprob: float | None  # None for a prompt's first token: nothing comes before it
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
 class Generation:
     text: str
     prompt_tokens: int
     answer_tokens: int
     seconds: float  # from the request to its last token (in a batch: its own row's last token)
     finish_reason: str = "stop"  # "stop" (an end token or a stop string) or "length"
+    token_ids: list[int] = field(default_factory=list, repr=False)  # the answer's tokens (the end token too)
+    logprobs: list[TokenLogprob] | None = field(default=None, repr=False)  # per answer token, when asked
+    prompt_logprobs: list[TokenLogprob] | None = field(default=None, repr=False)  # per prompt token (echo)
 
 
 @dataclass
@@ -55,10 +67,34 @@ class Request:
     stop: tuple[str, ...] = ()
     adapter: str = "default"  # which of the model's adapters, when use_adapter (several: engine/infer/serve.py)
     ids: list[int] | None = field(default=None, repr=False, compare=False)  # the prompt's tokens, once worked out
+    # What an OpenAI client may ask (engine/infer/serve.py); the defaults are the studio's own chat.
+    seed: int | None = None  # draws come from a generator of this seed: the same request, the same answer
+    logprobs: int | None = None  # None: none; n >= 0: each answer token's log-probability and its n most likely
+    presence_penalty: float = 0.0  # subtracted from a token's logit once it has appeared in the answer
+    frequency_penalty: float = 0.0  # subtracted once for each time it has appeared in the answer
+    repetition_penalty: float = 1.1  # transformers' multiplicative penalty over prompt and answer (1: none)
+    suppress_special: bool = True  # never emit special tokens (role markers) as answer text
+    constraint: object = None  # a grammar the answer must follow (engine/infer/constrain.py), or None
+    echo_logprobs: bool = False  # also the log-probability of each prompt token (completions with echo)
+    raw: bool = False  # the prompt is `ids` as given (no chat template); the answer is not stripped
+    tools: list[dict] | None = field(default=None, compare=False)  # rendered by the chat template, when it can
 
     def sampling(self) -> tuple:
         """Rows batch together only when they decode alike."""
-        return (0.0, 1.0) if self.temperature <= 0 else (float(self.temperature), float(self.top_p))
+        common = (self.presence_penalty, self.frequency_penalty, self.repetition_penalty, self.suppress_special)
+        if self.temperature <= 0:
+            return (0.0, 1.0, *common)
+        return (float(self.temperature), float(self.top_p), *common)
+
+    def needs_own_loop(self) -> str | None:
+        """The first option asked that only the studio's own decoding loop honours (None if none is)."""
+        for name, asked in (("seed", self.seed is not None), ("logprobs", self.logprobs is not None),
+                            ("presence_penalty", bool(self.presence_penalty)),
+                            ("frequency_penalty", bool(self.frequency_penalty)),
+                            ("response_format", self.constraint is not None), ("echo", self.echo_logprobs)):
+            if asked:
+                return name
+        return None
 
 
 @dataclass
@@ -83,6 +119,8 @@ class RowStreamer:
         own decoding loop does not)."""
         self.tok, self.rows, self.ends, self.prompt_lens = tok, rows, ends, prompt_lens
         self.ids: list[list[int]] = [[] for _ in rows]
+        self.logprobs: list[list[TokenLogprob]] = [[] for _ in rows]  # filled by the own loop, when asked
+        self.prompt_logprobs: list[list[TokenLogprob] | None] = [None] * len(rows)
         self.text = [""] * len(rows)
         self.done = [False] * len(rows)
         self.reason = ["length"] * len(rows)
@@ -97,6 +135,9 @@ class RowStreamer:
             if self.done[r]:
                 continue
             job, row, req = self.rows[r]
+            if req.max_new_tokens <= 0:  # scoring only (completions with echo): no answer token
+                self._finish(r, "length")
+                continue
             self.ids[r].append(token)
             if job.cancelled.is_set():
                 self._finish(r, "cancelled")
@@ -104,7 +145,7 @@ class RowStreamer:
             if token in self.ends:
                 self._finish(r, "stop")
                 continue
-            text = self.tok.decode(self.ids[r], skip_special_tokens=True)
+            text = self.tok.decode(self.ids[r], skip_special_tokens=not req.raw)
             cut = min((text.find(s) for s in req.stop if s and s in text), default=-1)
             if cut >= 0:
                 self._finish(r, "stop", text[:cut])
@@ -120,12 +161,14 @@ class RowStreamer:
 
     def _finish(self, r: int, reason: str, cut: str | None = None) -> None:
         """The row's answer: all its tokens but the end token decoded (or the text before a stop string)."""
-        job, row, _ = self.rows[r]
+        job, row, req = self.rows[r]
         self.done[r], self.reason[r] = True, reason
         ids = self.ids[r][:-1] if self.ids[r] and self.ids[r][-1] in self.ends else self.ids[r]
-        self.text[r] = cut if cut is not None else self.tok.decode(ids, skip_special_tokens=True)
-        job.out.put((job.tag, row, Generation(self.text[r].strip(), self.prompt_lens[r], len(self.ids[r]),
-                                              time.perf_counter() - job.submitted, reason)))
+        self.text[r] = cut if cut is not None else self.tok.decode(ids, skip_special_tokens=not req.raw)
+        logprobs = self.logprobs[r][:len(self.ids[r])] if req.logprobs is not None else None
+        job.out.put((job.tag, row, Generation(self.text[r] if req.raw else self.text[r].strip(), self.prompt_lens[r],
+                                              len(self.ids[r]), time.perf_counter() - job.submitted, reason,
+                                              list(self.ids[r]), logprobs, self.prompt_logprobs[r])))
         job.left -= 1
         if job.left == 0:
             job.out.put((job.tag, None, None))

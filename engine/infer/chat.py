@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Iterator
 
 from engine import capability
-from engine.infer.batching import (COMPUTE, Generation, Job, MAX_ROWS, Request, RowStreamer, RowsDone, drain,
-                                   run_here, serve_forever, submit)
+from engine.infer.batching import (COMPUTE, MAX_ROWS, Generation, Job, Request, RowsDone, RowStreamer, TokenLogprob,
+                                   drain, run_here, serve_forever, submit)
 from engine.infer.kernels import RowMask, masked_lora, pack_linears
 from engine.models import ModelShape, load_causal_lm, load_tokenizer, shape_of
 from engine.train.config import SAMPLE_EVAL
@@ -227,6 +227,9 @@ class ChatModel:
                cancel: threading.Event | None = None) -> Job | None:
         """Queue `requests` for the batcher; answers arrive on `out` (see Job); returns the job."""
         for r in requests:
+            refused = self.refusal(r)
+            if refused:
+                raise ValueError(refused)
             if r.use_adapter and not self.has_adapter:
                 raise ValueError("This model has no adapter to switch on; pick a finished run.")
             if r.use_adapter and r.adapter not in self.adapter_names:
@@ -237,6 +240,10 @@ class ChatModel:
         job = Job(list(requests), out, tag, left=len(requests), cancelled=cancel or threading.Event())
         submit(self, job)
         return job
+
+    def template_takes_tools(self) -> bool:
+        """Whether the model's chat template renders a list of tools (it names `tools`)."""
+        return "tools" in str(self.tokenizer.chat_template or "")
 
     def window(self) -> int:
         """The model's context window in tokens (prompt and answer together)."""
@@ -285,10 +292,19 @@ class ChatModel:
                     for job, row, _ in chunk:
                         job.out.put((job.tag, row, exc))
 
+    def refusal(self, request: Request) -> str | None:
+        """One sentence when this model cannot answer `request` as asked (None when it can)."""
+        option = request.needs_own_loop()
+        if option and not self.own_loop:
+            return (f"{option}: this model is answered by transformers' generate (an adapter with virtual tokens, "
+                    "or a sliding-window model), which does not give it here; leave it out.")
+        return None
+
     def _ids(self, request: Request) -> list[int]:
         if request.ids is None:
+            tools = {"tools": request.tools} if request.tools else {}
             request.ids = list(self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
-                                                                  return_dict=True)["input_ids"])
+                                                                  return_dict=True, **tools)["input_ids"])
         return request.ids
 
     def prompt_tokens(self, request: Request) -> int:
@@ -304,8 +320,9 @@ class ChatModel:
         read in groups of equal length (no padding read through the model) and their caches stacked, left
         padded, under an attention mask; and a row that has ended leaves the batch (the cache drops it with
         `batch_select_indices`) instead of being decoded to the longest row's end. The logits go through
-        transformers' own processors (repetition penalty 1.1, suppressed special tokens, temperature and
-        top-p when sampling), then argmax or a draw."""
+        transformers' own processors (the request's repetition penalty, 1.1 for a chat; suppressed special
+        tokens; temperature and top-p when sampling) and what `Decoding` adds (presence and frequency
+        penalties, a JSON grammar), then argmax or a draw (from the request's seeded generator)."""
         torch = self._torch
         from transformers import (DynamicCache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
                                   SuppressTokensLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper)
@@ -315,14 +332,21 @@ class ChatModel:
         lens = [len(i) for i in ids]
         width, n = max(lens), len(rows)
         streamer = RowStreamer(self.tokenizer, rows, lens, self._ends, prompts_first=False)
-        temperature, top_p = rows[0][2].sampling()
-        procs = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.1)])
-        if self._suppress:
-            procs.append(SuppressTokensLogitsProcessor(self._suppress, device=dev))
+        if max(r.max_new_tokens for _, _, r in rows) == 0:  # scoring only (completions with echo, max_tokens 0)
+            return self._score_only(rows, ids, streamer)
+        asked = rows[0][2]  # the batch decodes alike (Request.sampling)
+        temperature, top_p = asked.sampling()[:2]
+        penalise = LogitsProcessorList()
+        if asked.repetition_penalty != 1.0:
+            penalise.append(RepetitionPenaltyLogitsProcessor(asked.repetition_penalty))
+        if self._suppress and asked.suppress_special:
+            penalise.append(SuppressTokensLogitsProcessor(self._suppress, device=dev))
+        warp = LogitsProcessorList()
         if temperature > 0:
-            procs.append(TemperatureLogitsWarper(temperature))
+            warp.append(TemperatureLogitsWarper(temperature))
             if top_p < 1:
-                procs.append(TopPLogitsWarper(top_p))
+                warp.append(TopPLogitsWarper(top_p))
+        decode = Decoding([r for _, _, r in rows], ids, self, dev)
         adapter = torch.tensor([[[float(r.use_adapter)]] for _, _, r in rows], device=dev)
         switch = self._switch(rows)
         max_new = max(r.max_new_tokens for _, _, r in rows)
@@ -336,10 +360,14 @@ class ChatModel:
             for length, members in by_len.items():
                 self._set_rows(adapter[members])
                 part = DynamicCache(config=self.model.config)
+                echo = any(rows[r][2].echo_logprobs for r in members)  # every position's logits, to score the prompt
                 out = self.model(input_ids=torch.tensor([ids[r] for r in members], device=dev),
-                                 **{self._cache_arg: part}, use_cache=True, logits_to_keep=1)
+                                 **{self._cache_arg: part}, use_cache=True, logits_to_keep=0 if echo else 1)
                 for j, r in enumerate(members):
                     last[r] = out.logits[j, -1]
+                    if rows[r][2].echo_logprobs:
+                        streamer.prompt_logprobs[r] = decode.prompt_logprobs(out.logits[j], ids[r], rows[r][2])
+                del out
                 parts.append((length, members, part))
             # one cache for the batch: each row's keys and values at the right, zeros (masked out) before them
             cache = DynamicCache(config=self.model.config)
@@ -359,11 +387,10 @@ class ChatModel:
             alive = list(range(n))
             self._set_rows(adapter)
             for step in range(max_new):
-                scores = procs(seqs, logits.float())
-                if temperature > 0:
-                    chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
-                else:
-                    chosen = scores.argmax(dim=-1)
+                raw = logits.float()
+                scores = decode.constrain(alive, decode.penalise(alive, penalise(seqs, raw)))
+                chosen = decode.choose(alive, warp(seqs, scores), temperature > 0)
+                decode.record(alive, raw, chosen, streamer)
                 every = torch.full((n,), self._pad, dtype=chosen.dtype)
                 every[alive] = chosen.cpu()
                 streamer.put(every)
@@ -384,6 +411,18 @@ class ChatModel:
                                  cache_position=torch.tensor([attention.shape[1] - 1], device=dev))
                 positions = positions + 1
                 logits = out.logits[:, -1]
+        streamer.end()
+        return streamer
+
+    def _score_only(self, rows, ids, streamer: RowStreamer) -> RowStreamer:
+        """The prompts' log-probabilities and no answer: one forward pass per prompt."""
+        torch = self._torch
+        decode = Decoding([r for _, _, r in rows], ids, self, self.device)
+        with COMPUTE, torch.inference_mode(), self._switch(rows), self._rows_cleared():
+            for r, (_, _, request) in enumerate(rows):
+                self._set_rows(torch.tensor([[[float(request.use_adapter)]]], device=self.device))
+                logits = self.model(input_ids=torch.tensor([ids[r]], device=self.device)).logits[0]
+                streamer.prompt_logprobs[r] = decode.prompt_logprobs(logits, ids[r], request)
         streamer.end()
         return streamer
 
@@ -419,7 +458,7 @@ class ChatModel:
         input_ids = torch.tensor([[self._pad] * (width - len(i)) + list(i) for i in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=self.device)
         streamer = RowStreamer(self.tokenizer, rows, [len(i) for i in ids], self._ends)
-        temperature, top_p = rows[0][2].sampling()
+        temperature, top_p = rows[0][2].sampling()[:2]
         kwargs = dict(do_sample=False) if temperature <= 0 else dict(do_sample=True, temperature=temperature,
                                                                      top_p=top_p)
         switch = nullcontext()
@@ -430,11 +469,94 @@ class ChatModel:
         with COMPUTE, torch.inference_mode(), switch:
             self.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max(r.max_new_tokens for _, _, r in rows),
-                repetition_penalty=1.1, pad_token_id=self._pad, suppress_tokens=self._suppress,
+                repetition_penalty=rows[0][2].repetition_penalty, pad_token_id=self._pad,
+                suppress_tokens=self._suppress if rows[0][2].suppress_special else None,
                 streamer=streamer, stopping_criteria=StoppingCriteriaList([RowsDone(streamer)]), **kwargs,
             )
         streamer.end()  # rows generate stopped at its overall limit
         return streamer
+
+
+class Decoding:
+    """What a batch's rows ask of each decoding step beyond the shared sampling settings: presence and
+    frequency penalties over each row's own answer, a grammar (JSON mode), a seeded generator, and the
+    model's own log-probabilities of what was chosen."""
+
+    def __init__(self, requests: list[Request], prompts: list[list[int]], chat: "ChatModel", device):
+        torch = chat._torch
+        self.torch, self.requests, self.prompts, self.device = torch, requests, prompts, device
+        self.answers: list[list[int]] = [[] for _ in requests]
+        first = requests[0]
+        self.presence, self.frequency = first.presence_penalty, first.frequency_penalty
+        self.counts = None
+        if self.presence or self.frequency:
+            self.counts = torch.zeros((len(requests), chat.model.config.vocab_size), device=device)
+        ends = sorted(chat._ends)
+        self.enforcers = {r: req.constraint.enforcer(chat.tokenizer, ends) for r, req in enumerate(requests)
+                          if req.constraint is not None}
+        self.generators = {r: torch.Generator(device=device).manual_seed(int(req.seed))
+                           for r, req in enumerate(requests) if req.seed is not None}
+        self.top = max((req.logprobs or 0 for req in requests), default=0)
+
+    def penalise(self, alive: list[int], scores):
+        if self.counts is None:
+            return scores
+        counts = self.counts[alive][:, :scores.shape[-1]]
+        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
+
+    def constrain(self, alive: list[int], scores):
+        if not self.enforcers:
+            return scores
+        scores = scores.clone()  # the raw logits stay as they are, for the log-probabilities
+        for j, r in enumerate(alive):
+            if r in self.enforcers:
+                allowed = self.enforcers[r].allowed(self.prompts[r] + self.answers[r])
+                keep = self.torch.full_like(scores[j], float("-inf"))
+                keep[allowed] = 0.0
+                scores[j] = scores[j] + keep
+        return scores
+
+    def choose(self, alive: list[int], scores, sample: bool):
+        torch = self.torch
+        if not sample:
+            return scores.argmax(dim=-1)
+        probs = torch.softmax(scores, dim=-1)
+        if not any(r in self.generators for r in alive):
+            return torch.multinomial(probs, 1).squeeze(1)
+        draws = [torch.multinomial(probs[j], 1, generator=self.generators.get(r)) for j, r in enumerate(alive)]
+        return torch.cat(draws)
+
+    def record(self, alive: list[int], raw, chosen, streamer: RowStreamer) -> None:
+        """Each row's chosen token into its answer and counts, with its log-probability where asked."""
+        torch = self.torch
+        wanted = [j for j, r in enumerate(alive) if self.requests[r].logprobs is not None]
+        if wanted:
+            logps = torch.log_softmax(raw[wanted], dim=-1)
+            top_v, top_i = logps.topk(max(1, self.top), dim=-1) if self.top else (None, None)
+        for j, r in enumerate(alive):
+            token = int(chosen[j])
+            self.answers[r].append(token)
+            if self.counts is not None:
+                self.counts[r, token] += 1
+        for k, j in enumerate(wanted):
+            r, token = alive[j], int(chosen[j])
+            n = self.requests[r].logprobs
+            top = list(zip(top_i[k, :n].tolist(), top_v[k, :n].tolist())) if n else []
+            streamer.logprobs[r].append(TokenLogprob(token, float(logps[k, token]), top))
+
+    def prompt_logprobs(self, logits, ids: list[int], request: Request) -> list[TokenLogprob]:
+        """Each prompt token's log-probability given the tokens before it (None for the first)."""
+        torch = self.torch
+        logps = torch.log_softmax(logits[:-1].float(), dim=-1)
+        target = torch.tensor(ids[1:], device=logps.device)
+        chosen = logps.gather(1, target[:, None])[:, 0].tolist()
+        n = request.logprobs or 0
+        top_v, top_i = logps.topk(n, dim=-1) if n else (None, None)
+        out = [TokenLogprob(ids[0], None, [])]
+        for i, token in enumerate(ids[1:]):
+            top = list(zip(top_i[i].tolist(), top_v[i].tolist())) if n else []
+            out.append(TokenLogprob(token, chosen[i], top))
+        return out
 
 
 _cache: dict[tuple, ChatModel] = {}

@@ -2,19 +2,38 @@
 
     studio serve [RUN_ID ...] [--model BASE] [--port 8000] [--host 127.0.0.1] [--api-key KEY]
 
-`GET /v1/models` lists the base model and each run by its run id; `POST /v1/chat/completions` answers
-plain or streamed (`"stream": true`: server-sent events ending in `data: [DONE]`) with `temperature`,
-`top_p`, `max_tokens`, `stop` and the usage counts. The request's `model` picks the weights: the base
-id, or a run id. Every adapter run of one base is loaded onto one copy of its weights (peft's named
-adapters; a request switches to its own); a full fine-tune is its own model. Requests go through the
-studio's one generation executor (engine/infer/batching.py), so concurrent requests for the same model and
-sampling settings are answered in one batch, as the Compare tab's are.
+Routes, in OpenAI's shapes:
+- `GET /v1/models`: the base model, each run by its run id, and the embedder (`studio-embedder`).
+- `POST /v1/chat/completions`: plain or streamed (server-sent events ending in `data: [DONE]`), with
+  `temperature`, `top_p`, `max_tokens` / `max_completion_tokens`, `stop`, `seed`, `presence_penalty`,
+  `frequency_penalty`, `logprobs` / `top_logprobs` (the model's own: the log-softmax of its raw logits),
+  `response_format` (`json_object` or `json_schema`, held to while decoding: engine/infer/constrain.py),
+  and `tools` / `tool_choice` where the model's chat template renders tools (else refused, naming the
+  template); a call is read back from the answer (`<tool_call>` blocks or a bare JSON call), and
+  `tool_choice: "required"` or a named function holds the answer to a call's JSON shape.
+- `POST /v1/completions`: `prompt` as text, a list of texts, or token ids; `max_tokens` (0 with `echo`
+  scores the prompt only), `logprobs`, `echo`, `stop`, `seed`, penalties; plain or streamed. The prompt
+  is read as it is (no chat template, no repetition penalty, special tokens allowed), so log-likelihoods
+  and greedy answers are the model's own: what the evaluation harness's `local-completions` needs.
+- `POST /v1/embeddings`: the RAG embedder (`studio-embedder`), one text or a list.
+
+Every field of a request is honoured or refused: a field OpenAI defines that this server does not honour
+(`audio`, `logit_bias`, `n` above 1, `prediction`, `store: true`, ...) gets a 400 naming it, as does a
+field OpenAI does not define. `user`, `safety_identifier`, the `prompt_cache_*` hints and `metadata` are
+taken and change nothing (as at OpenAI, they change no answer).
+
+The request's `model` picks the weights: the base id, or a run id. Every adapter run of one base is
+loaded onto one copy of its weights (peft's named adapters; a request switches to its own); a full
+fine-tune is its own model. Requests go through the studio's one generation executor
+(engine/infer/batching.py), so concurrent requests for the same model and sampling settings are
+answered in one batch, as the Compare tab's are.
 
 Errors come back in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with the status
 OpenAI uses: 400 a malformed request (the field named), 401 a missing or wrong key, 404 an unknown
 model. With `--api-key` (or `STUDIO_API_KEY`) every request must carry `Authorization: Bearer KEY`.
-The server listens on 127.0.0.1 unless `--host` says otherwise. FastAPI and uvicorn (both come with
-gradio) carry the HTTP; the generations run on the main thread, as in the app.
+The server listens on 127.0.0.1 unless `--host` says otherwise, and says so when it listens beyond this
+machine without a key. FastAPI and uvicorn (both come with gradio) carry the HTTP; the generations run
+on the main thread, as in the app.
 
 The routes know a model id only through the `Served` contract (engine/infer/served.py): `load_models`
 here gives the studio's own engine; on a GPU with vLLM installed, `studio serve --engine vllm` gives
@@ -23,24 +42,30 @@ engine/infer/serve_vllm.py's instead, with the runs' LoRA adapters. `start` serv
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import json
-import queue
+import re
 import secrets
+import struct
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.infer.batching import drain
 from engine.infer.chat import ChatModel, Generation, Request
+from engine.infer.constrain import ConstraintError, json_constraint
+from engine.infer.served import Embedding, EmbedWorker, ServeError, Served
 from engine.models import DEFAULT_MODEL
-from engine.infer.served import ServeError, Served
 from engine.train.runs import Run, runs_root
 
 DEFAULT_MAX_TOKENS = 256
+COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+EMBEDDER_ID = "studio-embedder"
 
 
 @dataclass
@@ -52,9 +77,21 @@ class ChatServed:
     created: int = 0
     owned_by: str = "studio"
 
-    def request(self, messages, max_tokens, temperature, top_p, stop) -> Request:
-        return Request(messages, self.adapter is not None, max_tokens, temperature, top_p, tuple(stop),
-                       adapter=self.adapter or "default")
+    def request(self, messages, max_tokens, **options) -> Request:
+        return Request(messages or [], self.adapter is not None, max_tokens, adapter=self.adapter or "default",
+                       **options)
+
+    def refusal(self, request: Request) -> str | None:
+        return self.chat.refusal(request)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.chat.tokenizer(text)["input_ids"])
+
+    def token_text(self, token: int) -> str:
+        return self.chat.tokenizer.decode([token])
+
+    def template_takes_tools(self) -> bool:
+        return self.chat.template_takes_tools()
 
     def prompt_tokens(self, request: Request) -> int:
         return self.chat.prompt_tokens(request)
@@ -62,15 +99,9 @@ class ChatServed:
     def window(self) -> int:
         return self.chat.window()
 
-    def answer(self, request: Request) -> Iterator[str | Generation]:
-        """The reply's text as it grows, then its Generation (through the studio's executor)."""
-        out: queue.Queue = queue.Queue()
-        job = self.chat.submit([request], out)
-        try:
-            for _, _, item in drain(out, 1):
-                yield item
-        finally:
-            job.cancelled.set()  # a client that went away mid-stream: its row leaves the batch
+    def answer_many(self, requests: list[Request]) -> Iterator[tuple[int, str | Generation]]:
+        """Through the studio's executor; a client that goes away ends its rows at their next token."""
+        yield from self.chat.stream_many(requests)
 
 
 def load_models(run_ids: list[str], base: str | None = None, root=None) -> dict[str, Served]:
@@ -105,30 +136,119 @@ def load_models(run_ids: list[str], base: str | None = None, root=None) -> dict[
     return served
 
 
-# ---- the request's shape ---------------------------------------------------------------------------------
+# ---- the requests' shapes ----------------------------------------------------------------------------------
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant"]
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a field OpenAI does not define is named in a 400
+
+
+class Message(Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict] | None = None
+    name: str | None = None
+    tool_calls: list[dict] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # the call a tool message answers
+    refusal: str | None = None
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(Strict):
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # only changes padding OpenAI adds to chunks: nothing here
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # OpenAI's other options (logprobs, seed, ...) are accepted, unused
+class JsonSchemaFormat(Strict):
+    name: str
+    schema_: dict | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class FunctionDef(Strict):
+    name: str
+    description: str | None = None
+    parameters: dict | None = None
+    strict: bool | None = None
+
+
+class Tool(Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+# OpenAI's fields this server does not honour: a request that sets one gets a 400 naming it. `None` (and the
+# values listed, which ask for nothing beyond what is done anyway) are taken.
+UNSUPPORTED_CHAT = {"audio": (None,), "function_call": (None,), "functions": (None,), "logit_bias": (None, {}),
+                    "modalities": (None, ["text"]), "prediction": (None,), "reasoning_effort": (None,),
+                    "verbosity": (None,), "web_search_options": (None,), "store": (None, False),
+                    "service_tier": (None, "auto", "default"), "moderation": (None,)}
+UNSUPPORTED_COMPLETION = {"logit_bias": (None, {}), "suffix": (None, ""), "best_of": (None, 1)}
+IGNORED = ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
+           "metadata")  # taken and unused: they change no answer, at OpenAI too
+
+
+class Sampling(Strict):
     model: str
-    messages: list[Message] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1)
+    seed: int | None = None
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: Any = None
+    prompt_cache_retention: Any = None
+    metadata: dict[str, str] | None = None
+    logit_bias: dict[str, float] | None = None
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict | None = None
+    parallel_tool_calls: bool | None = None
+    audio: Any = None
+    function_call: Any = None
+    functions: Any = None
+    modalities: list[str] | None = None
+    prediction: Any = None
+    reasoning_effort: Any = None
+    verbosity: Any = None
+    web_search_options: Any = None
+    store: bool | None = None
+    service_tier: str | None = None
+    moderation: Any = None
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int = Field(default=COMPLETION_MAX_TOKENS, ge=0)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+
+
+class EmbeddingRequest(Strict):
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
 
 
 class APIError(Exception):
@@ -139,6 +259,13 @@ class APIError(Exception):
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+def _refuse_unsupported(body: BaseModel, table: dict) -> None:
+    for name, taken in table.items():
+        value = getattr(body, name)
+        if value not in taken:
+            raise APIError(400, f"{name}: not supported by this server; leave it out.", name, "unsupported_parameter")
 
 
 def _text(content, index: int) -> str:
@@ -153,22 +280,35 @@ def _text(content, index: int) -> str:
     return "".join(parts)
 
 
-def _prepare(body: ChatRequest, models: dict[str, Served]) -> tuple[Served, Request]:
-    served = models.get(body.model)
+def _model(name: str, models: dict[str, Served]) -> Served:
+    served = models.get(name)
     if served is None:
-        raise APIError(404, f"The model {body.model!r} does not exist here; GET /v1/models lists "
+        raise APIError(404, f"The model {name!r} does not exist here; GET /v1/models lists "
                             f"{', '.join(sorted(models))}.", "model", "model_not_found")
+    return served
+
+
+def _stops(stop) -> tuple[str, ...]:
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(stops) > 4:
+        raise APIError(400, "stop: at most 4 sequences.", "stop")
+    return tuple(stops)
+
+
+def _common(body: Sampling) -> dict:
+    """The Request fields every route takes from the sampling part of a request."""
     if body.n != 1:
         raise APIError(400, "n: only one choice per request is supported.", "n")
-    messages = [{"role": m.role, "content": _text(m.content, i)} for i, m in enumerate(body.messages)]
-    if messages[-1]["role"] == "assistant":
-        raise APIError(400, "messages: the last message is the assistant's; end with a user message.", "messages")
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    if len(stop) > 4:
-        raise APIError(400, "stop: at most 4 sequences.", "stop")
-    max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
-    request = served.request(messages, max_tokens, body.temperature, body.top_p, stop)
-    from jinja2 import TemplateError
+    return dict(temperature=body.temperature, top_p=body.top_p, stop=_stops(body.stop), seed=body.seed,
+                presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty)
+
+
+def _check(served: Served, request: Request, max_tokens: int, what: str = "messages") -> Request:
+    """The engine's own refusal, and the context window, before anything is queued."""
+    refused = served.refusal(request)
+    if refused:
+        raise APIError(400, refused, refused.split(":")[0])
+    from jinja2 import TemplateError  # deferred: jinja2 comes with transformers; here it is only its error type
 
     try:
         prompt = served.prompt_tokens(request)
@@ -176,23 +316,191 @@ def _prepare(body: ChatRequest, models: dict[str, Served]) -> tuple[Served, Requ
         raise APIError(400, f"messages: the model's chat template refuses them ({exc}).", "messages") from None
     window = served.window()
     if prompt + max_tokens > window:
-        raise APIError(400, f"This model's context is {window} tokens; the messages take {prompt} and max_tokens "
-                            f"asks for {max_tokens} more.", "messages", "context_length_exceeded")
-    return served, request
+        raise APIError(400, f"This model's context is {window} tokens; the {what} take {prompt} and max_tokens "
+                            f"asks for {max_tokens} more.", what, "context_length_exceeded")
+    return request
 
 
-def _usage(g: Generation) -> dict:
-    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.answer_tokens,
-            "total_tokens": g.prompt_tokens + g.answer_tokens}
+# ---- chat completions ------------------------------------------------------------------------------------
+
+def _tools(body: ChatRequest, served: Served) -> tuple[list[dict] | None, dict | None]:
+    """The tools the template renders, and the JSON schema a required call is held to (None: free text)."""
+    if not body.tools:
+        if body.tool_choice not in (None, "none", "auto"):
+            raise APIError(400, "tool_choice: there are no tools to choose from.", "tool_choice")
+        return None, None
+    if not served.template_takes_tools():
+        raise APIError(400, f"tools: the chat template of {served.id} does not render tools; this model cannot "
+                            "be asked to call them.", "tools")
+    if body.tool_choice == "none":
+        return None, None
+    tools = [t.model_dump(exclude_none=True) for t in body.tools]
+    names = [t.function.name for t in body.tools]
+    choice = body.tool_choice
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if choice.get("type") != "function" or name not in names:
+            raise APIError(400, f"tool_choice: names no tool of this request ({', '.join(names)}).", "tool_choice")
+        names = [name]
+    elif choice != "required":
+        return tools, None
+    calls = [{"type": "object", "properties": {"name": {"const": t.function.name},
+                                               "arguments": t.function.parameters or {"type": "object"}},
+              "required": ["name", "arguments"]} for t in body.tools if t.function.name in names]
+    return tools, calls[0] if len(calls) == 1 else {"anyOf": calls}
 
 
-def create_app(models: dict[str, Served], api_key: str | None = None):
-    """The FastAPI application over `models`."""
-    from fastapi import FastAPI, Request as HTTPRequest
+def _chat_request(body: ChatRequest, models: dict[str, Served]) -> tuple[Served, Request, int, bool]:
+    served = _model(body.model, models)
+    _refuse_unsupported(body, UNSUPPORTED_CHAT)
+    if body.top_logprobs is not None and not body.logprobs:
+        raise APIError(400, "top_logprobs: needs logprobs set to true.", "top_logprobs")
+    messages = []
+    for i, m in enumerate(body.messages):
+        message = {"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, i)}
+        if m.tool_calls:
+            message["tool_calls"] = [{**c, "function": {**c.get("function", {}), "arguments": _arguments(c)}}
+                                     for c in m.tool_calls]
+        if m.tool_call_id:
+            message["tool_call_id"] = m.tool_call_id
+        if m.name:
+            message["name"] = m.name
+        messages.append(message)
+    if messages[-1]["role"] == "assistant":
+        raise APIError(400, "messages: the last message is the assistant's; end with a user message.", "messages")
+    tools, call_schema = _tools(body, served)
+    constraint = call_schema
+    if body.response_format and body.response_format.type != "text":
+        if call_schema is not None:
+            raise APIError(400, "response_format: a required tool call already fixes the answer's JSON; "
+                                "leave one of them out.", "response_format")
+        fmt = body.response_format
+        if fmt.type == "json_schema" and (fmt.json_schema is None or fmt.json_schema.schema_ is None):
+            raise APIError(400, "response_format.json_schema.schema: give the JSON schema to follow.",
+                           "response_format")
+        constraint = fmt.json_schema.schema_ if fmt.type == "json_schema" else {"type": "object"}
+    try:
+        constraint = json_constraint(constraint) if constraint is not None else None
+    except ConstraintError as err:
+        raise APIError(400, f"response_format: {err}", "response_format") from None
+    max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    request = served.request(messages, max_tokens, logprobs=logprobs, constraint=constraint, tools=tools,
+                             **_common(body))
+    return served, _check(served, request, max_tokens), max_tokens, call_schema is not None
+
+
+def _arguments(call: dict) -> dict:
+    """A tool call's arguments as the chat template takes them (OpenAI sends them as a JSON string)."""
+    args = (call.get("function") or {}).get("arguments", {})
+    if isinstance(args, str):
+        try:
+            return json.loads(args or "{}")
+        except json.JSONDecodeError:
+            raise APIError(400, "messages: a tool call's arguments are not JSON.", "messages") from None
+    return args
+
+
+TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+
+def tool_calls(text: str, names: list[str]) -> tuple[str | None, list[dict]]:
+    """The calls in an answer: `<tool_call>{json}</tool_call>` blocks (Hermes, Qwen, SmolLM3 templates) or the
+    whole answer as one JSON call; the text outside them (None when there is none)."""
+    blocks = TOOL_CALL.findall(text)
+    found = []
+    for block in blocks or [text.strip()]:
+        try:
+            call = json.loads(block)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(call, dict) and call.get("name") in names:
+            args = call.get("arguments", call.get("parameters", {}))
+            found.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                          "function": {"name": call["name"], "arguments": json.dumps(args, ensure_ascii=False)}})
+    if not found:
+        return text, []
+    rest = TOOL_CALL.sub("", text).strip() if blocks else ""
+    return rest or None, found
+
+
+def _chat_logprobs(served: Served, g: Generation) -> dict | None:
+    if g.logprobs is None:
+        return None
+
+    def entry(token: int, logprob: float) -> dict:
+        text = served.token_text(token)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+    return {"content": [{**entry(t.token, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]}
+                        for t in g.logprobs], "refusal": None}
+
+
+def _usage(g: Generation | list[Generation]) -> dict:
+    gens = g if isinstance(g, list) else [g]
+    prompt, answer = sum(x.prompt_tokens for x in gens), sum(x.answer_tokens for x in gens)
+    return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
+
+
+def _final(items: Iterator[tuple[int, str | Generation]], rows: int) -> list[Generation]:
+    finals: list = [None] * rows
+    try:
+        for row, item in items:
+            if isinstance(item, Generation):
+                finals[row] = item
+    except ValueError as exc:  # what the engine refused on its thread (a template, an adapter)
+        raise APIError(400, str(exc)) from None
+    return finals
+
+
+# ---- completions -------------------------------------------------------------------------------------------
+
+def _completion_requests(body: CompletionRequest, served: Served) -> list[Request]:
+    _refuse_unsupported(body, UNSUPPORTED_COMPLETION)
+    prompts = body.prompt
+    if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
+        prompts = [prompts]
+    if not prompts:
+        raise APIError(400, "prompt: give at least one prompt.", "prompt")
+    requests = []
+    for i, prompt in enumerate(prompts):
+        ids = served.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise APIError(400, f"prompt[{i}]: empty; give at least one token.", "prompt")
+        if body.max_tokens == 0 and not body.echo:
+            raise APIError(400, "max_tokens: 0 asks for nothing unless echo is true.", "max_tokens")
+        request = served.request(None, body.max_tokens, ids=ids, raw=True, repetition_penalty=1.0,
+                                 suppress_special=False, logprobs=body.logprobs,
+                                 echo_logprobs=body.echo and body.logprobs is not None, **_common(body))
+        requests.append(_check(served, request, body.max_tokens, "prompt"))
+    return requests
+
+
+def _completion_logprobs(served: Served, request: Request, g: Generation, echo: bool, offset: int = 0) -> dict:
+    entries = (g.prompt_logprobs or []) if echo else []
+    entries = list(entries) + list(g.logprobs or [])
+    tokens, logps, tops, offsets = [], [], [], []
+    at = offset
+    for e in entries:
+        text = served.token_text(e.token)
+        tokens.append(text)
+        logps.append(e.logprob)
+        tops.append({served.token_text(i): v for i, v in e.top} if e.logprob is not None else None)
+        offsets.append(at)
+        at += len(text)
+    return {"tokens": tokens, "token_logprobs": logps, "top_logprobs": tops, "text_offset": offsets}
+
+
+# ---- the application ---------------------------------------------------------------------------------------
+
+def create_app(models: dict[str, Served], api_key: str | None = None, embedder: Embedding | None = None):
+    """The FastAPI application over `models` (and `embedder` for /v1/embeddings, when given)."""
+    from fastapi import FastAPI, Request as HTTPRequest  # deferred: FastAPI is only for a server being built
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
 
-    app = FastAPI(title="studio serve", description="OpenAI-compatible chat completions")
+    app = FastAPI(title="studio serve", description="OpenAI-compatible chat completions, completions, embeddings")
+    embed_worker = EmbedWorker(embedder) if embedder is not None else None
 
     @app.exception_handler(APIError)
     async def api_error(_, exc: APIError):
@@ -201,8 +509,12 @@ def create_app(models: dict[str, Served], api_key: str | None = None):
     @app.exception_handler(RequestValidationError)
     async def invalid(_, exc: RequestValidationError):
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return JSONResponse(APIError(400, f"{where}: {first.get('msg', 'invalid')}.", where).body(), status_code=400)
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        message = first.get("msg", "invalid")
+        if first.get("type") == "extra_forbidden":
+            message = "not a field this server takes; leave it out"
+        return JSONResponse(APIError(400, f"{where}: {message}.", where).body(), status_code=400)
 
     @app.middleware("http")
     async def check_key(request: HTTPRequest, call_next):
@@ -214,67 +526,197 @@ def create_app(models: dict[str, Served], api_key: str | None = None):
                 return JSONResponse(error.body(), status_code=401)
         return await call_next(request)
 
+    def card(s) -> dict:
+        return {"id": s.id, "object": "model", "created": s.created, "owned_by": s.owned_by}
+
+    listed = {**models, **({embedder.id: embedder} if embedder is not None else {})}
+
     @app.get("/v1/models")
     def list_models():
-        return {"object": "list", "data": [{"id": s.id, "object": "model", "created": s.created,
-                                            "owned_by": s.owned_by} for s in models.values()]}
+        return {"object": "list", "data": [card(s) for s in listed.values()]}
 
     @app.get("/v1/models/{model_id:path}")
     def one_model(model_id: str):
-        s = models.get(model_id)
+        s = listed.get(model_id)
         if s is None:
             raise APIError(404, f"The model {model_id!r} does not exist here.", "model", "model_not_found")
-        return {"id": s.id, "object": "model", "created": s.created, "owned_by": s.owned_by}
+        return card(s)
+
+    def sse(data: dict) -> str:
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    def stream_error(exc: Exception) -> str:  # after the headers went out, an error can only be one more event
+        status, kind = (400, "invalid_request_error") if isinstance(exc, ValueError) else (500, "server_error")
+        return sse(APIError(status, str(exc), kind=kind).body())
 
     @app.post("/v1/chat/completions")
     def chat_completions(body: ChatRequest):  # a plain def: FastAPI runs it on a worker thread
-        served, request = _prepare(body, models)
+        served, request, _, call_required = _chat_request(body, models)
+        names = [t["function"]["name"] for t in request.tools or []]
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def message_of(g: Generation) -> tuple[dict, str]:
+            content, calls = tool_calls(g.text, names) if names else (g.text, [])
+            if call_required and not calls:
+                raise APIError(500, "the model's answer is not a call of the required tool.", kind="server_error")
+            message = {"role": "assistant", "content": content, "refusal": None}
+            if calls:
+                message["tool_calls"] = calls
+            return message, "tool_calls" if calls else g.finish_reason
+
         if not body.stream:
-            try:
-                final = next(item for item in served.answer(request) if isinstance(item, Generation))
-            except ValueError as exc:
-                raise APIError(400, str(exc)) from None
+            final = _final(served.answer_many([request]), 1)[0]
+            message, finish = message_of(final)
             return {"id": cid, "object": "chat.completion", "created": created, "model": served.id,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": final.text},
-                                 "finish_reason": final.finish_reason}],
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                                 "logprobs": _chat_logprobs(served, final)}],
                     "usage": _usage(final)}
 
-        def chunk(delta: dict, finish=None, usage=None) -> str:
+        def chunk(delta: dict, finish=None, usage=None, logprobs=None) -> str:
             data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served.id,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else []}
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]
+                    if usage is None else []}
             if usage is not None:
                 data["usage"] = usage
-            return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+            return sse(data)
 
         def events() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
             sent = ""
             try:
-                for item in served.answer(request):
+                for _, item in served.answer_many([request]):
+                    if names:  # a call is known only once the answer is whole: it goes out at the end
+                        if isinstance(item, Generation):
+                            message, finish = message_of(item)
+                            delta = {"content": message["content"]} if message["content"] else {}
+                            if message.get("tool_calls"):
+                                delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
+                            yield chunk(delta, None, logprobs=_chat_logprobs(served, item))
+                            yield chunk({}, finish)
+                        continue
                     text = item.text if isinstance(item, Generation) else item
                     if text.startswith(sent) and len(text) > len(sent):
                         yield chunk({"content": text[len(sent):]})
                         sent = text
                     if isinstance(item, Generation):
-                        yield chunk({}, item.finish_reason)
-                        if body.stream_options and body.stream_options.include_usage:
-                            yield chunk({}, usage=_usage(item))
-            except Exception as exc:  # after the headers went out, an error can only be one more event
-                yield f"data: {json.dumps(APIError(500, str(exc), kind='server_error').body())}\n\n"
+                        yield chunk({}, item.finish_reason, logprobs=_chat_logprobs(served, item))
+                if body.stream_options and body.stream_options.include_usage and isinstance(item, Generation):
+                    yield chunk({}, usage=_usage(item))
+            except Exception as exc:
+                yield stream_error(exc)
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    @app.post("/v1/completions")
+    def completions(body: CompletionRequest):
+        served = _model(body.model, models)
+        requests = _completion_requests(body, served)
+        cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        prompts = [served_text(served, r) if body.echo else "" for r in requests]
+
+        def choice(i: int, g: Generation) -> dict:
+            logprobs = None
+            if body.logprobs is not None:
+                logprobs = _completion_logprobs(served, requests[i], g, body.echo)
+            return {"text": prompts[i] + g.text, "index": i, "logprobs": logprobs, "finish_reason": g.finish_reason}
+
+        if not body.stream:
+            finals = _final(served.answer_many(requests), len(requests))
+            return {"id": cid, "object": "text_completion", "created": created, "model": served.id,
+                    "choices": [choice(i, g) for i, g in enumerate(finals)], "usage": _usage(finals)}
+
+        def events() -> Iterator[str]:
+            sent = list(prompts)
+            for i, text in enumerate(prompts):
+                if text:
+                    yield sse({"id": cid, "object": "text_completion", "created": created, "model": served.id,
+                               "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": None}]})
+                sent[i] = ""
+            finals: list = [None] * len(requests)
+            try:
+                for row, item in served.answer_many(requests):
+                    text = item.text if isinstance(item, Generation) else item
+                    piece = text[len(sent[row]):] if text.startswith(sent[row]) else ""
+                    sent[row] = text if piece else sent[row]
+                    finish = item.finish_reason if isinstance(item, Generation) else None
+                    logprobs = None
+                    if isinstance(item, Generation):
+                        finals[row] = item
+                        if body.logprobs is not None:
+                            logprobs = _completion_logprobs(served, requests[row], item, False)
+                    if piece or finish:
+                        yield sse({"id": cid, "object": "text_completion", "created": created, "model": served.id,
+                                   "choices": [{"text": piece, "index": row, "logprobs": logprobs,
+                                                "finish_reason": finish}]})
+                if body.stream_options and body.stream_options.include_usage:
+                    yield sse({"id": cid, "object": "text_completion", "created": created, "model": served.id,
+                               "choices": [], "usage": _usage([f for f in finals if f is not None])})
+            except Exception as exc:
+                yield stream_error(exc)
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post("/v1/embeddings")
+    def embeddings(body: EmbeddingRequest):
+        if embedder is None or body.model != embedder.id:
+            names = f"; GET /v1/models lists it as {embedder.id!r}" if embedder is not None else \
+                " (this server was started without one)"
+            raise APIError(404, f"The embedding model {body.model!r} does not exist here{names}.", "model",
+                           "model_not_found")
+        texts = [body.input] if isinstance(body.input, str) else list(body.input)
+        if not texts:
+            raise APIError(400, "input: give at least one text.", "input")
+        if not all(isinstance(t, str) for t in texts):
+            raise APIError(400, "input: token arrays are not supported here; send the text.", "input")
+        if any(not t for t in texts):
+            raise APIError(400, "input: an empty text has no embedding.", "input")
+        if body.dimensions is not None and body.dimensions != embedder.dimensions:
+            raise APIError(400, f"dimensions: {embedder.id} gives {embedder.dimensions}; it cannot shorten its "
+                                "vectors.", "dimensions")
+        vectors = embed_worker.embed(texts)
+
+        def encoded(v: list[float]):
+            if body.encoding_format == "base64":
+                return base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+            return [float(x) for x in v]
+
+        tokens = embedder.count_tokens(texts)
+        return {"object": "list", "model": embedder.id,
+                "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     return app
 
 
-def start(models: dict[str, Served], host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None):
+def served_text(served: Served, request: Request) -> str:
+    """A completion prompt as text (for echo), from its tokens."""
+    return "".join(served.token_text(t) for t in request.ids or [])
+
+
+def exposed(host: str) -> bool:
+    """Whether `host` listens beyond this machine (anything but a loopback address or localhost)."""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve to any interface
+
+
+def start(models: dict[str, Served], host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          embedder: Embedding | None = None):
     """Start the HTTP server on a thread; returns the uvicorn server (`.should_exit = True` stops it).
     The caller's thread should then run the generations (`engine.infer.batching.serve_forever`)."""
-    import uvicorn
+    import uvicorn  # deferred: as FastAPI in create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(models, api_key), host=host, port=port, log_level="warning"))
+    if exposed(host) and not api_key:
+        print(f"warning: serving on {host}:{port} without an API key: anyone who can reach this machine on that "
+              "port can use these models and read what they answer; pass --api-key (or set STUDIO_API_KEY), or "
+              "listen on 127.0.0.1.", file=sys.stderr, flush=True)
+    app = create_app(models, api_key, embedder)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True, name="studio serve http")
     thread.start()
     deadline = time.monotonic() + 30

@@ -49,15 +49,38 @@ class VllmServed:
     context: int = 2048
     loop: _Loop = field(default=None, repr=False)
 
-    def request(self, messages, max_tokens, temperature, top_p, stop) -> Request:
-        return Request(messages, self.adapter is not None, max_tokens, temperature, top_p, tuple(stop),
-                       adapter=self.adapter or "default")
+    def request(self, messages, max_tokens, **options) -> Request:
+        return Request(messages or [], self.adapter is not None, max_tokens, adapter=self.adapter or "default",
+                       **options)
+
+    def refusal(self, request: Request) -> str | None:
+        """vLLM is asked here for what the studio's chat needs (text, sampling, stop); the rest is refused."""
+        option = request.needs_own_loop() or ("tools" if request.tools else None) or \
+            ("prompt" if request.raw else None)
+        if option:
+            return (f"{option}: not served through --engine vllm here; serve with the studio's own engine "
+                    "(without --engine vllm) for it.")
+        return None
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    def token_text(self, token: int) -> str:
+        return self.tokenizer.decode([token])
+
+    def template_takes_tools(self) -> bool:
+        return False  # refused in `refusal`: the calls are not read back from vLLM's output here
 
     def prompt_tokens(self, request: Request) -> int:
         return len(self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True))
 
     def window(self) -> int:
         return self.context
+
+    def answer_many(self, requests: list[Request]) -> Iterator[tuple[int, str | Generation]]:
+        for row, request in enumerate(requests):  # one at a time: vLLM batches them itself
+            for item in self.answer(request):
+                yield row, item
 
     def answer(self, request: Request) -> Iterator[str | Generation]:
         from vllm import SamplingParams

@@ -1,0 +1,340 @@
+"""`studio serve` as real clients use it: the `openai` client for chat (log-probabilities, seeds, JSON mode,
+tools), completions (echo, log-probabilities, token prompts, streaming) and embeddings; every field of
+OpenAI's chat request either honoured or refused by name; the warning when it listens beyond this machine
+without a key. The evaluation harness against the endpoint is tests/test_benchmarks.py."""
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import struct
+
+import httpx
+import pytest
+
+from conftest import SAMPLE, train
+from engine.infer.batching import Request, run_here
+from engine.infer.serve import ChatServed, load_models, start
+from engine.train.config import RunConfig
+from engine.train.distributed import free_port
+
+openai = pytest.importorskip("openai")
+QUESTION = [{"role": "user", "content": "How heavy is the Tilly T2?"}]
+TOOLS_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\nYou may call these tools:\n{% for tool in tools %}{{ tool | tojson }}\n"
+    "{% endfor %}Call one as <tool_call>{\"name\": NAME, \"arguments\": {...}}</tool_call>.<|im_end|>\n{% endif %}"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+                   "required": ["city"]}}}
+
+
+@pytest.fixture(scope="module")
+def fp32():
+    """Answers in fp32 on any CPU, so log-probabilities compare with a plain forward pass exactly."""
+    old = os.environ.get("STUDIO_GENERATE_PRECISION")
+    os.environ["STUDIO_GENERATE_PRECISION"] = "fp32"
+    yield
+    if old is None:
+        os.environ.pop("STUDIO_GENERATE_PRECISION", None)
+    else:
+        os.environ["STUDIO_GENERATE_PRECISION"] = old
+
+
+@pytest.fixture(scope="module")
+def endpoint(tiny_model, tmp_path_factory, fp32):
+    from rag.embeddings import ServedEmbedder
+
+    root = tmp_path_factory.mktemp("runs")
+    run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=6, learning_rate=1e-2,
+                          batch_size=8, max_length=96, save_steps=100), root)
+    assert run.status() == "finished", (run.dir / "train.log").read_text()[-3000:]
+    models = load_models([run.id], root=root)
+    embedder = ServedEmbedder()
+    port = free_port()
+    server = start(models, port=port, embedder=embedder)
+    yield f"http://127.0.0.1:{port}/v1", models, run, embedder
+    server.should_exit = True
+
+
+def client(url: str):
+    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+
+
+def own_logprobs(chat, use_adapter: bool, prompt: list[int], answer: list[int]):
+    """log p(token | everything before it) for each answer token, by one plain forward pass."""
+    import torch
+
+    ids = torch.tensor([prompt + answer])
+    ctx = chat.model.disable_adapter() if chat.has_adapter and not use_adapter else contextlib.nullcontext()
+    with torch.no_grad(), ctx:
+        logps = torch.log_softmax(chat.model(input_ids=ids).logits[0].float(), dim=-1)
+    return [float(logps[len(prompt) - 1 + i, t]) for i, t in enumerate(answer)]
+
+
+def test_chat_logprobs_are_the_models_own(endpoint):
+    url, models, run, _ = endpoint
+    reply = run_here(lambda: client(url).chat.completions.create(
+        model=run.id, messages=QUESTION, max_tokens=8, temperature=0, logprobs=True, top_logprobs=3))
+    content = reply.choices[0].logprobs.content
+    assert len(content) == reply.usage.completion_tokens
+    chat, served = models[run.id].chat, models[run.id]
+    prompt = chat._ids(Request(QUESTION))
+    # the same greedy request again, in process, for the answer's token ids (the HTTP reply gives text)
+    g = run_here(lambda: [i for _, i in served.answer_many([served.request(QUESTION, 8, logprobs=3)])][-1])
+    answer = [t.token for t in g.logprobs]
+    assert [served.token_text(t) for t in answer] == [c.token for c in content]
+    want = own_logprobs(chat, True, prompt, answer)
+    assert [c.logprob for c in content] == pytest.approx(want, abs=1e-4)
+    for c in content:
+        tops = [t.logprob for t in c.top_logprobs]
+        assert len(tops) == 3 and tops == sorted(tops, reverse=True) and c.logprob <= tops[0] + 1e-6
+
+
+def test_a_seed_gives_the_same_sampled_answer_again(endpoint):
+    url, _, run, _ = endpoint
+
+    def ask(seed):
+        return client(url).chat.completions.create(model=run.id, messages=QUESTION, max_tokens=12, temperature=1.3,
+                                                   seed=seed).choices[0].message.content
+
+    first, again, others = run_here(lambda: (ask(7), ask(7), [ask(s) for s in (8, 9, 10)]))
+    assert first == again
+    assert any(o != first for o in others)  # the seed is what fixed it: other seeds draw other answers
+
+
+def test_json_mode_answers_parse_and_follow_the_schema(endpoint):
+    url, _, run, _ = endpoint
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10},
+                                               "weight_kg": {"type": "number"}},
+              "required": ["name", "weight_kg"], "additionalProperties": False}
+
+    def go():
+        c = client(url)
+        plain = c.chat.completions.create(model=run.id, messages=QUESTION, max_tokens=40, temperature=0,
+                                          response_format={"type": "json_object"})
+        shaped = c.chat.completions.create(
+            model=run.id, messages=QUESTION, max_tokens=60, temperature=0,
+            response_format={"type": "json_schema", "json_schema": {"name": "robot", "schema": schema}})
+        return plain, shaped
+
+    plain, shaped = run_here(go)
+    text = plain.choices[0].message.content
+    if plain.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(text), dict)
+    else:  # cut at max_tokens (this tiny model writes long strings): what it wrote is the start of an object
+        assert text.startswith("{") and json_prefix(text), text
+    robot = json.loads(shaped.choices[0].message.content)
+    assert set(robot) == {"name", "weight_kg"} and isinstance(robot["name"], str)
+    assert isinstance(robot["weight_kg"], (int, float))
+
+
+def json_prefix(text: str) -> bool:
+    """Whether `text` is the start of a JSON object: some ending (closing its string, giving a dangling key
+    or colon a value, closing its brackets) makes it parse."""
+    stack, in_string, escaped = [], False, False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (not escaped and ch == "\\"), in_string and (escaped or ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    closers = "".join(reversed(stack))
+    body = text.rstrip().rstrip(",") if not in_string else text
+    for ending in ("", '"', '": null', ": null", " null", '"0"', "0", "e0"):
+        try:
+            if isinstance(json.loads(body + ending + closers), dict):
+                return True
+        except json.JSONDecodeError:
+            continue
+    return False
+
+
+def test_the_prefix_check_tells_json_from_text():
+    assert json_prefix('{ "a": [1, {"b": "x') and json_prefix('{"a":') and json_prefix('{"a": 1, "ke')
+    assert not json_prefix("The Tilly T2 weighs 6.4 kg.") and not json_prefix('{"a" 1')
+
+
+def test_penalties_lower_the_logits_of_tokens_already_said():
+    import torch
+
+    from engine.infer.chat import Decoding
+
+    class Chat:
+        _torch = torch
+        _ends = {0}
+        tokenizer = None
+        model = type("M", (), {"config": type("C", (), {"vocab_size": 5})()})()
+
+    requests = [Request([], presence_penalty=0.5, frequency_penalty=0.25) for _ in range(2)]
+    d = Decoding(requests, [[1], [1]], Chat(), "cpu")
+    d.record([0, 1], torch.zeros(2, 5), torch.tensor([2, 3]), type("S", (), {"logprobs": [[], []]})())
+    d.record([0, 1], torch.zeros(2, 5), torch.tensor([2, 4]), type("S", (), {"logprobs": [[], []]})())
+    out = d.penalise([0, 1], torch.zeros(2, 5))
+    assert out[0].tolist() == [0, 0, -1.0, 0, 0]  # token 2 twice: 0.5 + 2 x 0.25
+    assert out[1].tolist() == [0, 0, 0, -0.75, -0.75]  # tokens 3 and 4 once each
+
+
+def test_completions_echo_scores_the_prompt_with_the_models_own_logprobs(endpoint):
+    url, models, run, _ = endpoint
+    chat = models[run.id].chat
+    text = "Zorvane Robotics makes garden robots."
+    prompt = list(chat.tokenizer(text)["input_ids"])
+
+    def go():
+        c = client(url)
+        scored = c.completions.create(model=run.id, prompt=prompt, max_tokens=1, temperature=0, echo=True,
+                                      logprobs=1)
+        only = c.completions.create(model=run.id, prompt=text, max_tokens=0, echo=True, logprobs=0)
+        two = c.completions.create(model=run.id, prompt=["The Tilly T2", "Vellmar is"], max_tokens=4, temperature=0)
+        return scored, only, two
+
+    scored, only, two = run_here(go)
+    lp = scored.choices[0].logprobs
+    assert len(lp.tokens) == len(prompt) + 1 and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    want = own_logprobs(chat, True, prompt[:1], prompt[1:])
+    assert lp.token_logprobs[1:len(prompt)] == pytest.approx(want, abs=1e-4)
+    assert scored.choices[0].text.startswith(text)
+    assert only.choices[0].logprobs.token_logprobs[1:] == pytest.approx(want, abs=1e-4)
+    assert only.choices[0].text == text and only.usage.completion_tokens == 0
+    assert [c.index for c in two.choices] == [0, 1] and all(c.text for c in two.choices)
+
+
+def test_streamed_completions_add_up_to_the_plain_one(endpoint):
+    url, _, run, _ = endpoint
+
+    def go():
+        c = client(url)
+        plain = c.completions.create(model=run.id, prompt="The Tilly T2 weighs", max_tokens=10, temperature=0)
+        pieces = [ch.choices[0].text for ch in c.completions.create(
+            model=run.id, prompt="The Tilly T2 weighs", max_tokens=10, temperature=0, stream=True) if ch.choices]
+        return plain, pieces
+
+    plain, pieces = run_here(go)
+    assert len(pieces) > 1 and "".join(pieces) == plain.choices[0].text
+
+
+def test_embeddings_are_the_rag_embedders(endpoint):
+    url, _, _, embedder = endpoint
+
+    def go():
+        c = client(url)
+        listed = [m.id for m in c.models.list()]
+        floats = c.embeddings.create(model="studio-embedder", input=["How heavy is it?", "Vellmar"])
+        b64 = httpx.post(f"{url}/embeddings", json={"model": "studio-embedder", "input": "Vellmar",
+                                                     "encoding_format": "base64"}, timeout=60).json()
+        return listed, floats, b64
+
+    listed, floats, b64 = run_here(go)
+    assert "studio-embedder" in listed
+    want = embedder.embed(["How heavy is it?", "Vellmar"])
+    assert [d.index for d in floats.data] == [0, 1] and len(floats.data[0].embedding) == embedder.dimensions
+    assert floats.data[0].embedding == pytest.approx(want[0], abs=1e-5)
+    raw = base64.b64decode(b64["data"][0]["embedding"])
+    assert list(struct.unpack(f"<{len(raw) // 4}f", raw)) == pytest.approx(want[1], abs=1e-5)
+    assert floats.usage.prompt_tokens > 0
+
+
+# A value for each field of OpenAI's chat request that asks for something (not its default).
+ASKING = {"audio": {"voice": "alloy", "format": "wav"}, "frequency_penalty": 0.5, "function_call": "auto",
+          "functions": [{"name": "f", "parameters": {"type": "object"}}], "logit_bias": {"5": 10},
+          "logprobs": True, "max_completion_tokens": 4, "max_tokens": 4, "metadata": {"k": "v"},
+          "modalities": ["text", "audio"], "moderation": {"model": "omni"}, "n": 2, "parallel_tool_calls": False,
+          "prediction": {"type": "content", "content": "x"}, "presence_penalty": 0.5, "prompt_cache_key": "k",
+          "prompt_cache_options": {"mode": "x"}, "prompt_cache_retention": "24h", "reasoning_effort": "low",
+          "response_format": {"type": "json_object"}, "safety_identifier": "someone", "seed": 3,
+          "service_tier": "flex", "stop": ["."], "store": True, "stream_options": {"include_usage": True},
+          "temperature": 0.5, "tool_choice": "auto", "tools": [WEATHER], "top_logprobs": 2, "top_p": 0.9,
+          "user": "someone", "verbosity": "high", "web_search_options": {}}
+
+
+def test_every_field_of_openais_chat_request_is_honoured_or_refused_by_name(endpoint):
+    from openai.types.chat import completion_create_params
+
+    url, _, run, _ = endpoint
+    fields = sorted(set(completion_create_params.CompletionCreateParamsBase.__annotations__) - {"model", "messages"})
+    unknown = [f for f in fields if f not in ASKING]
+    assert not unknown, f"fields the client knows and this test does not: {unknown}"
+
+    def go():
+        out = {}
+        for field in fields + ["not_an_openai_field"]:
+            body = {"model": run.id, "messages": QUESTION, "max_tokens": 4, field: ASKING.get(field, 1)}
+            if field == "top_logprobs":
+                body["logprobs"] = True
+            out[field] = httpx.post(f"{url}/chat/completions", json=body, timeout=120)
+        return out
+
+    answered = run_here(go)
+    honoured = {f for f, r in answered.items() if r.status_code == 200}
+    for field, r in answered.items():
+        if r.status_code != 200:
+            error = r.json()["error"]
+            assert r.status_code == 400 and error["param"].split(".")[0] == field, (field, r.text)
+            assert error["message"].startswith(field), (field, error)
+    assert {"logprobs", "top_logprobs", "seed", "stop", "presence_penalty", "frequency_penalty", "response_format",
+            "temperature", "top_p", "max_tokens", "max_completion_tokens", "stream_options", "user"} <= honoured
+    assert {"audio", "logit_bias", "n", "store", "tools", "not_an_openai_field"}.isdisjoint(honoured)
+    assert "does not render tools" in answered["tools"].json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def tool_model(tiny_model, tmp_path_factory, fp32):
+    from engine.infer.chat import ChatModel
+    from engine.models import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("tools-model") / "model"
+    shutil.copytree(tiny_model, folder)
+    tok = load_tokenizer(str(folder))
+    tok.chat_template = TOOLS_TEMPLATE
+    tok.save_pretrained(folder)
+    models = {"tools": ChatServed("tools", ChatModel(str(folder)))}
+    port = free_port()
+    server = start(models, port=port)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+
+
+def test_tools_are_called_where_the_template_renders_them(tool_model):
+    def go():
+        c = client(tool_model)
+        named = c.chat.completions.create(model="tools", messages=[{"role": "user", "content": "Weather in Oslo?"}],
+                                          tools=[WEATHER], max_tokens=120, temperature=0,
+                                          tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        free = c.chat.completions.create(model="tools", messages=[{"role": "user", "content": "Hi"}],
+                                         tools=[WEATHER], max_tokens=8, temperature=0)
+        back = c.chat.completions.create(model="tools", max_tokens=4, temperature=0, tools=[WEATHER], messages=[
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": None, "tool_calls": [named.choices[0].message.tool_calls[0].model_dump()]},
+            {"role": "tool", "tool_call_id": named.choices[0].message.tool_calls[0].id, "content": "12 C, rain"}])
+        return named, free, back
+
+    named, free, back = run_here(go)
+    call = named.choices[0].message.tool_calls[0]
+    assert named.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    args = json.loads(call.function.arguments)
+    assert set(args) == {"city"} and isinstance(args["city"], str)
+    assert free.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    assert back.choices[0].message.content is not None or back.choices[0].message.tool_calls
+
+
+def test_listening_beyond_this_machine_without_a_key_is_said(endpoint, capfd):
+    _, models, _, _ = endpoint
+    servers = []
+    try:
+        for host, key in (("127.0.0.1", None), ("0.0.0.0", "k"), ("0.0.0.0", None)):
+            servers.append(start(models, host=host, port=free_port(), api_key=key))
+            said = capfd.readouterr().err
+            if key is None and host == "0.0.0.0":
+                assert "without an API key" in said and "anyone who can reach this machine" in said
+            else:
+                assert "warning" not in said
+    finally:
+        for s in servers:
+            s.should_exit = True
