@@ -119,7 +119,9 @@ def test_killed_process_is_marked_interrupted(tiny_model, runs_dir):
     run = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=100000,
                                max_length=64))
     proc = launch(run)
+    deadline = time.time() + 180
     while not run.logged():
+        assert time.time() < deadline and proc.poll() is None, (run.dir / "train.log").read_text()[-3000:]
         time.sleep(0.2)
     os.killpg(proc.pid, 9)
     proc.wait()
