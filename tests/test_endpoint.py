@@ -86,7 +86,7 @@ def test_chat_logprobs_are_the_models_own(endpoint):
     # the same greedy request again, in process, for the answer's token ids (the HTTP reply gives text)
     g = run_here(lambda: [i for _, i in served.answer_many([served.request(QUESTION, 8, logprobs=3)])][-1])
     answer = [t.token for t in g.logprobs]
-    assert [served.token_text(t) for t in answer] == [c.token for c in content]
+    assert [served.decode([t]) for t in answer] == [c.token for c in content]
     want = own_logprobs(chat, True, prompt, answer)
     assert [c.logprob for c in content] == pytest.approx(want, abs=1e-4)
     for c in content:

@@ -13,7 +13,7 @@ Tasks are the harness's own YAML files with local data (`dataset_path: json`; no
 the project's in `assets/tasks/` (`zorvane_mc`, `zorvane_qa`: the sample's facts; `general_mc`: general
 questions the project wrote, the forgetting check) and any folder of YAMLs a person gives. Each score
 comes with its few-shot count and prompt template (scores differ from published ones with either), and a
-95% interval (the harness's standard error x 1.96; the change from base to fine-tuned by a paired
+95% interval (a bootstrap over the task's documents; the change from base to fine-tuned by a paired
 bootstrap over the same documents).
 
     studio eval RUN_ID --tasks zorvane_mc,general_mc [--tasks-dir DIR] [--limit N] [--json FILE]
@@ -42,8 +42,8 @@ from engine.train.distributed import free_port
 from engine.train.runs import Run, runs_root
 
 TASKS_DIR = ASSETS / "tasks"
+BATCH = 8  # prompts per request: the endpoint answers them in one batch
 FORGETTING = ("general_mc",)  # tasks outside the sample's domain: their drop is what fine-tuning cost
-Z95 = 1.96
 
 
 class BenchmarkError(StudioError, ValueError):
@@ -180,7 +180,8 @@ def through_endpoint(url: str, model_id: str, tokenizer: str, tasks: list[str], 
                      limit: int | None = None, api_key: str | None = None) -> dict:
     """The harness's results for `model_id` served at `url` (an OpenAI-compatible base URL, .../v1)."""
     args = {"base_url": url.rstrip("/") + "/completions", "model": model_id, "tokenizer": tokenizer,
-            "tokenizer_backend": "huggingface", "tokenized_requests": True, "num_concurrent": 1, "max_retries": 1}
+            "tokenizer_backend": "huggingface", "tokenized_requests": True, "num_concurrent": 1, "max_retries": 1,
+            "batch_size": BATCH}
     if api_key:
         args["auth_token"] = api_key
     return _harness("local-completions", args, tasks, include, limit)
@@ -194,25 +195,6 @@ def in_process(model: str, adapter: str | None, tasks: list[str], include: Path,
     return _harness("hf", args, tasks, include, limit)
 
 
-def scores(results: dict) -> list[Score]:
-    """Each task's metrics with their 95% intervals, few-shot count and prompt template."""
-    out = []
-    for task, metrics in results["results"].items():
-        config = results["configs"].get(task, {})
-        template = str(config.get("doc_to_text", ""))
-        shots = int(results.get("n-shot", {}).get(task, config.get("num_fewshot") or 0) or 0)
-        n = int(results.get("n-samples", {}).get(task, {}).get("effective", 0))
-        for key, value in metrics.items():
-            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
-                continue
-            metric = key.split(",")[0]
-            se = metrics.get(key.replace(",", "_stderr,", 1))
-            se = float(se) if isinstance(se, (int, float)) else 0.0
-            out.append(Score(task, metric, float(value), max(0.0, value - Z95 * se), min(1.0, value + Z95 * se), n,
-                             shots, template))
-    return out
-
-
 def per_document(results: dict) -> dict[tuple[str, str], dict[int, float]]:
     """(task, metric) -> {document id: its score}, from the harness's logged samples."""
     out: dict = {}
@@ -224,18 +206,41 @@ def per_document(results: dict) -> dict[tuple[str, str], dict[int, float]]:
     return out
 
 
-def paired_change(before: dict[int, float], after: dict[int, float], seed: int = 0,
-                  resamples: int = 2000) -> tuple[float, float, float, float]:
+def bootstrap(values, seed: int = 0, resamples: int = 2000) -> tuple[float, float]:
+    """The 95% percentile-bootstrap interval of the mean of `values` (over documents)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return 0.0, 0.0
+    means = values[np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def scores(results: dict) -> list[Score]:
+    """Each task's metrics with their 95% intervals (bootstrap over the documents), few-shot count and prompt."""
+    docs = per_document(results)
+    out = []
+    for task, metrics in results["results"].items():
+        config = results["configs"].get(task, {})
+        template = str(config.get("doc_to_text", ""))
+        shots = int(results.get("n-shot", {}).get(task, config.get("num_fewshot") or 0) or 0)
+        n = int(results.get("n-samples", {}).get(task, {}).get("effective", 0))
+        for key, value in metrics.items():
+            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            metric = key.split(",")[0]
+            low, high = bootstrap(list(docs[(task, metric)].values())) if (task, metric) in docs else (value, value)
+            out.append(Score(task, metric, float(value), low, high, n, shots, template))
+    return out
+
+
+def paired_change(before: dict[int, float], after: dict[int, float]) -> tuple[float, float, float, float]:
     """(before mean, after mean, low, high): the 95% bootstrap interval of the mean paired difference."""
     docs = sorted(set(before) & set(after))
     if not docs:
         return 0.0, 0.0, 0.0, 0.0
     b = np.array([before[d] for d in docs])
     a = np.array([after[d] for d in docs])
-    diff = a - b
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    return float(b.mean()), float(a.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return (float(b.mean()), float(a.mean()), *bootstrap(a - b))
 
 
 def compare(run: Run, tasks: list[str], tasks_dir: str | Path | None = None, limit: int | None = None,

@@ -87,8 +87,8 @@ class ChatServed:
     def encode(self, text: str) -> list[int]:
         return list(self.chat.tokenizer(text)["input_ids"])
 
-    def token_text(self, token: int) -> str:
-        return self.chat.tokenizer.decode([token])
+    def decode(self, tokens: list[int]) -> str:
+        return self.chat.tokenizer.decode(tokens)
 
     def template_takes_tools(self) -> bool:
         return self.chat.template_takes_tools()
@@ -429,7 +429,7 @@ def _chat_logprobs(served: Served, g: Generation) -> dict | None:
         return None
 
     def entry(token: int, logprob: float) -> dict:
-        text = served.token_text(token)
+        text = served.decode([token])
         return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
     return {"content": [{**entry(t.token, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]}
@@ -482,10 +482,10 @@ def _completion_logprobs(served: Served, request: Request, g: Generation, echo: 
     tokens, logps, tops, offsets = [], [], [], []
     at = offset
     for e in entries:
-        text = served.token_text(e.token)
+        text = served.decode([e.token])
         tokens.append(text)
         logps.append(e.logprob)
-        tops.append({served.token_text(i): v for i, v in e.top} if e.logprob is not None else None)
+        tops.append({served.decode([i]): v for i, v in e.top} if e.logprob is not None else None)
         offsets.append(at)
         at += len(text)
     return {"tokens": tokens, "token_logprobs": logps, "top_logprobs": tops, "text_offset": offsets}
@@ -692,7 +692,7 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
 
 def served_text(served: Served, request: Request) -> str:
     """A completion prompt as text (for echo), from its tokens."""
-    return "".join(served.token_text(t) for t in request.ids or [])
+    return served.decode(list(request.ids or []))
 
 
 def exposed(host: str) -> bool:

@@ -65,8 +65,8 @@ class VllmServed:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text)["input_ids"])
 
-    def token_text(self, token: int) -> str:
-        return self.tokenizer.decode([token])
+    def decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens)
 
     def template_takes_tools(self) -> bool:
         return False  # refused in `refusal`: the calls are not read back from vLLM's output here

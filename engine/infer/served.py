@@ -39,8 +39,8 @@ class Served(Protocol):
     def encode(self, text: str) -> list[int]:
         """A completion prompt's tokens (the tokenizer's own special tokens included, as it adds them)."""
 
-    def token_text(self, token: int) -> str:
-        """One token as text, for log-probabilities."""
+    def decode(self, tokens: list[int]) -> str:
+        """Tokens as text (one token's text for log-probabilities; a whole prompt for echo)."""
 
     def template_takes_tools(self) -> bool:
         """Whether the chat template renders `tools`."""
