@@ -187,8 +187,6 @@ UNSUPPORTED_CHAT = {"audio": (None,), "function_call": (None,), "functions": (No
                     "verbosity": (None,), "web_search_options": (None,), "store": (None, False),
                     "service_tier": (None, "auto", "default"), "moderation": (None,)}
 UNSUPPORTED_COMPLETION = {"logit_bias": (None, {}), "suffix": (None, ""), "best_of": (None, 1)}
-IGNORED = ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
-           "metadata")  # taken and unused: they change no answer, at OpenAI too
 
 
 class Sampling(Strict):
@@ -557,6 +555,8 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
 
         def message_of(g: Generation) -> tuple[dict, str]:
             content, calls = tool_calls(g.text, names) if names else (g.text, [])
+            if body.parallel_tool_calls is False:
+                calls = calls[:1]  # one call at most, as asked
             if call_required and not calls:
                 raise APIError(500, "the model's answer is not a call of the required tool.", kind="server_error")
             message = {"role": "assistant", "content": content, "refusal": None}
