@@ -10,6 +10,7 @@
     checkpoints.py  which checkpoints load; the damaged ones set aside
     distributed.py  DeepSpeed ZeRO through accelerate launch: config, command, rank set-up
     merge.py        a finished run's adapter folded into its base (for init_from and the exports)
+    rewards.py      rewards a program can check, for GRPO (format, exact, numeric, length, JSON, judge, custom)
 
 May import: engine.errors, engine.models, engine.demo, engine.capability, engine.data
 """
