@@ -1,7 +1,6 @@
 """GRPO rewards a program can check (engine/train/rewards.py), each on hand-written completions: right, wrong and
 malformed; the refusals before a run; the LLM judge against a live `studio serve`."""
 
-import json
 
 import pytest
 
