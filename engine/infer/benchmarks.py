@@ -16,16 +16,12 @@ comes with its few-shot count and prompt template (scores differ from published 
 95% interval (a bootstrap over the task's documents; the change from base to fine-tuned by a paired
 bootstrap over the same documents).
 
-    studio eval RUN_ID --tasks zorvane_mc,general_mc [--tasks-dir DIR] [--limit N] [--json FILE]
-    python -m engine.infer.benchmarks RUN_ID --tasks zorvane_mc,zorvane_qa,general_mc
+    studio eval RUN_ID --tasks zorvane_mc,zorvane_qa,general_mc [--tasks-dir DIR] [--limit N] [--url URL]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,12 +30,11 @@ import numpy as np
 import yaml
 
 from engine.errors import StudioError
-from engine.infer.batching import run_here
 from engine.infer.serve import load_models, start
 from engine.models import resolve_model
 from engine.train.config import ASSETS
 from engine.train.distributed import free_port
-from engine.train.runs import Run, runs_root
+from engine.train.runs import Run
 
 TASKS_DIR = ASSETS / "tasks"
 BATCH = 8  # prompts per request: the endpoint answers them in one batch
@@ -273,28 +268,3 @@ def compare(run: Run, tasks: list[str], tasks_dir: str | Path | None = None, lim
             report.changes.append(Change(s.task, s.metric, b, a, low, high))
     report.forgetting = [c for c in report.changes if c.task in FORGETTING and c.metric == "acc"]
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="studio eval RUN_ID --tasks", description=__doc__.splitlines()[0])
-    p.add_argument("run", metavar="RUN_ID")
-    p.add_argument("--tasks", required=True, help="comma-separated task names (assets/tasks/ and --tasks-dir)")
-    p.add_argument("--tasks-dir", help="a folder of the harness's task YAML files with their local data")
-    p.add_argument("--limit", type=int, help="score only the first N documents of each task")
-    p.add_argument("--url", help="an OpenAI-compatible endpoint (.../v1) already serving the base and the run")
-    p.add_argument("--api-key", help="its key, if it needs one")
-    p.add_argument("--json", help="write the report here as JSON")
-    a = p.parse_args(argv)
-    run = Run(runs_root() / a.run)
-    if not (run.dir / "config.yaml").exists():
-        raise BenchmarkError(f"{a.run}: no such run in {runs_root()}.")
-    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
-    report = run_here(compare, run, tasks, a.tasks_dir, a.limit, a.url, a.api_key)  # this thread generates
-    print("\n".join(report.lines()))
-    if a.json:
-        Path(a.json).write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

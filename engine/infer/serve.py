@@ -543,9 +543,18 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
     def sse(data: dict) -> str:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    def stream_error(exc: Exception) -> str:  # after the headers went out, an error can only be one more event
-        status, kind = (400, "invalid_request_error") if isinstance(exc, ValueError) else (500, "server_error")
-        return sse(APIError(status, str(exc), kind=kind).body())
+    def streamed(events: Iterator[str]):
+        """Server-sent events ending in [DONE]; after the headers went out, an error is one more event."""
+        def guarded() -> Iterator[str]:
+            try:
+                yield from events
+            except Exception as exc:
+                status, kind = (400, "invalid_request_error") if isinstance(exc, ValueError) else \
+                    (500, "server_error")
+                yield sse(APIError(status, str(exc), kind=kind).body())
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(guarded(), media_type="text/event-stream")
 
     @app.post("/v1/chat/completions")
     def chat_completions(body: ChatRequest):  # a plain def: FastAPI runs it on a worker thread
@@ -583,30 +592,26 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
         def events() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
             sent = ""
-            try:
-                for _, item in served.answer_many([request]):
-                    if names:  # a call is known only once the answer is whole: it goes out at the end
-                        if isinstance(item, Generation):
-                            message, finish = message_of(item)
-                            delta = {"content": message["content"]} if message["content"] else {}
-                            if message.get("tool_calls"):
-                                delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
-                            yield chunk(delta, None, logprobs=_chat_logprobs(served, item))
-                            yield chunk({}, finish)
-                        continue
-                    text = item.text if isinstance(item, Generation) else item
-                    if text.startswith(sent) and len(text) > len(sent):
-                        yield chunk({"content": text[len(sent):]})
-                        sent = text
+            for _, item in served.answer_many([request]):
+                if names:  # a call is known only once the answer is whole: it goes out at the end
                     if isinstance(item, Generation):
-                        yield chunk({}, item.finish_reason, logprobs=_chat_logprobs(served, item))
-                if body.stream_options and body.stream_options.include_usage and isinstance(item, Generation):
-                    yield chunk({}, usage=_usage(item))
-            except Exception as exc:
-                yield stream_error(exc)
-            yield "data: [DONE]\n\n"
+                        message, finish = message_of(item)
+                        delta = {"content": message["content"]} if message["content"] else {}
+                        if message.get("tool_calls"):
+                            delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
+                        yield chunk(delta, None, logprobs=_chat_logprobs(served, item))
+                        yield chunk({}, finish)
+                    continue
+                text = item.text if isinstance(item, Generation) else item
+                if text.startswith(sent) and len(text) > len(sent):
+                    yield chunk({"content": text[len(sent):]})
+                    sent = text
+                if isinstance(item, Generation):
+                    yield chunk({}, item.finish_reason, logprobs=_chat_logprobs(served, item))
+            if body.stream_options and body.stream_options.include_usage and isinstance(item, Generation):
+                yield chunk({}, usage=_usage(item))
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return streamed(events())
 
     @app.post("/v1/completions")
     def completions(body: CompletionRequest):
@@ -634,29 +639,25 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
                                "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": None}]})
                 sent[i] = ""
             finals: list = [None] * len(requests)
-            try:
-                for row, item in served.answer_many(requests):
-                    text = item.text if isinstance(item, Generation) else item
-                    piece = text[len(sent[row]):] if text.startswith(sent[row]) else ""
-                    sent[row] = text if piece else sent[row]
-                    finish = item.finish_reason if isinstance(item, Generation) else None
-                    logprobs = None
-                    if isinstance(item, Generation):
-                        finals[row] = item
-                        if body.logprobs is not None:
-                            logprobs = _completion_logprobs(served, requests[row], item, False)
-                    if piece or finish:
-                        yield sse({"id": cid, "object": "text_completion", "created": created, "model": served.id,
-                                   "choices": [{"text": piece, "index": row, "logprobs": logprobs,
-                                                "finish_reason": finish}]})
-                if body.stream_options and body.stream_options.include_usage:
+            for row, item in served.answer_many(requests):
+                text = item.text if isinstance(item, Generation) else item
+                piece = text[len(sent[row]):] if text.startswith(sent[row]) else ""
+                sent[row] = text if piece else sent[row]
+                finish = item.finish_reason if isinstance(item, Generation) else None
+                logprobs = None
+                if isinstance(item, Generation):
+                    finals[row] = item
+                    if body.logprobs is not None:
+                        logprobs = _completion_logprobs(served, requests[row], item, False)
+                if piece or finish:
                     yield sse({"id": cid, "object": "text_completion", "created": created, "model": served.id,
-                               "choices": [], "usage": _usage([f for f in finals if f is not None])})
-            except Exception as exc:
-                yield stream_error(exc)
-            yield "data: [DONE]\n\n"
+                               "choices": [{"text": piece, "index": row, "logprobs": logprobs,
+                                            "finish_reason": finish}]})
+            if body.stream_options and body.stream_options.include_usage:
+                yield sse({"id": cid, "object": "text_completion", "created": created, "model": served.id,
+                           "choices": [], "usage": _usage([f for f in finals if f is not None])})
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return streamed(events())
 
     @app.post("/v1/embeddings")
     def embeddings(body: EmbeddingRequest):
