@@ -164,16 +164,10 @@ def test_the_prefix_check_tells_json_from_text():
 def test_penalties_lower_the_logits_of_tokens_already_said():
     import torch
 
-    from engine.infer.chat import Decoding
-
-    class Chat:
-        _torch = torch
-        _ends = {0}
-        tokenizer = None
-        model = type("M", (), {"config": type("C", (), {"vocab_size": 5})()})()
+    from engine.infer.decoding import Decoding
 
     requests = [Request([], presence_penalty=0.5, frequency_penalty=0.25) for _ in range(2)]
-    d = Decoding(requests, [[1], [1]], Chat(), "cpu")
+    d = Decoding(requests, [[1], [1]], torch, 5, None, [0], "cpu")
     d.record([0, 1], torch.zeros(2, 5), torch.tensor([2, 3]), type("S", (), {"logprobs": [[], []]})())
     d.record([0, 1], torch.zeros(2, 5), torch.tensor([2, 4]), type("S", (), {"logprobs": [[], []]})())
     out = d.penalise([0, 1], torch.zeros(2, 5))

@@ -8,6 +8,7 @@
     served.py       the contract between the server and an engine that answers (a Protocol)
     serve.py        the OpenAI-compatible endpoint (`studio serve`) on the studio's own engine
     serve_vllm.py   the same endpoint answered by vLLM on a GPU
+    decoding.py     a decoding step's per-row work: penalties, JSON grammar, seeds, log-probabilities
     constrain.py    JSON mode: the answer held to a JSON schema while it is decoded
     benchmarks.py   evaluation-harness tasks before and after, through the endpoint; the forgetting line
 

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Iterator
 
 from engine import capability
-from engine.infer.batching import (COMPUTE, MAX_ROWS, Generation, Job, Request, RowsDone, RowStreamer, TokenLogprob,
-                                   drain, run_here, serve_forever, submit)
+from engine.infer.batching import (COMPUTE, MAX_ROWS, Generation, Job, Request, RowsDone, RowStreamer, drain,
+                                   run_here, serve_forever, submit)
+from engine.infer.decoding import Decoding
 from engine.infer.kernels import RowMask, masked_lora, pack_linears
 from engine.models import ModelShape, load_causal_lm, load_tokenizer, shape_of
 from engine.train.config import SAMPLE_EVAL
@@ -346,7 +347,7 @@ class ChatModel:
             warp.append(TemperatureLogitsWarper(temperature))
             if top_p < 1:
                 warp.append(TopPLogitsWarper(top_p))
-        decode = Decoding([r for _, _, r in rows], ids, self, dev)
+        decode = self._decoding(rows, ids)
         adapter = torch.tensor([[[float(r.use_adapter)]] for _, _, r in rows], device=dev)
         switch = self._switch(rows)
         max_new = max(r.max_new_tokens for _, _, r in rows)
@@ -414,10 +415,14 @@ class ChatModel:
         streamer.end()
         return streamer
 
+    def _decoding(self, rows, ids) -> Decoding:
+        return Decoding([r for _, _, r in rows], ids, self._torch, self.model.config.vocab_size, self.tokenizer,
+                        sorted(self._ends), self.device)
+
     def _score_only(self, rows, ids, streamer: RowStreamer) -> RowStreamer:
         """The prompts' log-probabilities and no answer: one forward pass per prompt."""
         torch = self._torch
-        decode = Decoding([r for _, _, r in rows], ids, self, self.device)
+        decode = self._decoding(rows, ids)
         with COMPUTE, torch.inference_mode(), self._switch(rows), self._rows_cleared():
             for r, (_, _, request) in enumerate(rows):
                 self._set_rows(torch.tensor([[[float(request.use_adapter)]]], device=self.device))
@@ -475,88 +480,6 @@ class ChatModel:
             )
         streamer.end()  # rows generate stopped at its overall limit
         return streamer
-
-
-class Decoding:
-    """What a batch's rows ask of each decoding step beyond the shared sampling settings: presence and
-    frequency penalties over each row's own answer, a grammar (JSON mode), a seeded generator, and the
-    model's own log-probabilities of what was chosen."""
-
-    def __init__(self, requests: list[Request], prompts: list[list[int]], chat: "ChatModel", device):
-        torch = chat._torch
-        self.torch, self.requests, self.prompts, self.device = torch, requests, prompts, device
-        self.answers: list[list[int]] = [[] for _ in requests]
-        first = requests[0]
-        self.presence, self.frequency = first.presence_penalty, first.frequency_penalty
-        self.counts = None
-        if self.presence or self.frequency:
-            self.counts = torch.zeros((len(requests), chat.model.config.vocab_size), device=device)
-        ends = sorted(chat._ends)
-        self.enforcers = {r: req.constraint.enforcer(chat.tokenizer, ends) for r, req in enumerate(requests)
-                          if req.constraint is not None}
-        self.generators = {r: torch.Generator(device=device).manual_seed(int(req.seed))
-                           for r, req in enumerate(requests) if req.seed is not None}
-        self.top = max((req.logprobs or 0 for req in requests), default=0)
-
-    def penalise(self, alive: list[int], scores):
-        if self.counts is None:
-            return scores
-        counts = self.counts[alive][:, :scores.shape[-1]]
-        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
-
-    def constrain(self, alive: list[int], scores):
-        if not self.enforcers:
-            return scores
-        scores = scores.clone()  # the raw logits stay as they are, for the log-probabilities
-        for j, r in enumerate(alive):
-            if r in self.enforcers:
-                allowed = self.enforcers[r].allowed(self.prompts[r] + self.answers[r])
-                keep = self.torch.full_like(scores[j], float("-inf"))
-                keep[allowed] = 0.0
-                scores[j] = scores[j] + keep
-        return scores
-
-    def choose(self, alive: list[int], scores, sample: bool):
-        torch = self.torch
-        if not sample:
-            return scores.argmax(dim=-1)
-        probs = torch.softmax(scores, dim=-1)
-        if not any(r in self.generators for r in alive):
-            return torch.multinomial(probs, 1).squeeze(1)
-        draws = [torch.multinomial(probs[j], 1, generator=self.generators.get(r)) for j, r in enumerate(alive)]
-        return torch.cat(draws)
-
-    def record(self, alive: list[int], raw, chosen, streamer: RowStreamer) -> None:
-        """Each row's chosen token into its answer and counts, with its log-probability where asked."""
-        torch = self.torch
-        wanted = [j for j, r in enumerate(alive) if self.requests[r].logprobs is not None]
-        if wanted:
-            logps = torch.log_softmax(raw[wanted], dim=-1)
-            top_v, top_i = logps.topk(max(1, self.top), dim=-1) if self.top else (None, None)
-        for j, r in enumerate(alive):
-            token = int(chosen[j])
-            self.answers[r].append(token)
-            if self.counts is not None:
-                self.counts[r, token] += 1
-        for k, j in enumerate(wanted):
-            r, token = alive[j], int(chosen[j])
-            n = self.requests[r].logprobs
-            top = list(zip(top_i[k, :n].tolist(), top_v[k, :n].tolist())) if n else []
-            streamer.logprobs[r].append(TokenLogprob(token, float(logps[k, token]), top))
-
-    def prompt_logprobs(self, logits, ids: list[int], request: Request) -> list[TokenLogprob]:
-        """Each prompt token's log-probability given the tokens before it (None for the first)."""
-        torch = self.torch
-        logps = torch.log_softmax(logits[:-1].float(), dim=-1)
-        target = torch.tensor(ids[1:], device=logps.device)
-        chosen = logps.gather(1, target[:, None])[:, 0].tolist()
-        n = request.logprobs or 0
-        top_v, top_i = logps.topk(n, dim=-1) if n else (None, None)
-        out = [TokenLogprob(ids[0], None, [])]
-        for i, token in enumerate(ids[1:]):
-            top = list(zip(top_i[i].tolist(), top_v[i].tolist())) if n else []
-            out.append(TokenLogprob(token, chosen[i], top))
-        return out
 
 
 _cache: dict[tuple, ChatModel] = {}
