@@ -69,7 +69,7 @@ def test_settings_that_cannot_work_are_refused_in_one_sentence(tmp_path, monkeyp
     for specs, said in cases:
         with pytest.raises(RewardError, match=said):
             rewards_from(specs)
-    with pytest.raises(RewardError, match="numeric compare with a reference answer, and this data has none"):
+    with pytest.raises(RewardError, match="numeric compares with a reference answer, and this data has none"):
         rewards_from([{"kind": "format", "preset": "answer_tags"}, {"kind": "numeric"}], references=False)
 
 

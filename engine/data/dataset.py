@@ -105,23 +105,35 @@ def _decode(path: Path, raw: bytes, report: DataReport) -> str | None:
     return text
 
 
-def _check_conversation(ex: Example) -> str | None:
+def _check_conversation(ex: Example, objective: str | None = None) -> str | None:
+    """What is wrong with one conversation, or None. A conversation ending with the user's turn is a prompt
+    for objective grpo (a {"prompt"} record is one for any objective: data_refusal says which takes it)."""
     msgs = ex.messages
     for i, m in enumerate(msgs):
         if not m["content"].strip():
             return f"messages[{i}].content is empty"
+    if ex.kind == "prompts" and (objective == "grpo" or ex.format == "prompts"):
+        return None
+    problem = None
     if not any(m["role"] == "assistant" for m in msgs):
-        return "the conversation has no assistant message"
-    if not any(m["role"] == "user" for m in msgs):
-        return "the conversation has no user message"
-    if msgs[-1]["role"] != "assistant":
-        return "the conversation must end with an assistant message"
+        problem = "the conversation has no assistant message"
+    elif not any(m["role"] == "user" for m in msgs):
+        problem = "the conversation has no user message"
+    elif msgs[-1]["role"] != "assistant":
+        problem = "the conversation must end with an assistant message"
+    if problem and ex.kind == "prompts" and objective is None:
+        problem += " (a prompt for GRPO, answered by the model, is read with objective grpo)"
+    if problem:
+        return problem
     if all(m["weight"] == 0 for m in msgs if m["role"] == "assistant"):
         return "every assistant message has weight 0, so nothing would be trained"
     return None
 
 
-def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAMPLES) -> DataReport:
+def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAMPLES,
+                objective: str | None = None) -> DataReport:
+    """Every record of `paths` checked, by line; `objective` (when known) decides how a conversation ending with
+    the user's turn reads: a prompt for grpo, a conversation missing its answer for the others."""
     paths = [Path(p) for p in paths]
     report = DataReport([str(p) for p in paths])
     seen: dict[str, str] = {}
@@ -134,7 +146,7 @@ def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAM
                                            "reached to load it as a dataset id"))
                 continue
             try:
-                _read_records(hub_records(str(path)), mapping, report, seen)
+                _read_records(hub_records(str(path)), mapping, report, seen, objective)
             except FileError as err:
                 report.errors.append(Issue("", str(err).rstrip(".")))
             continue
@@ -151,7 +163,7 @@ def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAM
         if text is None and suffix != ".parquet":
             continue
         try:
-            _read_records(iter_records(path.name, text, raw, suffix), mapping, report, seen)
+            _read_records(iter_records(path.name, text, raw, suffix), mapping, report, seen, objective)
         except FileError as err:
             report.errors.append(Issue("", str(err).rstrip(".")))
     if len(report.examples) < min_examples and not report.errors:
@@ -162,7 +174,7 @@ def check_files(paths, mapping: dict | None = None, min_examples: int = MIN_EXAM
     return report
 
 
-def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
+def _read_records(records, mapping, report: DataReport, seen: dict, objective: str | None = None) -> None:
     """Check each (where, record) of one source and add its examples and problems to `report`."""
     formats: dict[str, str] = {}
     kinds: dict[str, str] = {}
@@ -177,7 +189,7 @@ def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
             report.errors.append(Issue(where, err.message, err.field))
             continue
         ex.where = where
-        problem = _check_conversation(ex) if ex.messages is not None else (
+        problem = _check_conversation(ex, objective) if ex.messages is not None else (
             "text is empty" if not ex.text.strip() else None)
         size = example_chars(ex)
         if problem is None and size > MAX_EXAMPLE_CHARS:
@@ -199,8 +211,10 @@ def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
     if len(kinds) > 1:  # an objective trains on one kind: SFT examples, preference pairs, or unpaired labels
         (main, first), *others = sorted(kinds.items(), key=lambda kv: _line_order(kv[1]))
         for kind, where in others:
-            report.errors.append(Issue(where, f"a {KIND_NAMES[kind]} example in a file that began with "
-                                              f"{KIND_NAMES[main]} examples ({first}); one file holds one kind"))
+            said = "the conversation must end with an assistant message" if {kind, main} == {"prompts", "sft"} \
+                and kind == "prompts" else f"a {KIND_NAMES[kind]} example"
+            report.errors.append(Issue(where, f"{said} in a file that began with {KIND_NAMES[main]} examples "
+                                              f"({first}); one file holds one kind"))
     if labels and len(labels) == 1:
         (only, where), = labels.items()
         report.errors.append(Issue(where.split(" ")[0], f"every unpaired example has label {str(only).lower()}; "
@@ -213,7 +227,8 @@ def _read_records(records, mapping, report: DataReport, seen: dict) -> None:
             (report.errors if "text" in (fmt, main) else report.warnings).append(issue)
 
 
-KIND_NAMES = {"sft": "supervised (one answer)", "pairs": "preference pair", "unpaired": "unpaired (KTO label)"}
+KIND_NAMES = {"sft": "supervised (one answer)", "pairs": "preference pair", "unpaired": "unpaired (KTO label)",
+              "prompts": "prompt-only (GRPO)"}
 
 
 def _line_order(where: str) -> tuple:
@@ -222,9 +237,9 @@ def _line_order(where: str) -> tuple:
     return (parts[0], int(parts[1])) if len(parts) == 2 and parts[1].isdigit() else (where, 0)
 
 
-def load_examples(paths, mapping: dict | None = None) -> list[Example]:
+def load_examples(paths, mapping: dict | None = None, objective: str | None = None) -> list[Example]:
     """The examples of files that have no errors; otherwise DataError with the first problem."""
-    report = check_files([paths] if isinstance(paths, (str, Path)) else paths, mapping)
+    report = check_files([paths] if isinstance(paths, (str, Path)) else paths, mapping, objective=objective)
     if report.errors:
         raise DataError(report.first_error())
     return report.examples
@@ -399,13 +414,13 @@ def _stamp(path: str):
 
 
 @lru_cache(maxsize=4)
-def _cached_report(stamps: tuple, columns: str) -> DataReport:
-    return check_files([s[0] for s in stamps], parse_mapping(columns))
+def _cached_report(stamps: tuple, columns: str, objective: str | None = None) -> DataReport:
+    return check_files([s[0] for s in stamps], parse_mapping(columns), objective=objective)
 
 
-def dataset_report(files: list[str], columns: str = "") -> DataReport:
+def dataset_report(files: list[str], columns: str = "", objective: str | None = None) -> DataReport:
     """The report of `files`, read once per version of the files: the views of one upload share it."""
-    return _cached_report(tuple(_stamp(f) for f in files), columns)
+    return _cached_report(tuple(_stamp(f) for f in files), columns, objective)
 
 
 def dataset_tokens(files: list[str], columns: str, model: str, max_length: int, sample: int = 2000) -> int | None:

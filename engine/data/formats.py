@@ -14,8 +14,13 @@ Preference records (for objective dpo, orpo, simpo; unpaired ones for kto):
     sharegpt pairs   {"conversations", "chosen": {"from", "value"}, "rejected": {...}} (LLaMA-Factory)
     alpaca pairs     {"instruction", "input", "chosen", "rejected"} (LLaMA-Factory)
     unpaired         {"prompt", "completion", "label": true|false} (KTO), or ShareGPT with "kto_tag"
+Prompt records (for objective grpo: the model writes the answers, rewards score them):
+    prompts          {"prompt"} as a string or chat messages ending with the user's turn, or {"messages"} whose
+                     last turn is the user's; with an optional reference answer in "answer", "solution" or
+                     "ground_truth" (tables: map prompt= and answer= columns)
 Every record becomes an `Example`: a list of chat messages (role, content, weight), or a
-plain `text`; a pair also carries its `rejected` answer, an unpaired one its `label`. Problems are raised as `RecordError(field, message)`; the caller adds where
+plain `text`; a pair also carries its `rejected` answer, an unpaired one its `label`, a prompt its
+`reference` answer. Problems are raised as `RecordError(field, message)`; the caller adds where
 (file and line or row) it happened. Knows nothing about tokenizers or training.
 """
 
@@ -41,6 +46,7 @@ KNOWN_KEYS = {
 MESSAGE_KEYS = {"role", "content", "name", "weight", "loss_weight"}
 # Column names people use for a question and its answer, tried when no format matches.
 PROMPT_NAMES = ("question", "query", "input", "instruction", "prompt", "user", "human", "source")
+REFERENCE_KEYS = ("answer", "solution", "ground_truth")  # a prompt record's reference answer, first found
 ANSWER_NAMES = ("answer", "response", "output", "completion", "target", "assistant", "reply", "label")
 
 
@@ -68,22 +74,30 @@ class Example:
     unknown_keys: list[str] = field(default_factory=list)
     rejected: str | None = None  # a preference pair's rejected answer
     label: bool | None = None  # an unpaired (KTO) example: is its answer a good one
+    reference: str | None = None  # a prompt's reference answer (GRPO rewards compare with it)
 
     @property
     def kind(self) -> str:
-        """sft, pairs or unpaired: what an objective can train on."""
-        return "pairs" if self.rejected is not None else "unpaired" if self.label is not None else "sft"
+        """sft, pairs, unpaired or prompts: what an objective can train on."""
+        if self.rejected is not None:
+            return "pairs"
+        if self.label is not None:
+            return "unpaired"
+        if self.messages and self.messages[-1]["role"] == "user":
+            return "prompts"
+        return "sft"
 
     @property
     def prompt(self) -> list[dict]:
-        return self.messages[:-1]
+        """The messages the model answers: all of a prompt record's, all but the answer of the others."""
+        return self.messages if self.kind == "prompts" else self.messages[:-1]
 
     def key(self) -> str:
         """A canonical string: two examples with the same key are duplicates."""
         if self.text is not None:
             return self.text
-        return json.dumps([(m["role"], m["content"]) for m in self.messages] + [self.rejected, self.label],
-                          ensure_ascii=False)
+        return json.dumps([(m["role"], m["content"]) for m in self.messages] + [self.rejected, self.label,
+                                                                                 self.reference], ensure_ascii=False)
 
     def to_chat(self) -> dict:
         return {"messages": [{"role": m["role"], "content": m["content"]} for m in self.messages]}
@@ -107,8 +121,8 @@ def detect_format(record: dict, mapping: dict | None = None) -> str:
         return "alpaca"
     if mapping:
         return "mapped"
-    if "prompt" in record:
-        return "completion"
+    if "prompt" in record:  # a prompt without an answer: the model writes it (GRPO)
+        return "prompts"
     return "unknown"
 
 
@@ -127,9 +141,11 @@ def parse_mapping(text: str | dict | None) -> dict | None:
             raise ValueError("columns: write it as prompt=COLUMN,completion=COLUMN[,system=COLUMN]") from None
     keys = set(mapping)
     if not any(keys - {"system"} == want for want in ({"prompt", "completion"}, {"prompt", "chosen", "rejected"},
-                                                      {"prompt", "completion", "label"})):
+                                                      {"prompt", "completion", "label"}, {"prompt"},
+                                                      {"prompt", "answer"})):
         raise ValueError("columns: name prompt= and completion= (pairs: prompt=, chosen=, rejected=; unpaired: "
-                         "prompt=, completion=, label=), and optionally system=, nothing else")
+                         "prompt=, completion=, label=; prompts: prompt= and optionally answer=), and optionally "
+                         "system=, nothing else")
     return mapping
 
 
@@ -222,6 +238,8 @@ def to_example(record, mapping: dict | None = None) -> Example:
             keys += f" and {len(names) - MAX_KEYS_NAMED:,} more"
         raise RecordError("", f"no known format (found {keys}); expected \"messages\", \"conversations\", "
                               "\"instruction\"/\"output\", \"prompt\"/\"completion\" or \"text\"")
+    if fmt == "prompts" or (fmt == "mapped" and "completion" not in mapping):
+        return _prompts(record, mapping)
     if fmt == "mapped":
         used = {v for v in mapping.values() if v}
         missing = [c for c in used if c not in record]
@@ -234,7 +252,7 @@ def to_example(record, mapping: dict | None = None) -> Example:
         if mapping.get("system") and record.get(mapping["system"]):
             msgs.insert(0, _message("system", str(record[mapping["system"]])))
         return Example(messages=msgs, format="mapped", unknown_keys=sorted(set(record) - used))
-    unknown = sorted(set(record) - KNOWN_KEYS[fmt])
+    unknown = sorted(set(record) - KNOWN_KEYS[fmt] - (set(REFERENCE_KEYS) if fmt == "chat" else set()))
     if fmt == "text":
         return Example(text=_text(record["text"], "text"), format="text", unknown_keys=unknown)
     if fmt == "chat":
@@ -269,7 +287,41 @@ def to_example(record, mapping: dict | None = None) -> Example:
             if record.get("system"):
                 msgs.insert(0, _message("system", _text(record["system"], "system")))
     unknown += [k for m in msgs for k in m.pop("unknown", [])]
+    if msgs[-1]["role"] == "user":  # a conversation waiting for its answer: a prompt, where the objective is grpo
+        return Example(messages=msgs, format=fmt, unknown_keys=unknown, reference=_reference(record))
     return Example(messages=msgs, format=fmt, unknown_keys=unknown)
+
+
+def _reference(record: dict, key: str | None = None) -> str | None:
+    """A prompt record's reference answer: the mapped column, or the first of answer / solution / ground_truth."""
+    for name in [key] if key else REFERENCE_KEYS:
+        value = record.get(name)
+        if value is not None:
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False) \
+                if isinstance(value, (dict, list)) else str(value)
+            if not text.strip():
+                raise RecordError(name, f"\"{name}\" is empty; leave it out when a prompt has no reference answer")
+            return text
+    return None
+
+
+def _prompts(record: dict, mapping: dict | None) -> Example:
+    """A prompt the model answers (objective grpo), with its reference answer where the record has one."""
+    if mapping:
+        missing = [c for c in mapping.values() if c and c not in record]
+        if missing:
+            raise RecordError(missing[0], f"the mapped column {missing[0]!r} is missing")
+        prompt = _prompt(record[mapping["prompt"]], mapping["prompt"],
+                         record.get(mapping["system"]) if mapping.get("system") else None)
+        reference = _reference(record, mapping["answer"]) if mapping.get("answer") else None
+        used = set(mapping.values())
+    else:
+        prompt = _prompt(record["prompt"], "prompt", record.get("system"))
+        reference = _reference(record)
+        used = {"prompt", "system", "id", *REFERENCE_KEYS}
+    for m in prompt:
+        m.pop("unknown", None)
+    return Example(messages=prompt, format="prompts", reference=reference, unknown_keys=sorted(set(record) - used))
 
 
 # ---- preference records ---------------------------------------------------------------
@@ -432,7 +484,7 @@ def iter_records(name: str, text: str | None, raw: bytes, suffix: str):
                 yield f"{name} row {n}", RecordError("", f"has {len(reader.fieldnames) + len(row[None])} "
                                                          f"cells but the header has {len(reader.fieldnames)}")
                 continue
-            yield f"{name} row {n}", {k: v for k, v in row.items() if v not in (None, "")}
+            yield f"{name} row {n}", _cells(row)
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -441,7 +493,7 @@ def iter_records(name: str, text: str | None, raw: bytes, suffix: str):
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise FileError(f"{name}: not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
         for i, row in enumerate(table.to_pylist(), start=1):
-            yield f"{name} row {i}", {k: v for k, v in row.items() if v is not None}
+            yield f"{name} row {i}", _cells(row)
     elif suffix == ".txt":  # paragraphs, split on blank lines; each is one example
         start, lines = None, []
         for n, line in enumerate(text.split("\n") + [""], start=1):
@@ -454,6 +506,12 @@ def iter_records(name: str, text: str | None, raw: bytes, suffix: str):
     else:
         raise FileError(f"{name}: {suffix or 'files without an extension'} cannot be read; "
                         f"use {', '.join(SUFFIXES)}.")
+
+
+def _cells(row: dict) -> dict:
+    """A table row as a record: empty cells left out, except an empty completion, which stays (as None) so that
+    the row reads as an answer missing, not as a prompt without one."""
+    return {k: (None if v == "" else v) for k, v in row.items() if v not in (None, "") or k == "completion"}
 
 
 def looks_like_hub_id(name: str) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from engine.data.dataset import length_histogram
 from engine.errors import StudioError
 
-OBJECTIVES = ("dpo", "orpo", "kto", "simpo")
+OBJECTIVES = ("dpo", "orpo", "kto", "simpo")  # preference objectives; grpo's data is engine/data/prompts.py
 PAIRED = ("dpo", "orpo", "simpo")
 
 
@@ -28,6 +28,14 @@ def data_refusal(objective: str, kinds: set[str], kto_from_pairs: bool = False) 
     """Why these examples cannot train `objective` (None when they can)."""
     if not kinds:
         return None
+    if objective == "grpo":
+        if kinds - {"prompts", "sft"}:
+            return ("objective grpo: needs prompts (with a reference answer where a reward checks one), and this "
+                    "data holds preference data; train it with dpo, orpo, simpo or kto")
+        return None
+    if "prompts" in kinds:
+        return (f"objective {objective}: this data holds prompts without answers, which only objective grpo "
+                "trains on (the model writes the answers and reward functions score them)")
     if objective == "sft" and kinds - {"sft"}:
         return ("objective sft: this is preference data (chosen / rejected answers, or labelled ones), which "
                 "supervised fine-tuning cannot use; pick objective dpo, orpo or simpo for pairs, kto for labels")

@@ -431,7 +431,7 @@ def stop_tokens(tokenizer, generation_config=None) -> list[str]:
 
 def modelfile(gguf_name: str, tokenizer, generation_config=None, system: str = "") -> tuple[str, str]:
     """The Modelfile's text and a note on its template."""
-    lines = [f"# Ollama: ollama create NAME -f Modelfile && ollama run NAME", f"FROM ./{gguf_name}"]
+    lines = ["# Ollama: ollama create NAME -f Modelfile && ollama run NAME", f"FROM ./{gguf_name}"]
     t = chat_template(tokenizer)
     if t is None:
         note = ("the chat template is not regular enough to write as a Go TEMPLATE; Ollama reads the one "

@@ -23,6 +23,7 @@ from engine.data.formats import parse_mapping
 from engine.errors import StudioError
 from engine.models import DEFAULT_MODEL
 from engine.train.methods import METHODS
+from engine.train.rewards import RewardError, check_specs
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
@@ -60,6 +61,10 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "beta": (0, 100, "must be from 0 (the objective's usual value) to 100"),
     "simpo_gamma": (0, 10, "must be from 0 to 10"),
     "max_prompt_length": (0, 1 << 20, "tokens must be from 0 (half of max_length) to 1,048,576"),
+    "num_generations": (2, 1024, "must be from 2 to 1,024 (GRPO compares the completions of one prompt)"),
+    "max_completion_length": (1, 1 << 20, "tokens must be from 1 to 1,048,576"),
+    "temperature": (0, 10, "must be above 0 and at most 10"),
+    "sample_every": (0, 10**7, "must be 0 (never) or from 1 to 10,000,000"),
 }
 # Named starting points. "quick-start" is what the Train form opens with: a short LoRA run with a high
 # learning rate, so a person sees the loss fall within minutes on a 2-core CPU; fields it leaves out
@@ -86,6 +91,16 @@ def prompt_limit(max_prompt_length: int, max_length: int) -> int:
     return max_prompt_length or max_length // 2
 
 
+OBJECTIVE_HELP = ("What the loss learns: sft (imitate the answers), or from preferences: dpo (chosen over rejected, "
+                  "against a frozen reference), orpo (SFT plus an odds-ratio penalty, no reference), kto (thumbs "
+                  "up/down, unpaired), simpo (length-normalised margin, no reference); or grpo (the model writes "
+                  "num_generations answers to each prompt and learns from what the reward functions score them).")
+REWARDS_HELP = ("GRPO: the reward functions, a YAML list of {kind, weight, name, and options}: format (pattern, or "
+                "preset answer_tags / think_answer), exact, contains, numeric (tolerance), length (target words), "
+                "json (schema), judge (url, model, rubric, api_key_env), custom (path FILE.py:FUNCTION; YAML and "
+                "CLI only). engine/train/rewards.py says what each scores.")
+
+
 @dataclass
 class RunConfig:
     model: str = _f(DEFAULT_MODEL, "Hub id or local folder of the model to fine-tune.")
@@ -100,12 +115,21 @@ class RunConfig:
     train_on: Literal["assistant", "all"] = _f("assistant", "Tokens the loss uses: the assistant's answers only, "
                                                              "or all.")
     method: Method = _f("lora", "Fine-tuning method: " + ", ".join(METHODS) + ".")
-    objective: Literal["sft", "dpo", "orpo", "kto", "simpo"] = _f(
-        "sft", "What the loss learns: sft (imitate the answers), or from preferences: dpo (chosen over rejected, "
-               "against a frozen reference), orpo (SFT plus an odds-ratio penalty, no reference), kto (thumbs "
-               "up/down, unpaired), simpo (length-normalised margin, no reference).")
+    objective: Literal["sft", "dpo", "orpo", "kto", "simpo", "grpo"] = _f("sft", OBJECTIVE_HELP)
     beta: float = _f(0.0, "Preference objectives: how strongly the preference pulls (0: the objective's usual "
-                          "value, 0.1 for dpo, orpo and kto, 2.0 for simpo).")
+                          "value, 0.1 for dpo, orpo and kto, 2.0 for simpo). GRPO: the weight of the KL penalty "
+                          "that keeps the model near its start (0: none, and no reference pass).")
+    rewards: list[dict] = _list([], REWARDS_HELP)
+    num_generations: int = _f(4, "GRPO: completions sampled per prompt, compared with each other; it must divide "
+                                 "the completions per step (batch_size x grad_accum x processes).")
+    max_completion_length: int = _f(64, "GRPO: longest completion in tokens; the prompt gets max_length minus this "
+                                        "(or max_prompt_length).")
+    temperature: float = _f(1.0, "GRPO: sampling temperature of the completions (higher: more varied).")
+    grpo_loss: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = _f(
+        "dapo", "GRPO loss: dapo (tokens of the whole batch weigh alike: no length bias), grpo (the paper's: each "
+                "completion's tokens averaged), dr_grpo (normalised by a constant), bnpo (by the local batch).")
+    sample_every: int = _f(5, "GRPO: every this many steps, a few sampled completions and their rewards are "
+                              "shown (0: never).")
     loss_type: Literal["sigmoid", "ipo"] = _f("sigmoid", "DPO loss: sigmoid (the DPO paper) or ipo "
                                                          "(bounded, less prone to overfitting).")
     simpo_gamma: float = _f(0.5, "SimPO: the target reward margin, as a share of beta.")
@@ -199,7 +223,9 @@ class RunConfig:
         if self.offload == "all" and self.zero_stage != 3:
             raise ConfigError("offload: all (weights too) needs zero_stage 3; use offload: optimizer with stage "
                               f"{self.zero_stage}.")
-        if self.objective != "sft" and self.prompt_limit >= self.max_length:
+        if self.objective == "grpo":
+            self._check_grpo()
+        elif self.objective != "sft" and self.prompt_limit >= self.max_length:
             raise ConfigError(f"max_prompt_length: {self.prompt_limit} leaves no room for the answers within "
                               f"max_length {self.max_length}; make it smaller.")
         if self.init_from and not re.fullmatch(r"[A-Za-z0-9._-]+", self.init_from.strip()):
@@ -208,6 +234,29 @@ class RunConfig:
         unknown = sorted(set(self.reporters()) - {"tensorboard", "wandb", "mlflow"})
         if unknown:
             raise ConfigError(f"report_to: {unknown[0]!r} is not one of tensorboard, wandb, mlflow, none.")
+
+    def _check_grpo(self) -> None:
+        if not isinstance(self.rewards, list) or not self.rewards:
+            raise ConfigError("rewards: objective grpo needs at least one reward function (format, exact, numeric, "
+                              "...).")
+        try:
+            check_specs(self.rewards)
+        except RewardError as err:
+            raise ConfigError(str(err)) from None
+        rows = self.batch_size * self.grad_accum * self.num_processes
+        if rows % self.num_generations:
+            raise ConfigError(f"num_generations: {self.num_generations} must divide the completions per step, "
+                              f"batch_size x grad_accum x processes = {rows} (each prompt's completions are "
+                              "compared within one step).")
+        if self.max_completion_length >= self.max_length:
+            raise ConfigError(f"max_completion_length: {self.max_completion_length} leaves no room for the prompt "
+                              f"within max_length {self.max_length}; make it smaller or max_length larger.")
+        if self.prompt_limit + self.max_completion_length > self.max_length:
+            raise ConfigError(f"max_prompt_length: {self.prompt_limit} prompt + {self.max_completion_length} "
+                              f"completion tokens is over max_length {self.max_length}; lower one of them.")
+        if self.method == "prompt-tuning":
+            raise ConfigError("objective grpo: trl's GRPO trainer does not take virtual-token adapters "
+                              "(prompt-tuning); pick lora, qlora, dora or full.")
 
     def reporters(self) -> list[str]:
         return list(self.report_to)
@@ -224,6 +273,8 @@ class RunConfig:
 
     @property
     def prompt_limit(self) -> int:
+        if self.objective == "grpo":
+            return self.max_prompt_length or self.max_length - self.max_completion_length
         return prompt_limit(self.max_prompt_length, self.max_length)
 
     @classmethod
@@ -324,6 +375,10 @@ LABELS: dict[str, str] = {
     "init_from": "Start from run (init_from)",
     "max_prompt_length": "Max prompt length",
     "kto_from_pairs": "KTO from pairs",
+    "num_generations": "Completions per prompt",
+    "max_completion_length": "Max completion length",
+    "temperature": "Temperature",
+    "grpo_loss": "GRPO loss",
 }
 
 

@@ -84,6 +84,24 @@ class Logged(Event):
     rewards_margin: float | None = None
     rewards_accuracy: float | None = None
     log_odds_ratio: float | None = None
+    # GRPO: the total reward (mean, spread), each function's {name: [mean, std]}, the KL to the start, the mean
+    # completion length, the share cut at max_completion_length, the share of the time spent generating
+    reward: float | None = None
+    reward_std: float | None = None
+    reward_functions: dict | None = None
+    kl: float | None = None
+    completion_length: float | None = None
+    clipped_ratio: float | None = None
+    generate_share: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Samples(Event):
+    """GRPO: a few completions of the step's rollout with their rewards (prompt, completion, answer, rewards
+    {name: value}, total)."""
+    kind: ClassVar[str] = "samples"
+    step: int
+    rows: list = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +115,8 @@ class Evaluated(Event):
     rewards_margin: float | None = None
     rewards_accuracy: float | None = None
     log_odds_ratio: float | None = None
+    reward: float | None = None
+    reward_std: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,9 +176,9 @@ class Interrupted(Ended):
     kind: ClassVar[str] = "interrupted"
 
 
-KINDS: dict[str, type[Event]] = {c.kind: c for c in (Launched, Queued, Dequeued, Started, Logged, Evaluated,
-                                                     Checkpoint, Warned, Stopping, Finished, Stopped, Failed,
-                                                     Interrupted)}
+KINDS: dict[str, type[Event]] = {c.kind: c for c in (Launched, Queued, Dequeued, Started, Logged, Samples,
+                                                     Evaluated, Checkpoint, Warned, Stopping, Finished, Stopped,
+                                                     Failed, Interrupted)}
 EVENTS = tuple(KINDS)
 TERMINAL = ("finished", "stopped", "failed", "interrupted")
 
@@ -189,6 +209,7 @@ class RunState:
     session: list[Event] = field(default_factory=list)
     logged: list[Logged] = field(default_factory=list)
     evaluations: list[Evaluated] = field(default_factory=list)
+    samples: list[Samples] = field(default_factory=list)  # GRPO's sampled completions, every sample_every steps
     first_started: Started | None = None
     first_time: float | None = None
     last_time: float | None = None
@@ -216,6 +237,8 @@ class RunState:
                 self._last = (e.step, e.elapsed_s)
         elif isinstance(e, Evaluated):
             self.evaluations.append(e)
+        elif isinstance(e, Samples):
+            self.samples.append(e)
         elif isinstance(e, Checkpoint) and e.seconds:
             self.slowest_save_s = max(self.slowest_save_s, e.seconds)
 

@@ -5,8 +5,9 @@ before any folder or process is made.
   (`auto` reads the measured capability, engine/capability.py) and what it costs;
 - `refusal`: a method, precision or launch this machine cannot run (prefix-tuning, fp16 without a GPU,
   bf16 where the CPU is slow at it, DeepSpeed missing, bitsandbytes that cannot load...);
-- `create_run`: those checks, the data files (present, of the shape the objective takes) and `init_from`,
-  then the run's folder in the registry (engine/train/runs.py);
+- `create_run`: those checks, the data files (present, of the shape the objective takes; for grpo, reference
+  answers where a reward needs them), the rewards (a custom one never from the web page) and `init_from`, then
+  the run's folder in the registry (engine/train/runs.py);
 - `demo_limit`: the public demo's caps (engine/demo.py) applied to a config.
 
     python -m engine.train.preflight CONFIG.yaml     # prints the precision note and any refusal
@@ -24,9 +25,11 @@ from engine.capability import auto_precision, slowdown
 from engine.data.dataset import dataset_report
 from engine.data.formats import mapping_text
 from engine.data.pairs import data_refusal
+from engine.data.prompts import missing_references
 from engine.models import DEFAULT_MODEL
 from engine.train import methods
 from engine.train.config import ConfigError, RunConfig
+from engine.train.rewards import RewardError, rewards_from
 from engine.train.runs import Run, register, runs_root
 
 
@@ -69,8 +72,8 @@ def refusal(cfg) -> str | None:
         return (f"objective {cfg.objective}: trl's preference trainers do not take virtual-token adapters "
                 "(prompt-tuning); pick lora, qlora, dora or full.")
     if getattr(cfg, "objective", "sft") != "sft" and (cfg.packing or cfg.padding_free):
-        return (f"objective {cfg.objective}: packing and padding-free batches are for SFT (a pair's two answers "
-                "must stay beside their prompt); turn them off.")
+        return (f"objective {cfg.objective}: packing and padding-free batches are for SFT (answers must stay "
+                "beside their prompt); turn them off.")
     if cfg.precision == "fp16" and not _cuda():
         return "precision fp16: needs a GPU; on a CPU pick bf16 (faster where the CPU has bf16 units) or fp32."
     if not cfg.force_precision:
@@ -111,10 +114,11 @@ def refusal(cfg) -> str | None:
     return None
 
 
-def create_run(config: RunConfig, root: Path | None = None) -> Run:
+def create_run(config: RunConfig, root: Path | None = None, from_page: bool = False) -> Run:
     """A new run of `config` in the registry, after every check here: a method this machine cannot run, a
     missing file, data of the wrong shape for the objective or an `init_from` with no weights is refused,
-    before any folder or process exists."""
+    before any folder or process exists. `from_page`: the config came from the web page, which may not name a
+    custom reward (its file's code would run)."""
     refused = refusal(config)
     if refused:
         raise ConfigError(refused)
@@ -126,7 +130,7 @@ def create_run(config: RunConfig, root: Path | None = None) -> Run:
     if not config.data_files():
         raise ConfigError("data: no training file given.")
     root = root or runs_root()
-    _refuse_data_for_objective(config)
+    _refuse_data_for_objective(config, from_page)
     if config.init_from:
         start = Run(root / config.init_from)
         if not (start.dir / "config.yaml").exists():
@@ -136,13 +140,21 @@ def create_run(config: RunConfig, root: Path | None = None) -> Run:
     return register(config, root)
 
 
-def _refuse_data_for_objective(config: RunConfig) -> None:
-    """Data of the wrong shape for the objective (SFT data for DPO, pairs for KTO...) is refused before launch."""
+def _refuse_data_for_objective(config: RunConfig, from_page: bool = False) -> None:
+    """Data of the wrong shape for the objective (SFT data for DPO, pairs for KTO...) is refused before launch;
+    for grpo, the rewards are built (a custom one loads its file, never from the page) and one that needs
+    reference answers the data lacks is refused."""
     files = config.data_files() + ([config.val_data] if config.val_data else [])
-    report = dataset_report(files, mapping_text(config.columns or None))
+    report = dataset_report(files, mapping_text(config.columns or None), config.objective)
     refused = data_refusal(config.objective, {e.kind for e in report.examples}, config.kto_from_pairs)
     if refused:
         raise ConfigError(refused + ".")
+    if config.objective == "grpo":
+        missing = missing_references(report.examples)
+        try:
+            rewards_from(config.rewards, references=missing is None, where=missing, from_page=from_page)
+        except RewardError as err:
+            raise ConfigError(str(err)) from None
 
 
 def demo_limit(cfg: RunConfig) -> RunConfig:

@@ -239,9 +239,10 @@ def reward_from(spec: dict, from_page: bool = False) -> Reward:
     return Reward(str(spec.get("name") or kind), kind, weight, fn, kind in NEEDS_REFERENCE, options)
 
 
-def rewards_from(specs: list[dict], references: bool = True, from_page: bool = False) -> list[Reward]:
-    """The rewards of a run; refused in one sentence when one needs references the data does not have, or two
-    share a name (trl logs each by its name)."""
+def rewards_from(specs: list[dict], references: bool = True, from_page: bool = False,
+                 where: str | None = None) -> list[Reward]:
+    """The rewards of a run; refused in one sentence when one needs references the data does not have (`where`:
+    the first example without one), or two share a name (trl logs each by its name)."""
     if not specs:
         raise RewardError("rewards: give at least one reward (format, exact, numeric, ...).")
     rewards = [reward_from(s, from_page) for s in specs]
@@ -252,9 +253,26 @@ def rewards_from(specs: list[dict], references: bool = True, from_page: bool = F
     if not references:
         needing = [r.name for r in rewards if r.needs_reference]
         if needing:
-            raise RewardError(f"rewards: {', '.join(needing)} compare with a reference answer, and this data has "
-                              "none (an answer, solution or ground_truth column).")
+            lacking = f"{where} has none" if where else "this data has none"
+            raise RewardError(f"rewards: {', '.join(needing)} compare{'s' * (len(needing) == 1)} with a reference "
+                              f"answer, and {lacking} (an answer, solution or ground_truth field).")
     return rewards
+
+
+def check_specs(specs) -> None:
+    """Refuse, in one sentence, reward descriptions that cannot work: every kind but custom is built (nothing runs
+    or connects); a custom one is only checked for its FILE.py:FUNCTION form, since loading it runs its code."""
+    if not isinstance(specs, list):
+        raise RewardError("rewards: give a list of rewards, each a mapping with a kind (format, exact, ...).")
+    for spec in specs:
+        if isinstance(spec, dict) and spec.get("kind") == "custom":
+            path, _, name = str(spec.get("path", "")).partition(":")
+            if not path.endswith(".py") or not name:
+                raise RewardError("custom: give path as FILE.py:FUNCTION.")
+            continue
+        reward_from(spec)
+    rewards_from([s if s.get("kind") != "custom" else {"kind": "length", "target": 1, "name": s.get("name") or
+                                                       "custom"} for s in specs])  # names twice, none at all
 
 
 def total(rewards: list[Reward], completions: list, references: list | None = None) -> list[float]:

@@ -1,5 +1,5 @@
 """One training run: read runs/<id>/config.yaml, fine-tune with trl's SFTTrainer (or, for a preference
-objective, trl's DPO / ORPO / KTO / CPO trainer: engine/train/objectives.py), write events.
+objective, trl's DPO / ORPO / KTO / CPO trainer, for grpo its GRPO trainer: engine/train/objectives.py), write events.
 
     python -m engine.train.trainer runs/<id>/config.yaml
 
@@ -15,6 +15,7 @@ to train.log only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -30,13 +31,17 @@ from filelock import FileLock, Timeout
 
 from engine.data.dataset import DataError, load_examples, split_examples, tokenize_example
 from engine.data.formats import parse_mapping
+from engine.data import prompts
 from engine.data.pairs import data_refusal, rows
 from engine.train.merge import merge_weights
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
-from engine.train import checkpoints, distributed, methods, objectives, preflight
+from engine.train import checkpoints, distributed, methods, objectives, preflight, rewards
 from engine.train.config import ConfigError, RunConfig
-from engine.train.events import EventLog
+from engine.train.events import Evaluated, EventLog
 from engine.train.runs import Run, storage_problem
+
+
+EVALUATED_FIELDS = {f.name for f in dataclasses.fields(Evaluated)}
 
 
 class StopBeforeTraining(BaseException):
@@ -135,7 +140,8 @@ def _numel(p) -> int:
     return getattr(p, "ds_numel", None) or p.numel()
 
 
-def _event_callback(events: EventLog, stop: _StopRequest):
+def _event_callback(events: EventLog, stop: _StopRequest, rollouts: objectives.Rollouts | None = None,
+                    cfg: RunConfig | None = None):
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
@@ -143,7 +149,8 @@ def _event_callback(events: EventLog, stop: _StopRequest):
 
         def on_train_begin(self, args, state, control, **kw):
             stop.abort = False  # from here on a Stop finishes the step and saves
-            self.t0 = self.step_end = time.monotonic()
+            self.t0 = self.step_end = self.last_log = time.monotonic()
+            self.generated = 0.0
             self.tokens0 = state.num_input_tokens_seen
             model = kw.get("model")
             params = [(_numel(p), p.requires_grad) for p in model.parameters()] if model is not None else []
@@ -165,6 +172,12 @@ def _event_callback(events: EventLog, stop: _StopRequest):
             tokens = state.num_input_tokens_seen - self.tokens0
             loss = float(logs["loss"])
             self.losses.append(loss)
+            grpo = {}
+            if rollouts is not None:  # GRPO: each function's reward, and the share of the time spent generating
+                now = time.monotonic()
+                share = (rollouts.generate_s - self.generated) / max(now - self.last_log, 1e-9)
+                self.last_log, self.generated = now, rollouts.generate_s
+                grpo = {"reward_functions": objectives.reward_metrics(logs), "generate_share": round(min(share, 1), 3)}
             events.write(
                 "logged", step=step, total_steps=total,
                 loss=loss if math.isfinite(loss) else str(loss),
@@ -172,8 +185,10 @@ def _event_callback(events: EventLog, stop: _StopRequest):
                 tokens=tokens, tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else None,
                 elapsed_s=round(elapsed, 3),
                 eta_s=round(elapsed / step * (total - step), 1) if step else None,
-                memory_mb=peak_memory_mb(), **_preference_metrics(logs),
+                memory_mb=peak_memory_mb(), **_preference_metrics(logs), **grpo,
             )
+            if rollouts is not None and cfg.sample_every and (step % cfg.sample_every == 0 or step == 1):
+                events.write("samples", step=step, rows=rollouts.samples(cfg.num_generations))
             if not math.isfinite(loss):  # stop now, and never save the broken weights as a checkpoint
                 stop.requested = True
                 self.bad_loss = loss
@@ -201,9 +216,11 @@ def _event_callback(events: EventLog, stop: _StopRequest):
 
 
 def _preference_metrics(logs: dict, prefix: str = "") -> dict:
-    """The rewards and log-odds a preference trainer logs, as event fields (none for SFT)."""
+    """The rewards and log-odds a preference trainer logs, and GRPO's reward, KL and lengths, as event fields
+    (none for SFT); an evaluation's are those the Evaluated event holds."""
+    keep = EVALUATED_FIELDS if prefix else None
     return {field: float(logs[prefix + key]) for key, field in objectives.METRICS.items()
-            if isinstance(logs.get(prefix + key), (int, float))}
+            if isinstance(logs.get(prefix + key), (int, float)) and (keep is None or field in keep)}
 
 
 def _save_atomic(trainer, tokenizer, target: Path) -> None:
@@ -309,14 +326,17 @@ def datasets_for(cfg: RunConfig, tokenizer):
 
 
     mapping = parse_mapping(cfg.columns)
-    examples = load_examples(cfg.data_files(), mapping)
+    examples = load_examples(cfg.data_files(), mapping, cfg.objective)
     if cfg.val_data:
-        train_ex, val_ex = examples, load_examples(cfg.val_data, mapping)
+        train_ex, val_ex = examples, load_examples(cfg.val_data, mapping, cfg.objective)
     else:
         train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
     refused = data_refusal(cfg.objective, {e.kind for e in examples + (val_ex or [])}, cfg.kto_from_pairs)
     if refused:
         raise DataError(refused)
+    if cfg.objective == "grpo":  # prompts: the model writes the answers
+        return tuple(Dataset.from_list(prompts.rows(exs, tokenizer, cfg.prompt_limit)) if exs else None
+                     for exs in (train_ex, val_ex))
     if cfg.objective != "sft":  # trl tokenizes preference data itself, with the chat template
         return tuple(Dataset.from_list(rows(exs, cfg.objective, tokenizer, cfg.prompt_limit)) if exs else None
                      for exs in (train_ex, val_ex))
@@ -360,12 +380,18 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
         len(train_set) / (cfg.batch_size * cfg.grad_accum)) * math.ceil(cfg.epochs)
-    callback = _event_callback(events, stop)
+    rollouts, extra = None, {}
+    if cfg.objective == "grpo":
+        missing = prompts.missing_references(load_examples(cfg.data_files(), parse_mapping(cfg.columns), "grpo"))
+        built = rewards.rewards_from(cfg.rewards, references=missing is None, where=missing)
+        rollouts = objectives.Rollouts(built)
+        extra = {"reward_funcs": [rollouts.wrap(r) for r in built]}
+    callback = _event_callback(events, stop, rollouts, cfg)
     make = SFTTrainer
     if cfg.objective != "sft":
-
         make = objectives.trainer_class(cfg.objective)
     trainer = make(
+        **extra,
         model=model,
         args=args,
         train_dataset=train_set,
@@ -377,6 +403,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
            and cfg.early_stopping_patience > 0 else []),
     )
     _install_fault(trainer)
+    if rollouts is not None:
+        rollouts.time_generation(trainer.model)
     if cfg.objective in ("orpo", "simpo"):
 
         objectives.count_tokens(trainer)
