@@ -57,21 +57,23 @@ from pathlib import Path
 
 from engine.advise import advisor, probe
 from engine.data.bench import main as data_bench
-from engine.data.dataset import check_files, export_chat_jsonl, token_stats
+from engine.data.dataset import Issue, check_files, export_chat_jsonl, load_examples, token_stats
 from engine.data.formats import parse_mapping
-from engine.data.pairs import pair_stats
+from engine.data.pairs import OBJECTIVES as PREFERENCE, data_refusal, pair_stats
+from engine.data.prompts import missing_references, prompt_stats
 from engine.errors import StudioError
 from engine.export import archive as export
 from engine.export.gguf import export_gguf
 from engine.infer.batching import serve_forever
 from engine.infer.chat import run_answerers
 from engine.infer.preference import add_to_evaluation, append_summary_rows
+from engine.infer.reward_scores import reward_scores
 from engine.infer import benchmarks
 from engine.infer.batching import run_here
 from engine.infer.serve import load_models, start as start_server
 from engine.infer.serve_vllm import load_vllm_models
 from engine.models import load_tokenizer
-from engine.train.config import ASSETS, ConfigError, RunConfig, prompt_limit
+from engine.train.config import ASSETS, SAMPLE_PROMPTS_EVAL, ConfigError, RunConfig, choices, prompt_limit
 from engine.train.distributed import launch_command, write_deepspeed_config
 from engine.train.events import Event, Failed, Finished, Interrupted, Logged, Started, Stopping, Warned
 from engine.train.preflight import create_run
@@ -152,7 +154,8 @@ def _follow(run: Run) -> int:
 def _print_event(e: Event) -> None:
     if isinstance(e, Logged):
         eta = f"{e.eta_s:.0f}s" if e.eta_s is not None else "?"
-        print(f"step {e.step}/{e.total_steps}  loss {e.loss}  {e.tokens_per_s} tok/s  eta {eta}", flush=True)
+        reward = f"  reward {e.reward:.3f} ± {e.reward_std or 0:.3f}" if isinstance(e.reward, (int, float)) else ""
+        print(f"step {e.step}/{e.total_steps}  loss {e.loss}{reward}  {e.tokens_per_s} tok/s  eta {eta}", flush=True)
     elif isinstance(e, (Failed, Interrupted)):
         print(f"{e.kind}: {e.reason}", flush=True)
     elif isinstance(e, Finished):  # and Stopped
@@ -310,7 +313,13 @@ def cmd_data(argv: list[str]) -> int:
     p.add_argument("--max-length", type=int, default=RunConfig.max_length)
     p.add_argument("--max-prompt-length", type=int, default=RunConfig.max_prompt_length,
                    help="preference pairs: the prompt tokens kept (0: half of max length)")
-    p.add_argument("--map", help="column mapping for tables of no known format (pairs: prompt=,chosen=,rejected=)")
+    p.add_argument("--map", help="column mapping for tables of no known format (pairs: prompt=,chosen=,rejected=; "
+                                 "GRPO prompts: prompt=[,answer=])")
+    p.add_argument("--objective", choices=choices()["objective"],
+                   help="check the data as a run of this objective reads it (grpo: prompts, a conversation ending "
+                        "with the user's turn among them)")
+    p.add_argument("--max-completion-length", type=int, default=RunConfig.max_completion_length,
+                   help="grpo: the tokens each completion gets; the prompt gets max length minus this")
     p.add_argument("-o", "--output", help="export: the chat JSONL to write")
     p.add_argument("--rows", type=int, default=100_000, help="bench: rows in the generated file")
     a = p.parse_args(argv)
@@ -318,9 +327,21 @@ def cmd_data(argv: list[str]) -> int:
         return data_bench(a.rows)
     if not a.files:
         raise ConfigError(f"studio data {a.action}: name at least one file.")
-    report = check_files(a.files, _mapping(a.map))
+    report = check_files(a.files, _mapping(a.map), objective=a.objective)
     kinds = {e.kind for e in report.examples}
-    if report.examples and kinds != {"sft"}:
+    refused = data_refusal(a.objective, kinds) if a.objective else None
+    if refused:
+        report.errors.append(Issue("", refused))
+    if report.examples and (kinds == {"prompts"} or a.objective == "grpo"):
+        print("\n".join(report.lines()))
+        missing = missing_references(report.examples)
+        print(f"read as prompts for GRPO; {'every prompt has a' if not missing else f'{missing} has no'} reference "
+              "answer" + ("" if not missing else " (rewards that compare with one cannot score it)"))
+        if a.model:
+            limit = a.max_prompt_length or a.max_length - a.max_completion_length
+            stats = prompt_stats(report.examples, load_tokenizer(a.model), limit)
+            print("\n".join(f"tokens: {line}" for line in stats.lines(limit, a.max_completion_length)))
+    elif report.examples and kinds != {"sft"}:
         print("\n".join(report.lines()))
         shapes = ", ".join(f"{n} {fmt}" for fmt, n in report.formats().most_common())
         print(f"read as preference data: {shapes}; train it with objective "
@@ -396,6 +417,8 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--json", help="write the summary and rows here")
     p.add_argument("--pairs", help="preference pairs to score (default for a preference run: the bundled "
                                    "held-back Zorvane pairs); the preference accuracy before and after")
+    p.add_argument("--prompts", help="a GRPO run: held-out prompts (with answers) whose answers the run's rewards "
+                                     "score, before and after (default for a grpo run: assets/sample/grpo-eval.jsonl)")
     p.add_argument("--tasks", help="evaluation-harness tasks to score before and after instead (comma-separated: "
                                    "zorvane_mc, zorvane_qa, general_mc, or yours from --tasks-dir)")
     p.add_argument("--tasks-dir", help="a folder of the harness's task YAML files with their local data")
@@ -411,6 +434,16 @@ def cmd_eval(argv: list[str]) -> int:
             raise ConfigError("no finished run with an adapter or model; train one first.")
     if run.weights is None:
         raise ConfigError(f"{run.no_weights()}.")
+    if a.prompts or (run.config.objective == "grpo" and not a.tasks):
+        prompts = a.prompts or str(SAMPLE_PROMPTS_EVAL)
+        scored = reward_scores(run, load_examples(prompts, objective="grpo"))
+        for row in scored.rows():
+            print("  ".join(f"{k}: {v}" for k, v in row.items()))
+        print(scored.sentence())
+        if a.json:
+            Path(a.json).write_text(json.dumps({"rows": scored.rows(), "change": scored.change,
+                                                "answers": scored.answers}, indent=2), encoding="utf-8")
+        return 0
     if a.tasks:
         tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
         report = run_here(benchmarks.compare, run, tasks, a.tasks_dir, a.limit or None, a.url, a.api_key)
@@ -440,7 +473,7 @@ def cmd_eval(argv: list[str]) -> int:
           f"{time.perf_counter() - start:.1f} s; generation in {answer.precision()}")
     print(format_summary(result["summary"], a.hit_k))
     print(format_confidence(result))
-    pairs = a.pairs or (str(SAMPLE_PAIRS) if run.config.objective != "sft" else None)
+    pairs = a.pairs or (str(SAMPLE_PAIRS) if run.config.objective in PREFERENCE else None)
     if pairs:
         print(add_to_evaluation(result, run, pairs).sentence())
     write_json(result, run.dir / "eval.json")

@@ -80,7 +80,7 @@ def main(out: Path, browser=None) -> float:
             page.locator("#data-upload input[type=file]").set_input_files(str(PAIRS))
             expect(page.locator("#data-status")).to_contain_text("56 pairs", timeout=30000)
             page.get_by_role("tab", name="3 · Train").click()
-            page.get_by_text("Objective: supervised, or from preferences").click()
+            page.get_by_text("Objective: supervised, from preferences").click()
             page.locator("#objective input").click()
             page.get_by_role("option", name="dpo", exact=True).click()
             page.locator("#init-from input").click()

@@ -21,6 +21,9 @@ from engine.data.dataset import load_examples
 from engine.infer import benchmarks
 from engine.infer.chat import run_answerers
 from engine.infer.preference import add_to_evaluation, append_summary_rows, preference_accuracy
+from engine.infer.reward_scores import reward_scores
+from engine.data.pairs import OBJECTIVES as PREFERENCE
+from engine.train.config import SAMPLE_PROMPTS_EVAL
 from engine.train.runs import Run, list_runs, runs_root
 from engine.data.uploads import UploadError
 from engine.errors import RunError, StudioError
@@ -193,7 +196,7 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
     note = (f"{result['questions']} questions · intervals are 95% bootstrap intervals over the questions · "
             f"{answer.precision()}")
     run = Run(runs_root() / run_id) if run_id else None
-    if run is not None and run.config.objective != "sft":  # a preference run: its held-out pairs too
+    if run is not None and run.config.objective in PREFERENCE:  # a preference run: its held-out pairs too
         try:
             note += " · " + add_to_evaluation(result, run, SAMPLE_PAIRS).sentence()
         except StudioError as err:
@@ -257,6 +260,19 @@ def score_preferences(pairs_file, run_id, request: gr.Request = None):
     table = pd.DataFrame([{"model": "base (adapter off)", "preference accuracy": result.before},
                           {"model": f"fine-tuned ({run_id})", "preference accuracy": result.after}])
     return table, result.sentence()
+
+
+def score_rewards(prompts_file, run_id, request: gr.Request = None):
+    """A GRPO run's reward on held-out prompts, base (adapter off) and fine-tuned, with 95% intervals."""
+    if not run_id:
+        return pd.DataFrame(), refuse("Pick a finished GRPO run first.")
+    try:
+        files = accept([str(prompts_file)], request, (".jsonl", ".json", ".csv", ".parquet")) if prompts_file \
+            else [str(SAMPLE_PROMPTS_EVAL)]
+        result = reward_scores(Run(runs_root() / run_id), load_examples(files, objective="grpo"))
+    except (StudioError, UploadError, OSError) as err:
+        return pd.DataFrame(), refuse(err)
+    return pd.DataFrame(result.rows()), result.sentence()
 
 
 def run_benchmarks(tasks, limit, run_id):
@@ -331,6 +347,17 @@ def build_compare_tab(run_id, model):
         pref_table = gr.Dataframe(label="Preference accuracy", interactive=False, elem_id="preference-table")
         pref_note = gr.Markdown(elem_id="preference-note")
 
+    with gr.Accordion("Reward on held-out prompts (GRPO)", open=False):
+        gr.Markdown("The base (adapter off) and the GRPO run each answer every held-out prompt once (greedy); the "
+                    "run's own reward functions score the answers. Totals come with 95% bootstrap intervals over "
+                    "the prompts, the change with a paired one.")
+        with gr.Row():
+            prompts_file = gr.File(label="Prompts (prompt, answer); empty = the 16 held-back sums",
+                                   file_types=[".jsonl", ".json", ".csv", ".parquet"], type="filepath")
+            reward_btn = gr.Button("Score the rewards before and after", elem_id="score-rewards")
+        reward_table = gr.Dataframe(label="Reward", interactive=False, elem_id="reward-table")
+        reward_note = gr.Markdown(elem_id="reward-note")
+
     with gr.Accordion("Benchmarks before and after (evaluation harness)", open=False):
         gr.Markdown("The base model (adapter off) and the run scored on evaluation-harness tasks through the "
                     "studio's OpenAI-compatible endpoint; each score with its few-shot count, prompt and 95% "
@@ -356,5 +383,6 @@ def build_compare_tab(run_id, model):
     eval_btn.click(run_evaluation, [qfile, run_pick, model, *settings],
                    [summary, chart, verdicts, eval_note, rows, files])
     pref_btn.click(score_preferences, [pairs_file, run_pick], [pref_table, pref_note])
+    reward_btn.click(score_rewards, [prompts_file, run_pick], [reward_table, reward_note])
     bench_btn.click(run_benchmarks, [bench_tasks, bench_limit, run_pick], [bench_table, bench_note])
     return run_pick, refresh_btn

@@ -17,6 +17,7 @@ import pandas as pd
 from engine.train.config import SAMPLE_TRAIN, RunConfig, prompt_limit
 from engine.data.dataset import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
 from engine.data.pairs import pair_stats
+from engine.data.prompts import prompt_stats
 from engine.data.formats import SUFFIXES, columns_of, guess_mapping, mapping_text
 from engine.infer.playground import examples_path
 from engine.train.runs import measured_throughput
@@ -50,7 +51,12 @@ def _report_markdown(report, files) -> str:
                 "(or straight to **Train** for LoRA).")
     lines = [head, "", report.summary() + "."]
     kinds = {e.kind for e in report.examples}
-    if kinds and kinds != {"sft"} and not report.errors:
+    if kinds == {"prompts"} and not report.errors:
+        refs = sum(e.reference is not None for e in report.examples)
+        lines.append(f"Read as prompts for GRPO ({refs} of {len(report.examples)} with a reference answer): the "
+                     "model writes the answers and reward functions score them; train it with **Train > "
+                     "Objective** `grpo`.")
+    elif kinds and kinds != {"sft"} and not report.errors:
         lines.append("Read as preference data: train it with **Train > Objective** "
                      + ("`kto`." if kinds == {"unpaired"} else "`dpo`, `orpo` or `simpo` (or `kto` with "
                                                                 "kto_from_pairs)."))
@@ -77,8 +83,10 @@ def _preview_html(examples, n: int = 20) -> str:
             first.setdefault(m["role"], m["content"])
         turns = sum(m["role"] == "assistant" for m in ex.messages)
         extra = f" (+{turns - 1} more turns)" if turns > 1 else ""
+        answer = first.get("assistant", "") + extra if ex.kind != "prompts" else \
+            f"(reference) {ex.reference}" if ex.reference else "(the model writes it)"
         rows.append(f"<tr><td>{html.escape(ex.where)}</td>{cell(first.get('system', ''))}"
-                    f"{cell(first.get('user', ''))}{cell(first.get('assistant', '') + extra)}</tr>")
+                    f"{cell(first.get('user', ''))}{cell(answer)}</tr>")
     return ('<table class="data-preview"><thead><tr><th>where</th><th>system</th><th>user (or text)</th>'
             f'<th>assistant</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
@@ -134,6 +142,12 @@ def token_view(dataset, model, max_length):
         tokenizer = cached_tokenizer(model)
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
+    if report.examples and report.examples[0].kind == "prompts":  # GRPO: the prompts, and the room left to answer
+        preset = RunConfig.preset(objective="grpo", rewards=[{"kind": "length", "target": 1}],
+                                  max_length=int(max_length))
+        stats = prompt_stats(report.examples[:STATS_SAMPLE], tokenizer, preset.prompt_limit)
+        hist = pd.DataFrame(stats.histogram(), columns=["tokens", "examples"])
+        return "\n".join(f"- {line}" for line in stats.lines(preset.prompt_limit, preset.max_completion_length)), hist
     if report.examples and report.examples[0].kind != "sft":  # preference data: prompt and both answers
         limit = prompt_limit(RunConfig.preset().max_prompt_length, int(max_length))
         stats = pair_stats(report.examples[:STATS_SAMPLE], tokenizer, int(max_length), limit)
@@ -162,6 +176,8 @@ def trained_view(dataset, model, index, train_on):
                 add_generation_prompt=True)
         except Exception as err:
             return [(f"{err}", None)]
+        if ex.kind == "prompts":
+            return [(prompt, None), (ex.reference or "(no reference answer)", "reference answer")]
         answer = ex.messages[-1]["content"]
         if ex.kind == "unpaired":
             return [(prompt, None), (answer, "good answer" if ex.label else "bad answer")]

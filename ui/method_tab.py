@@ -105,7 +105,7 @@ def preference_markdown(chosen: list[str], model: str) -> str:
     """The preference objectives for the chosen scenarios: the data each takes, its trade-off and evidence."""
     pick = advisor.recommend_objective(chosen or [])
     lines = [f"**Recommended: `objective: {pick}`**" if pick else
-             "Tick a preference scenario to get an objective; the trade-offs:", ""]
+             "Tick a scenario to get an objective; the trade-offs:", ""]
     for r in advisor.preference_rows(chosen, model):
         mark = "" if r["fits"] else " (not for your data)"
         lines.append(f"- **{r['objective']}** takes {r['takes']}{mark}: {r['reading']} *Evidence: {r['evidence']}*")
@@ -142,7 +142,7 @@ def build_method_tab(model, dataset, method_out, tabs):
         best = gr.State("lora")
         use_btn = gr.Button("Use the top method on the Train tab", elem_id="use-method", scale=0)
     matrix = gr.HTML(elem_id="matrix")
-    with gr.Accordion("Aligning with preferences: DPO, ORPO, KTO, SimPO (the studio's own rows)", open=False):
+    with gr.Accordion("Preferences and rewards: DPO, ORPO, KTO, SimPO, GRPO (the studio's own rows)", open=False):
         pref_scenarios = gr.CheckboxGroup([(text, key) for key, (text, _) in advisor.PREFERENCE_SCENARIOS.items()],
                                           value=[], label="Preference scenarios", elem_id="preference-scenarios")
         pref_advice = gr.Markdown(elem_id="preference-advice")
@@ -168,10 +168,11 @@ def build_method_tab(model, dataset, method_out, tabs):
                               elem_id="estimate-plot")
     with gr.Accordion("Probe: measure a few steps of each method on your model and data", open=False):
         with gr.Row():
-            probe_methods = gr.CheckboxGroup(list(METHODS) + [f"lora+{o}" for o in PREFERENCE_OBJECTIVES],
+            probe_methods = gr.CheckboxGroup(list(METHODS) + [f"lora+{o}" for o in (*PREFERENCE_OBJECTIVES, "grpo")],
                                              value=["lora", "dora", "ia3"], label="Methods", elem_id="probe-methods",
                                              info="lora+dpo etc.: LoRA with a preference objective (the data "
-                                                  "must be pairs)")
+                                                  "must be pairs); lora+grpo samples answers to the data's prompts "
+                                                  "and scores them against its answers")
             probe_steps = gr.Number(6, label="Steps each", precision=0, minimum=2)
         probe_btn = gr.Button("Run the probe", elem_id="probe")
         probe_table = gr.DataFrame(elem_id="probe-table")

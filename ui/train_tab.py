@@ -1,6 +1,7 @@
-"""The Train tab: the form (basic open, advanced folded), the YAML and command it stands for,
+"""The Train tab: the form (basic open, objectives and advanced folded), the YAML and command it stands for,
 Start / Stop / Resume, and live plots of the run (loss raw, smoothed and eval; learning rate;
-tokens per second) with progress, ETA and memory. Layout and wiring only: runs are engine/train/runs.py.
+tokens per second; a preference objective's rewards; GRPO's reward per function, completion length, KL and
+a table of sampled completions) with progress, ETA and memory. Layout and wiring only: runs are engine/train/runs.py.
 
     Part of the studio page: `studio` (ui/app.py builds it with `build_train_tab`).
 """
@@ -14,12 +15,15 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+import yaml
 
 from engine.train.config import FORM_PRESET, LABELS, PRESETS, ConfigError, RunConfig
 from engine.errors import StudioError
 from engine.train.distributed import deepspeed_config, launch_command
 from engine.train.methods import suggested_learning_rate
-from engine.train.runs import ACTIVE, Run, active_run, launch, list_runs, metrics, runs_root, stop, storage_problem
+from engine.train.rewards import STARTERS
+from engine.train.runs import (ACTIVE, Run, active_run, launch, list_runs, metrics, runs_root, samples, stop,
+                               storage_problem)
 from engine.train.preflight import create_run, demo_limit, precision_note, precision_warning
 from ui.form import to_values, widget
 from ui.runs_tab import finished_runs
@@ -31,6 +35,10 @@ LOSS_COLOURS = {"train": "#9db4f0", "train, smoothed": "#3450c4", "eval": "#e457
 # The fields the Train form shows, besides the Data tab's choices; each widget is made from its field.
 BASIC = ("epochs", "max_steps", "learning_rate", "lora_rank", "lora_alpha", "batch_size")
 PREFERENCE = ("objective", "beta", "loss_type", "init_from", "max_prompt_length", "kto_from_pairs")
+GRPO = ("num_generations", "max_completion_length", "temperature", "grpo_loss", "sample_every")
+STARTER = next(iter(STARTERS))
+SAMPLE_COLUMNS = ["step", "prompt", "completion", "reference", "rewards", "total"]
+REWARD_COLOURS = {"total": "#3450c4", "total - spread": "#c9d3f5", "total + spread": "#c9d3f5"}
 ADVANCED = ("zero_stage", "num_processes", "offload", "precision", "force_precision", "padding_free", "packing",
             "trust_remote_code", "revision")
 
@@ -39,6 +47,8 @@ def form_to_config(dataset, values: dict) -> RunConfig:
     """The one place where the form's values (and the Data tab's choices) become a RunConfig: the form's
     preset, then what the form says; an empty or 0 max steps trains for the epochs."""
     values = {k: v for k, v in values.items() if v is not None}
+    if values.get("objective") != "grpo":  # the rewards box is GRPO's alone
+        values.pop("rewards", None)
     if not values.get("max_steps"):
         values["max_steps"] = -1
     if "revision" in values:
@@ -59,7 +69,7 @@ def start_training(dataset, values: dict):
         return gr.update()
     try:
         cfg = run_config(dataset, values)
-        run = create_run(cfg)
+        run = create_run(cfg, from_page=True)  # a custom reward (a file's code) is refused from the page
         launch(run)
         if precision_warning(cfg):
             refuse(precision_warning(cfg))
@@ -162,6 +172,10 @@ def status_text(run: Run) -> str:
         parts.append(f"reward accuracy {s['rewards_accuracy']:.2f}")
     if s.get("rewards_margin") is not None:
         parts.append(f"reward margin {s['rewards_margin']:.3f}")
+    if s.get("reward") is not None:
+        parts.append(f"reward {s['reward']:.2f} ± {s['reward_std'] or 0:.2f}")
+    if s.get("generate_share") is not None:
+        parts.append(f"{s['generate_share']:.0%} of the step generating")
     if s.get("memory_mb"):
         parts.append(f"peak memory {s['memory_mb'] / 1024:.2f} GiB")
     text = " · ".join(parts)
@@ -181,9 +195,10 @@ NO_RUN = "No run yet: set the form and press **Start training**."
 
 def run_view(run_id: str | None, smoothing: float = 0.6):
     """The status line and the plots of a run: (text, loss, learning rate, tokens/s, whether the preference
-    plots show, rewards, reward accuracy, log-odds ratio)."""
+    plots show, rewards, reward accuracy, log-odds ratio, whether GRPO's show, its rewards, completion length,
+    KL, sampled completions)."""
     if not run_id:
-        return (NO_RUN, *[gr.update()] * 7)
+        return (NO_RUN, *[gr.update()] * PLOTS)
     run = Run(runs_root() / run_id)
     return (status_text(run), *_plots(run, smoothing))
 
@@ -191,9 +206,16 @@ def run_view(run_id: str | None, smoothing: float = 0.6):
 def _plots(run: Run, smoothing: float) -> list:
     m = metrics(run, float(smoothing or 0))
     preference = bool(m["rewards"] or m["log_odds_ratio"])
+    grpo = bool(m["grpo_reward"])
+    table = pd.DataFrame(samples(run), columns=SAMPLE_COLUMNS) if grpo else gr.update()
     return [_frame(m["loss"], series=True), _frame(m["learning_rate"]), _frame(m["tokens_per_s"]),
             gr.update(visible=preference),
-            *(_shown(m[name]) for name in ("rewards", "reward_accuracy", "log_odds_ratio"))]
+            *(_shown(m[name]) for name in ("rewards", "reward_accuracy", "log_odds_ratio")),
+            gr.update(visible=grpo), *(_shown(m[name]) for name in ("grpo_reward", "completion_length", "kl")),
+            gr.update(value=table, visible=grpo) if grpo else gr.update(visible=False)]
+
+
+PLOTS = 12  # what _plots returns
 
 
 def poll_view(run_id: str | None, smoothing: float, seen: dict | None):
@@ -205,7 +227,7 @@ def poll_view(run_id: str | None, smoothing: float, seen: dict | None):
     seen = seen or {}
     run = Run(runs_root() / run_id) if run_id else None
     text, stamp = (status_text(run), (run_id, float(smoothing or 0), *_stamp(run))) if run else (NO_RUN, None)
-    plots = [gr.skip()] * 7 if run is None or stamp == seen.get("plots") else _plots(run, smoothing)
+    plots = [gr.skip()] * PLOTS if run is None or stamp == seen.get("plots") else _plots(run, smoothing)
     return (gr.skip() if text == seen.get("status") else text, *plots, {"plots": stamp, "status": text})
 
 
@@ -256,7 +278,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
         for name in BASIC[3:]:
             form[name] = widget(name)
         max_len.render()
-    with gr.Accordion("Objective: supervised, or from preferences (DPO, ORPO, KTO, SimPO)", open=False):
+    with gr.Accordion("Objective: supervised, from preferences (DPO, ORPO, KTO, SimPO), or from rewards (GRPO)", open=False):
         with gr.Row():
             for name in PREFERENCE[:3]:
                 form[name] = widget(name)
@@ -267,6 +289,22 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
                 info=RunConfig.help()["init_from"], elem_id="init-from")
             for name in PREFERENCE[4:]:
                 form[name] = widget(name)
+    with gr.Accordion("GRPO: learn from rewards a program checks (objective grpo)", open=False):
+        gr.Markdown("The model writes *Completions per prompt* answers to each prompt; the rewards score them, and "
+                    "each answer is pushed up or down by how it scored against the others. Prompts come from the "
+                    "Data tab (a `prompt`, with an `answer` where a reward checks one).")
+        with gr.Row():
+            for name in GRPO[:3]:
+                form[name] = widget(name)
+        with gr.Row():
+            for name in GRPO[3:]:
+                form[name] = widget(name)
+            starter = gr.Dropdown(list(STARTERS), value=STARTER, label="Start the rewards from",
+                                  elem_id="reward-starter")
+        form["rewards"] = gr.Code(yaml.safe_dump(STARTERS[STARTER], sort_keys=False), language="yaml",
+                                  label=LABELS["rewards"], elem_id="rewards", interactive=True)
+        gr.Markdown(RunConfig.help()["rewards"] + " A custom reward runs a file's code, so it is taken from a YAML "
+                    "config or the command line only, never from this page.")
     with gr.Accordion("Advanced: speed, several GPUs (ZeRO) and the model's own code", open=False):
         with gr.Row():
             for name in ADVANCED[:3]:
@@ -299,6 +337,17 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
                                     y_title="chosen over rejected", height=240, elem_id="reward-accuracy-plot")
         odds_plot = gr.LinePlot(x="step", y="value", color="series", title="Log-odds ratio (ORPO)",
                                 y_title="log-odds ratio", height=240, elem_id="log-odds-plot")
+    with gr.Column(visible=False) as grpo_plots:
+        with gr.Row():
+            reward_plot = gr.LinePlot(x="step", y="value", color="series", color_map=REWARD_COLOURS,
+                                      title="Reward: total (mean and spread) and each function's mean",
+                                      y_title="reward", height=260, elem_id="grpo-reward-plot")
+            length_plot = gr.LinePlot(x="step", y="value", color="series", title="Completion length",
+                                      y_title="tokens", height=260, elem_id="completion-length-plot")
+            kl_plot = gr.LinePlot(x="step", y="value", color="series", title="KL to the start (beta > 0)",
+                                  y_title="KL", height=260, elem_id="kl-plot")
+        sample_table = gr.Dataframe(headers=SAMPLE_COLUMNS, label="Sampled completions and their rewards "
+                                    "(newest first)", wrap=True, elem_id="grpo-samples", interactive=False)
     smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing of the train loss",
                           info="Exponential moving average, as TensorBoard draws it; 0 shows the raw loss only.")
     timer = gr.Timer(1.0)
@@ -309,7 +358,10 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     def read(got: dict):
         return got[dataset], to_values(form, got)
 
-    view = [status, plot, lr_plot, speed_plot, preference_plots, rewards_plot, accuracy_plot, odds_plot]
+    view = [status, plot, lr_plot, speed_plot, preference_plots, rewards_plot, accuracy_plot, odds_plot,
+            grpo_plots, reward_plot, length_plot, kl_plot, sample_table]
+    starter.change(lambda name: yaml.safe_dump(STARTERS[name], sort_keys=False), starter, form["rewards"],
+                   show_progress="hidden")
     form["trust_remote_code"].change(_remote_code_warning, form["trust_remote_code"], None)
     for event in (tab.select, *(part.change for part in (dataset, *form.values()))):  # shown on opening the tab
         event(lambda got: config_preview(*read(got)), inputs, [preview, command, precision_info],

@@ -17,7 +17,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from engine.advise.estimate import GB, estimate_memory, gpus_needed
+from engine.advise.estimate import GB, OBJECTIVE_COST, estimate_memory, gpus_needed
 from engine.models import shape_of
 
 COLUMNS = ("LoRA", "QLoRA", "PEFT", "DeepSpeed", "ZeRO", "DoRA")
@@ -96,7 +96,9 @@ PREFERENCE_SCENARIOS = {
     "align": ("Aligning tone, safety or style with human choices", "dpo"),
     "pairs": ("I have better / worse answer pairs", "dpo"),
     "thumbs": ("I only have thumbs up / down on single answers", "kto"),
+    "skill": ("Teach a skill a program can check: a format, an exact answer, valid JSON, arithmetic", "grpo"),
 }
+TAKES = {"pairs": "pairs", "thumbs": "unpaired labels", "prompts": "prompts (with answers a reward checks)"}
 # objective: (the data it takes, the trade-off, the evidence)
 OBJECTIVE_TRADEOFFS = {
     "dpo": ("pairs", "Needs a reference pass: a frozen model scores both answers at every step (with an adapter "
@@ -113,6 +115,14 @@ OBJECTIVE_TRADEOFFS = {
     "kto": ("thumbs", "Takes unpaired good / bad labels, so thumbs up / down from use are enough (it needs both "
                       "kinds); a reference pass as for DPO.",
             "estimator: {kto_mem} GiB, about 2.5x SFT's compute; Ethayarajh et al. 2024 (KTO)"),
+    "grpo": ("prompts", "No answers to imitate and no pairs: the model writes several answers to each prompt and "
+                        "reward functions score them (a format, a match with the reference, a number, valid JSON, "
+                        "a judge). It can only reinforce what the model sometimes does already: a skill the base "
+                        "never shows gets no signal (teach it with SFT first). Generation is most of a step on a "
+                        "CPU.",
+             "estimator: {grpo_mem} GiB, about {grpo_cost}x SFT's time per token (sampling the answers plus "
+             "training on them); Shao et al. 2024 (DeepSeekMath, GRPO); measured on the default model in the "
+             "README's GRPO section"),
 }
 
 
@@ -123,17 +133,22 @@ def preference_rows(chosen: list[str] | None = None, model: str = "HuggingFaceTB
     f = facts(model)
     rows = []
     for objective, (takes, text, evidence) in OBJECTIVE_TRADEOFFS.items():
-        fits = not chosen or ("thumbs" in chosen) == (takes == "thumbs")
-        rows.append({"objective": objective, "takes": "unpaired labels" if takes == "thumbs" else "pairs",
+        wanted = {"thumbs" if c == "thumbs" else "prompts" if c == "skill" else "pairs" for c in chosen}
+        fits = not chosen or takes in wanted
+        rows.append({"objective": objective, "takes": TAKES[takes],
                      "fits": fits, "reading": text, "evidence": evidence.format(**f)})
     return rows
 
 
 def recommend_objective(chosen: list[str]) -> str | None:
-    """The objective for the chosen preference scenarios: kto for thumbs up/down only, else dpo."""
+    """The objective for the chosen scenarios: grpo for a checkable skill alone, kto for thumbs up/down only,
+    else dpo."""
     picked = [c for c in chosen if c in PREFERENCE_SCENARIOS]
     if not picked:
         return None
+    if picked == ["skill"]:
+        return "grpo"
+    picked = [c for c in picked if c != "skill"]
     return "kto" if picked == ["thumbs"] or ("thumbs" in picked and "pairs" not in picked) else "dpo"
 
 
@@ -149,7 +164,8 @@ def facts(model: str = "HuggingFaceTB/SmolLM2-135M-Instruct") -> dict[str, str]:
 
     return {"model": shape.name.split("/")[-1], "lora_mem": mem("lora"), "full_mem": mem("full"),
             "ia3_mem": mem("ia3"), "dora_mem": mem("dora"), "dpo_mem": mem("lora", "dpo"),
-            "orpo_mem": mem("lora", "orpo"), "kto_mem": mem("lora", "kto"), "lora_share": share("lora"), "ia3_share": share("ia3"),
+            "orpo_mem": mem("lora", "orpo"), "kto_mem": mem("lora", "kto"), "grpo_mem": mem("lora", "grpo"),
+            "grpo_cost": f"{OBJECTIVE_COST['grpo'][1]:g}", "lora_share": share("lora"), "ia3_share": share("ia3"),
             "gpus_zero": str(gpus_needed(shape, 80, "full", zero_stage=3)),
             "gpus_plain": "1" if estimate_memory(shape, "full").total <= 80 * GB else "not possible on one"}
 

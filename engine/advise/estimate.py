@@ -107,7 +107,12 @@ class Estimate:
 # training FLOPs per token relative to SFT's). A pair is two sequences (the prompt with each answer);
 # DPO and KTO also run a reference forward (2N per token, no activations kept); KTO adds a KL forward of
 # mismatched prompt/answer pairs under the policy and the reference.
-OBJECTIVE_COST = {"sft": (1, 1.0), "dpo": (2, 3.0), "orpo": (2, 2.0), "simpo": (2, 2.0), "kto": (1, 2.5)}
+# GRPO samples its answers (decoding one token at a time, memory-bound: FLOPs do not predict it) and then trains
+# on prompt + answer like SFT; its factor is measured: a step's time over its training part, on the default model
+# and the bundled GRPO sample on a 2-core CPU (the README's GRPO section, `generate_share` in the run's events).
+GRPO_STEP_OVER_TRAINING = 2.2
+OBJECTIVE_COST = {"sft": (1, 1.0), "dpo": (2, 3.0), "orpo": (2, 2.0), "simpo": (2, 2.0), "kto": (1, 2.5),
+                  "grpo": (1, GRPO_STEP_OVER_TRAINING)}
 REFERENCE = ("dpo", "kto")
 OBJECTIVE_NOTES = {
     "dpo": "each pair trains two sequences (the prompt with each answer) and runs a reference forward over both "
@@ -119,6 +124,11 @@ OBJECTIVE_NOTES = {
              "separate SFT stage.",
     "kto": "one sequence per labelled answer, plus a reference forward and a KL estimate on mismatched pairs: "
            "about 2.5x SFT's compute.",
+    "grpo": f"each step first samples its answers (num_generations per prompt, decoded a token at a time), then "
+            f"trains on prompt + answer like SFT: counted as SFT on batch_size x max_length tokens, times "
+            f"{GRPO_STEP_OVER_TRAINING:g} for the sampling (measured: generation was about "
+            f"{1 - 1 / GRPO_STEP_OVER_TRAINING:.0%} of a step on the default model on a 2-core CPU); beta > 0 adds "
+            "a reference forward.",
 }
 
 

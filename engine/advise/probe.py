@@ -69,6 +69,11 @@ def _utilisation(cfg, tokens_per_s, params, trainable, precision) -> float | Non
     return round(tokens_per_s * flops_per_token(frozen, cfg.method, cfg.objective) / (peak * 1e9), 3) if peak else None
 
 
+# lora+grpo in a probe: the data's answers are the references; answers in tags, checked against them
+GRPO_PROBE = {"rewards": [{"kind": "format", "preset": "answer_tags", "weight": 0.5}, {"kind": "exact"}],
+              "max_completion_length": 32}
+
+
 def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CANDIDATES, steps: int = 8,
           batch_size: int = 2, max_length: int = 256, progress: Callable[[float, str], None] | None = None,
           timeout_s: float = 900, **fields) -> list[dict]:
@@ -77,6 +82,7 @@ def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CAN
     rows = []
     for i, entry in enumerate(methods):
         method, _, objective = entry.partition("+")
+        extra = dict(GRPO_PROBE) if objective == "grpo" else {}
         if progress:
             progress(i / len(methods), f"probing {entry} ({i + 1}/{len(methods)})")
         try:
@@ -84,7 +90,7 @@ def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CAN
                             max_length=max_length, learning_rate=suggested_learning_rate(method, objective or "sft"),
                             save_steps=10**6, warmup_ratio=0.0, report_to="none", objective=objective or "sft",
                             max_prompt_length=min(128, max_length // 2), kto_from_pairs=objective == "kto",
-                            **fields)
+                            **{**extra, "num_generations": batch_size, **fields} if extra else fields)
         except ConfigError as err:
             rows.append({"method": entry, "status": "refused", "reason": str(err)})
             continue

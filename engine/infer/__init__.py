@@ -5,6 +5,7 @@
     kernels.py      packed and row-masked LoRA linears for mixed batches on a CPU
     playground.py   the Chat tab's turns, its Stop and "save this exchange as a training example"
     preference.py   preference accuracy of a run on held-out pairs, before and after
+    reward_scores.py  a GRPO run's reward on held-out prompts, before and after, with intervals
     served.py       the contract between the server and an engine that answers (a Protocol)
     serve.py        the OpenAI-compatible endpoint (`studio serve`) on the studio's own engine
     serve_vllm.py   the same endpoint answered by vLLM on a GPU

@@ -4,7 +4,7 @@
     methods.py      small pure functions from a RunConfig to peft / bitsandbytes settings
     preflight.py    what this machine can run (precision, refusals) and `create_run`, checked before launch
     trainer.py      one run: trl's trainer, events, Stop, the queue slot (python -m engine.train.trainer)
-    objectives.py   the preference objectives' trainers (DPO, ORPO, KTO, SimPO)
+    objectives.py   the preference objectives' and GRPO's trainers; what GRPO's rollouts made (samples, timing)
     runs.py         the run registry: runs/<id>/, launch in its own process group, queue, stop, history
     events.py       typed events as JSON lines, folded into a run's state
     checkpoints.py  which checkpoints load; the damaged ones set aside

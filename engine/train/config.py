@@ -28,6 +28,8 @@ from engine.train.rewards import RewardError, check_specs
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
 SAMPLE_EVAL = ASSETS / "sample" / "eval.jsonl"  # held-back questions with reference answers
+SAMPLE_PROMPTS = ASSETS / "sample" / "grpo.jsonl"  # GRPO: sums to answer inside <answer> tags, with their answers
+SAMPLE_PROMPTS_EVAL = ASSETS / "sample" / "grpo-eval.jsonl"  # 16 more, held back
 
 
 
@@ -186,6 +188,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.data = _files(self.data)
+        self.rewards = _rewards(self.rewards)
         self.report_to = [x for x in _words("report_to", self.report_to) if x != "none"]
         self.target_modules = _words("target_modules", self.target_modules) or ["all-linear"]
         for f in fields(self):  # YAML and forms hand over strings and ints loosely
@@ -334,6 +337,20 @@ def _files(value: Any) -> list[str]:
     return out
 
 
+def _rewards(value: Any) -> list[dict]:
+    """The rewards field as a list of mappings: YAML gives one; the form and `--rewards` give its YAML text."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else []
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"rewards: not valid YAML ({str(exc).splitlines()[0]}).") from None
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError("rewards: give a list of rewards, each a mapping with a kind (format, exact, numeric, ...).")
+    return [dict(v) for v in value]
+
+
 def choices() -> dict[str, tuple]:
     """Every field typed with a Literal, and its choices: the one list the form and the CLI offer."""
     hints = get_type_hints(RunConfig)
@@ -379,6 +396,8 @@ LABELS: dict[str, str] = {
     "max_completion_length": "Max completion length",
     "temperature": "Temperature",
     "grpo_loss": "GRPO loss",
+    "rewards": "Rewards (YAML)",
+    "sample_every": "Show samples every N steps",
 }
 
 

@@ -1,5 +1,5 @@
-"""Rewards a program can check, for reinforcement learning with GRPO (issue 29; the trainer's wiring is
-still to come): each a named function with a weight, in the shape trl's GRPOTrainer calls
+"""Rewards a program can check, for reinforcement learning with GRPO (objective grpo: engine/train/objectives.py
+hands them to trl's GRPOTrainer): each a named function with a weight, in the shape trl's GRPOTrainer calls
 (`reward(prompts, completions, **columns) -> list[float | None]`; its `__name__` is the name trl logs).
 
     kind      what it scores (1.0 right, 0.0 wrong)                          options
@@ -51,6 +51,22 @@ ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 JUDGE_SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10}},
                 "required": ["score"]}
+
+
+# Starting points the Train form offers (each a list of reward descriptions; edit the YAML for weights and options).
+STARTERS = {
+    "answer in <answer> tags, checked against the reference": [
+        {"kind": "format", "preset": "answer_tags", "weight": 0.5}, {"kind": "exact", "weight": 1.0}],
+    "a number, within a tolerance": [
+        {"kind": "format", "preset": "answer_tags", "weight": 0.5}, {"kind": "numeric", "tolerance": 0.001}],
+    "reason in <think>, then answer": [
+        {"kind": "format", "preset": "think_answer", "weight": 0.5}, {"kind": "contains", "weight": 1.0}],
+    "valid JSON": [{"kind": "json", "weight": 1.0}],
+    "short answers (about 20 words)": [{"kind": "length", "target": 20, "weight": 1.0}],
+    "an LLM judge (edit url and model)": [
+        {"kind": "judge", "url": "http://127.0.0.1:8000/v1", "model": "judge", "rubric": "Is the answer correct "
+         "and to the point?", "api_key_env": "OPENAI_API_KEY"}],
+}
 
 
 class RewardError(StudioError, ValueError):

@@ -151,6 +151,9 @@ class Run:
             "memory_mb": last.memory_mb if last else None,
             "rewards_accuracy": last.rewards_accuracy if last else None,
             "rewards_margin": last.rewards_margin if last else None,
+            "reward": last.reward if last else None,
+            "reward_std": last.reward_std if last else None,
+            "generate_share": last.generate_share if last else None,
             "reason": st.ended.reason if st.ended else _unsaid_ending(self, st)[1] if status in TERMINAL else None,
             "warnings": st.warnings,
             "queue_position": queue_position(self) if status == "queued" else None,
@@ -430,7 +433,41 @@ def metrics(run: Run, smoothing: float = 0.6) -> dict[str, list[dict]]:
                                 ("rewards_margin", "margin"))),
         "reward_accuracy": _series(st, (("rewards_accuracy", "accuracy"),)),
         "log_odds_ratio": _series(st, (("log_odds_ratio", "log-odds ratio"),)),
+        # GRPO: the total reward (mean, and mean +- spread) and each function's mean; completion length; KL
+        "grpo_reward": _grpo_rewards(logged_all(st)),
+        "completion_length": _series(st, (("completion_length", "mean length"),)),
+        "kl": _series(st, (("kl", "KL"),)),
     }
+
+
+def logged_all(st) -> list:
+    """Every logged step that carries a GRPO reward."""
+    return [e for e in st.logged if isinstance(e.reward, (int, float))]
+
+
+def _grpo_rewards(logged: list) -> list[dict]:
+    rows = []
+    for e in logged:
+        rows.append({"step": e.step, "value": e.reward, "series": "total"})
+        if isinstance(e.reward_std, (int, float)):
+            rows += [{"step": e.step, "value": e.reward - e.reward_std, "series": "total - spread"},
+                     {"step": e.step, "value": e.reward + e.reward_std, "series": "total + spread"}]
+        for name, (mean, _std) in (e.reward_functions or {}).items():
+            if isinstance(mean, (int, float)):
+                rows.append({"step": e.step, "value": mean, "series": name})
+    return rows
+
+
+def samples(run: Run, last: int = 3) -> list[dict]:
+    """GRPO's sampled completions of the run's last `last` sample events, newest first, as table rows."""
+    rows = []
+    for event in reversed(run.state().samples[-last:]):
+        for r in event.rows:
+            said = ", ".join(f"{k} {v:.2f}" if isinstance(v, (int, float)) else f"{k} -"
+                             for k, v in (r.get("rewards") or {}).items())
+            rows.append({"step": event.step, "prompt": r.get("prompt", ""), "completion": r.get("completion", ""),
+                         "reference": r.get("answer") or "", "rewards": said, "total": r.get("total")})
+    return rows
 
 
 def _series(st, fields) -> list[dict]:

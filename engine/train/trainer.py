@@ -293,7 +293,9 @@ def _install_fault(trainer) -> None:
             if module.training:
                 time.sleep(step)
             return output
-        if module.training and trainer.state.global_step + 1 == step:
+        # nan: a training forward only (with gradients); GRPO's sampling runs without them, and NaN logits
+        # there would fail the sampler before the loss could show the NaN
+        if module.training and trainer.state.global_step + 1 == step and (kind == "oom" or torch.is_grad_enabled()):
             if kind == "oom":
                 raise torch.OutOfMemoryError("out of memory: tried to allocate 2.00 GiB (injected by STUDIO_FAULT)")
             keys = [k for k in ("loss", "log_probs") if output.get(k) is not None]  # trl's SFT: log_probs
