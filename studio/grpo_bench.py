@@ -13,7 +13,11 @@ import statistics
 import time
 
 from engine.data.dataset import load_examples
+from engine.data.pairs import text_messages
+from engine.infer.batching import Request
+from engine.infer.chat import ChatModel
 from engine.infer.reward_scores import reward_scores
+from engine.models import load_causal_lm, load_tokenizer
 from engine.train.config import ASSETS, SAMPLE_PROMPTS_EVAL, RunConfig
 from engine.train.preflight import create_run
 from engine.train.runs import launch
@@ -24,12 +28,7 @@ CONFIG = ASSETS / "configs" / "grpo-sample.yaml"
 def generation_speed(cfg: RunConfig, rounds: int = 3) -> dict:
     """Completion tokens per second sampling one prompt's num_generations answers: transformers' generate (what
     trl calls) against the studio's executor (engine/infer/chat.py), the same prompts, model and budget."""
-    import torch
-
-    from engine.data.pairs import text_messages
-    from engine.infer.batching import Request
-    from engine.infer.chat import ChatModel
-    from engine.models import load_causal_lm, load_tokenizer
+    import torch  # deferred: torch is heavy
 
     prompts = [text_messages(ex.prompt) for ex in load_examples(cfg.data_files(), objective="grpo")[:rounds]]
     n, budget = cfg.num_generations, cfg.max_completion_length

@@ -70,7 +70,7 @@ def test_the_train_tabs_timer_sends_only_what_changed(tiny_model, runs_dir):
     text, loss, *rest, seen = poll_view(run.id, 0.6, None)
     assert "finished · step 3/3" in text and isinstance(loss, pd.DataFrame) and len(loss) == 6  # raw + smoothed
     again = poll_view(run.id, 0.6, seen)
-    assert list(again[:-1]) == [gr.skip()] * 8 and again[-1] == seen
+    assert list(again[:-1]) == [gr.skip()] * 13 and again[-1] == seen
     text2, loss2, *_ = poll_view(run.id, 0.0, seen)  # another smoothing: the plots, not the same status line
     assert text2 == gr.skip() and isinstance(loss2, pd.DataFrame)
     with run.events.path.open("a") as f:  # the trainer writes an event: the plots are drawn again
