@@ -573,6 +573,8 @@ def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser):
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(app_url)
+    # the page opens on the bundled sample (its token statistics included): upload once that has finished
+    expect(page.locator("#token-stats")).to_contain_text("tokens per epoch", timeout=30000)
     page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / "preference.jsonl"))
     expect(page.locator("#data-status")).to_contain_text("56 examples (56 pairs)", timeout=20000)
     expect(page.locator("#token-stats")).to_contain_text("rejected", timeout=30000)
@@ -618,6 +620,8 @@ def test_prompts_train_grpo_with_reward_plots_and_score_in_compare(app_url, brow
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(app_url)
+    # the page opens on the bundled sample (its token statistics included): upload once that has finished
+    expect(page.locator("#token-stats")).to_contain_text("tokens per epoch", timeout=30000)
     page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / "grpo.jsonl"))
     expect(page.locator("#data-status")).to_contain_text("64 examples (64 prompts)", timeout=20000)
     expect(page.locator("#data-status")).to_contain_text("Read as prompts for GRPO (64 of 64 with a reference")
@@ -635,6 +639,7 @@ def test_prompts_train_grpo_with_reward_plots_and_score_in_compare(app_url, brow
     page.locator("#max-completion-length input").fill("12")
     page.locator("#sample-every input").fill("2")
     page.locator("#max-steps input").fill("4")
+    page.get_by_text("The same run from the command line").click()
     expect(page.locator("#config-preview")).to_contain_text("kind: numeric", timeout=10000)
     page.locator("#start").click()
     status = page.locator("#run-status")
