@@ -186,3 +186,21 @@ def test_studio_data_check_reads_prompts_as_grpo_will(tmp_path, tiny_model):
     out = subprocess.run([STUDIO, "data", "check", str(chat), "--objective", "sft"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1 and "chat.jsonl line 1: the conversation has no assistant message." in out.stdout
+
+
+def test_the_method_tab_recommends_grpo_for_a_checkable_skill_prices_its_sampling_and_probes_it(tiny_model,
+                                                                                                 runs_dir):
+    from engine.advise import advisor
+    from engine.advise.estimate import OBJECTIVE_COST, OBJECTIVE_NOTES, flops_per_token
+    from engine.advise.probe import probe
+
+    assert advisor.recommend_objective(["skill"]) == "grpo"
+    assert advisor.recommend_objective(["skill", "pairs"]) == "dpo"
+    rows = {r["objective"]: r for r in advisor.preference_rows(["skill"])}
+    assert rows["grpo"]["fits"] and not rows["dpo"]["fits"] and rows["grpo"]["takes"].startswith("prompts")
+    assert flops_per_token(10**8, "lora", "grpo") == pytest.approx(
+        flops_per_token(10**8, "lora") * OBJECTIVE_COST["grpo"][1])
+    assert "samples its answers" in OBJECTIVE_NOTES["grpo"]
+    (row,) = probe(tiny_model, str(SAMPLE / "train.jsonl"), ["lora+grpo"], steps=2, max_length=96)
+    assert row["status"] == "finished", row
+    assert row["tokens_per_s"] > 0 and row["peak_memory_gb"] > 0.1

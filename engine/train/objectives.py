@@ -46,7 +46,7 @@ def trainer_class_and_args(cfg, common: dict):
     if cfg.objective == "grpo":
         from trl import GRPOConfig, GRPOTrainer
 
-        return GRPOTrainer, GRPOConfig(**common, beta=cfg.beta, num_generations=cfg.num_generations,
+        return GRPOTrainer, GRPOConfig(**common, **vllm_rollouts(), beta=cfg.beta, num_generations=cfg.num_generations,
                                        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
                                        loss_type=cfg.grpo_loss, reward_weights=[float(r.get("weight", 1.0))
                                                                                 for r in cfg.rewards],
@@ -89,6 +89,18 @@ def count_tokens(trainer) -> None:
     trainer.data_collator = counting
 
 
+
+
+def vllm_rollouts() -> dict:
+    """GRPO's sampling through vLLM, in the training process (trl's colocate mode), where a GPU and vLLM are
+    both here; elsewhere (a CPU) trl's own transformers generate. Not exercised by the CPU tests."""
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
+        return {"use_vllm": True, "vllm_mode": "colocate"}
+    return {}
 
 
 def reward_metrics(logs: dict, prefix: str = "") -> dict:
