@@ -154,6 +154,14 @@ def test_a_grpo_run_logs_each_reward_at_every_step_and_stops_on_a_nan_and_resume
     assert diff["objective"][run.id] == "grpo" and "numeric" in diff["rewards"][run.id]
 
 
+@pytest.mark.parametrize("method, output", [("dora", "adapter"), ("full", "model")])
+def test_grpo_trains_other_weights_too(tiny_model, tmp_path, method, output):
+    run = train(_grpo(tiny_model, method=method, max_steps=2, save_steps=100), tmp_path / "runs")
+    assert run.status() == "finished", run.summary()["reason"]
+    assert all(math.isfinite(e.loss) and e.reward_functions for e in run.logged())
+    assert (run.dir / output / "config.json").exists() or (run.dir / output / "adapter_config.json").exists()
+
+
 def test_the_reward_before_and_after_comes_with_intervals(tiny_model, tmp_path):
     from engine.infer.reward_scores import RewardScoreError, reward_scores
 

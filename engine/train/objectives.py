@@ -48,6 +48,8 @@ def trainer_class_and_args(cfg, common: dict):
 
         return GRPOTrainer, GRPOConfig(**common, **vllm_rollouts(), beta=cfg.beta, num_generations=cfg.num_generations,
                                        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
+                                       # an evaluation batch holds whole groups of answers, as a training one
+                                       per_device_eval_batch_size=cfg.batch_size,
                                        loss_type=cfg.grpo_loss, reward_weights=[float(r.get("weight", 1.0))
                                                                                 for r in cfg.rewards],
                                        # completions are sampled from the model as it trains; dropout off
