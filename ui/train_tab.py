@@ -211,11 +211,22 @@ def _plots(run: Run, smoothing: float) -> list:
     return [_frame(m["loss"], series=True), _frame(m["learning_rate"]), _frame(m["tokens_per_s"]),
             gr.update(visible=preference),
             *(_shown(m[name]) for name in ("rewards", "reward_accuracy", "log_odds_ratio")),
-            gr.update(visible=grpo), *(_shown(m[name]) for name in ("grpo_reward", "completion_length", "kl")),
+            gr.update(visible=grpo), _reward_plot(m["grpo_reward"]),
+            *(_shown(m[name]) for name in ("completion_length", "kl")),
             gr.update(value=table, visible=grpo) if grpo else gr.update(visible=False)]
 
 
 PLOTS = 12  # what _plots returns
+FUNCTION_COLOURS = ["#e4572e", "#29a36a", "#f2a541", "#8e44ad", "#17a2b8", "#6c757d"]
+
+
+def _reward_plot(rows: list[dict]):
+    """GRPO's reward plot: the total dark, its spread pale, each reward function in a colour of its own."""
+    if not rows:
+        return gr.update(visible=False)
+    names = [n for n in dict.fromkeys(r["series"] for r in rows) if n not in REWARD_COLOURS]
+    colours = {**REWARD_COLOURS, **{n: FUNCTION_COLOURS[i % len(FUNCTION_COLOURS)] for i, n in enumerate(names)}}
+    return gr.update(value=_frame(rows, series=True), color_map=colours, visible=True)
 
 
 def poll_view(run_id: str | None, smoothing: float, seen: dict | None):

@@ -150,11 +150,13 @@ class Rollouts:
 
         model.generate = timed
 
-    def samples(self, per_prompt: int, limit: int = 4) -> list[dict]:
-        """A few rows of the last batch: the first completion of up to `limit` prompts, with their rewards."""
+    def samples(self, limit: int = 4) -> list[dict]:
+        """Up to `limit` rows of the last batch, spread evenly over it (one prompt's answers side by side when a
+        step holds one prompt; several prompts' when it holds more), with their rewards."""
         b = self.batch
         rows = []
-        for i in range(0, len(b.get("completions", [])), max(1, per_prompt)):
+        count = len(b.get("completions", []))
+        for i in range(0, count, max(1, count // limit)):
             prompt = b["prompts"][i] if i < len(b["prompts"]) else ""
             said = {name: values[i] for name, values in b["rewards"].items() if i < len(values)}
             total = sum(r.weight * (said.get(r.name) or 0.0) for r in self.rewards)

@@ -188,7 +188,7 @@ def _event_callback(events: EventLog, stop: _StopRequest, rollouts: objectives.R
                 memory_mb=peak_memory_mb(), **_preference_metrics(logs), **grpo,
             )
             if rollouts is not None and cfg.sample_every and (step % cfg.sample_every == 0 or step == 1):
-                events.write("samples", step=step, rows=rollouts.samples(cfg.num_generations))
+                events.write("samples", step=step, rows=rollouts.samples())
             if not math.isfinite(loss):  # stop now, and never save the broken weights as a checkpoint
                 stop.requested = True
                 self.bad_loss = loss
