@@ -4,7 +4,8 @@
 
 Starts `studio` on a fresh runs folder, loads the bundled sample, trains LoRA with the
 form's defaults, asks a held-back question in Compare, chats with the run (retrieval on), trains
-DPO from it on the bundled pairs and scores the held-back pairs, shows the run on the Runs tab and
+DPO from it on the bundled pairs and scores the held-back pairs, trains GRPO on the bundled sums and
+scores the held-back sums, shows the run on the Runs tab and
 the Train tab in Arabic, and prints how long training took through the page. Minutes on a CPU:
 run it alone, with nothing else using the cores.
 """
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 PAIRS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "preference.jsonl"
+PROMPTS = PAIRS.with_name("grpo.jsonl")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -96,6 +98,7 @@ def main(out: Path, browser=None) -> float:
             page.locator("#score-pairs").click()
             expect(page.locator("#preference-note")).to_contain_text("Preference accuracy on", timeout=300000)
             print("preference:", page.locator("#preference-note").inner_text())
+            print("grpo:", grpo_step(page, out))
             page.get_by_role("tab", name="6 · Runs and export").click()
             page.locator("#runs-picked input").click()
             page.get_by_role("option").first.click()
@@ -109,6 +112,41 @@ def main(out: Path, browser=None) -> float:
             page.screenshot(path=str(out / "train-ar.png"), full_page=True)
             page.close()
     return trained
+
+
+def grpo_step(page, out: Path, steps: int = 30) -> str:
+    """GRPO on the bundled sums, as grpo-sample.yaml sets it (numeric reward, 8 answers to one prompt per step),
+    from the page: the Train tab's reward plot and samples, then the reward before and after in Compare.
+    The objective accordion is open from the DPO step; init_from is cleared (GRPO starts from the base)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="1 · Data").click()
+    page.locator("#data-upload input[type=file]").set_input_files(str(PROMPTS))
+    expect(page.locator("#data-status")).to_contain_text("64 prompts", timeout=30000)
+    page.get_by_role("tab", name="3 · Train").click()
+    page.locator("#objective input").click()
+    page.get_by_role("option", name="grpo", exact=True).click()
+    page.locator("#init-from input").fill("")
+    page.keyboard.press("Enter")
+    page.get_by_text("GRPO: learn from rewards a program checks").click()
+    page.locator("#reward-starter input").click()
+    page.get_by_role("option", name="a number, within a tolerance").click()
+    expect(page.locator("#rewards")).to_contain_text("numeric", timeout=10000)
+    for field, value in (("num-generations", "8"), ("batch-size", "8"), ("max-completion-length", "32"),
+                         ("learning-rate", "0.0003"), ("max-steps", str(steps))):
+        page.locator(f"#{field} input").fill(value)
+    page.locator("#start").click()
+    status = page.locator("#run-status")
+    expect(status).to_contain_text(f"finished · step {steps}/{steps}", timeout=1800000)
+    expect(page.locator("#grpo-samples")).to_contain_text("What is", timeout=30000)
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(out / "train-grpo.png"), full_page=True)
+    said = status.inner_text().splitlines()[0]
+    page.get_by_role("tab", name="4 · Compare").click()
+    page.get_by_text("Reward on held-out prompts (GRPO)").click()
+    page.locator("#score-rewards").click()
+    expect(page.locator("#reward-note")).to_contain_text("held-out prompts", timeout=600000)
+    return said + " | " + page.locator("#reward-note").inner_text()
 
 
 if __name__ == "__main__":
