@@ -73,7 +73,7 @@ from engine.infer.batching import run_here
 from engine.infer.serve import load_models, start as start_server
 from engine.infer.serve_vllm import load_vllm_models
 from engine.models import load_tokenizer
-from engine.train.config import ASSETS, SAMPLE_PROMPTS_EVAL, ConfigError, RunConfig, choices, prompt_limit
+from engine.train.config import ASSETS, SAMPLE_PROMPTS_EVAL, ConfigError, RunConfig, choices, grpo_prompt_limit, prompt_limit
 from engine.train.distributed import launch_command, write_deepspeed_config
 from engine.train.events import Event, Failed, Finished, Interrupted, Logged, Started, Stopping, Warned
 from engine.train.preflight import create_run
@@ -338,7 +338,7 @@ def cmd_data(argv: list[str]) -> int:
         print(f"read as prompts for GRPO; {'every prompt has a' if not missing else f'{missing} has no'} reference "
               "answer" + ("" if not missing else " (rewards that compare with one cannot score it)"))
         if a.model:
-            limit = a.max_prompt_length or a.max_length - a.max_completion_length
+            limit = grpo_prompt_limit(a.max_prompt_length, a.max_length, a.max_completion_length)
             stats = prompt_stats(report.examples, load_tokenizer(a.model), limit)
             print("\n".join(f"tokens: {line}" for line in stats.lines(limit, a.max_completion_length)))
     elif report.examples and kinds != {"sft"}:

@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine.train.config import SAMPLE_TRAIN, RunConfig, prompt_limit
+from engine.train.config import SAMPLE_TRAIN, RunConfig, grpo_prompt_limit, prompt_limit
 from engine.data.dataset import cached_tokenizer, dataset_report, export_chat_jsonl, token_stats, trained_pieces
 from engine.data.pairs import pair_stats
 from engine.data.prompts import prompt_stats
@@ -143,11 +143,12 @@ def token_view(dataset, model, max_length):
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
     if report.examples and report.examples[0].kind == "prompts":  # GRPO: the prompts, and the room left to answer
-        preset = RunConfig.preset(objective="grpo", rewards=[{"kind": "length", "target": 1}],
-                                  max_length=int(max_length))
-        stats = prompt_stats(report.examples[:STATS_SAMPLE], tokenizer, preset.prompt_limit)
+        preset = RunConfig.preset()  # the form's starting values, as for pairs below
+        completion = preset.max_completion_length
+        limit = grpo_prompt_limit(preset.max_prompt_length, int(max_length), completion)
+        stats = prompt_stats(report.examples[:STATS_SAMPLE], tokenizer, limit)
         hist = pd.DataFrame(stats.histogram(), columns=["tokens", "examples"])
-        return "\n".join(f"- {line}" for line in stats.lines(preset.prompt_limit, preset.max_completion_length)), hist
+        return "\n".join(f"- {line}" for line in stats.lines(limit, completion)), hist
     if report.examples and report.examples[0].kind != "sft":  # preference data: prompt and both answers
         limit = prompt_limit(RunConfig.preset().max_prompt_length, int(max_length))
         stats = pair_stats(report.examples[:STATS_SAMPLE], tokenizer, int(max_length), limit)

@@ -93,6 +93,11 @@ def prompt_limit(max_prompt_length: int, max_length: int) -> int:
     return max_prompt_length or max_length // 2
 
 
+def grpo_prompt_limit(max_prompt_length: int, max_length: int, max_completion_length: int) -> int:
+    """The prompt tokens GRPO keeps: max_prompt_length, or what max_length leaves beside the completion at 0."""
+    return max_prompt_length or max_length - max_completion_length
+
+
 OBJECTIVE_HELP = ("What the loss learns: sft (imitate the answers), or from preferences: dpo (chosen over rejected, "
                   "against a frozen reference), orpo (SFT plus an odds-ratio penalty, no reference), kto (thumbs "
                   "up/down, unpaired), simpo (length-normalised margin, no reference); or grpo (the model writes "
@@ -277,7 +282,7 @@ class RunConfig:
     @property
     def prompt_limit(self) -> int:
         if self.objective == "grpo":
-            return self.max_prompt_length or self.max_length - self.max_completion_length
+            return grpo_prompt_limit(self.max_prompt_length, self.max_length, self.max_completion_length)
         return prompt_limit(self.max_prompt_length, self.max_length)
 
     @classmethod
