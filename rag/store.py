@@ -33,6 +33,9 @@ class Hit:
     id: int = -1
 
 
+STORE_FILES = ("index.faiss", "vectors.npy", "chunks.jsonl", "meta.json")
+
+
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, vectors.shape[-1])
     faiss.normalize_L2(vectors)
@@ -103,6 +106,9 @@ class FaissStore:
                 fh.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
         (tmp / "meta.json").write_text(json.dumps({"kind": self.kind, "dim": self.dim,
                                                    "hnsw_threshold": self.hnsw_threshold, **meta}))
+        for kept in (folder.iterdir() if folder.is_dir() else ()):  # files the store does not write (the owner)
+            if kept.is_file() and kept.name not in STORE_FILES:
+                shutil.copy2(kept, tmp / kept.name)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
 

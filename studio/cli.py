@@ -1,6 +1,10 @@
 """The `studio` command.
 
     studio                                  start the web UI (http://127.0.0.1:7860)
+    studio --auth [--admin NAME ...]        the web UI behind sign-in with the accounts below; each person
+                                            sees only their own work, an admin every run
+    studio users add NAME [--admin]         make an account (password from a prompt or standard input)
+    studio users list | remove NAME         the accounts; take one away
     studio train CONFIG.yaml [--field value ...]
                                             train without the UI; same process, files and events
     studio train --resume RUN_ID            continue a stopped or interrupted run from its last checkpoint
@@ -16,7 +20,8 @@
     studio serve [RUN_ID ...] [--port 8000] [--host 127.0.0.1] [--api-key KEY]
                                             an OpenAI-compatible endpoint (/v1/models, /v1/chat/completions)
                                             for the base model and each run's adapter, on one copy of the base
-    studio runs                             list runs
+    studio runs                             list runs, with their owners (the operator sees every run)
+    studio runs give RUN_ID OWNER           hand a run over (OWNER: local, user:NAME, hf:NAME)
     studio advise [SCENARIO ...]            the scenario matrix with the project's readings; methods ranked
     studio advise --probe [--model M] [--data FILE] [--methods lora,dora,...] [--steps N]
                                             a few measured steps of each method on your model and data
@@ -41,7 +46,7 @@
                                             evaluation-harness tasks on the base and the run through
                                             the OpenAI-compatible endpoint; the forgetting line
 
-`studio train` starts the very process the UI starts (engine/train/trainer.py) and prints its
+`studio train` starts the very process the UI starts (studio/train_process.py) and prints its
 events; Ctrl-C asks it to save and stop.
 """
 
@@ -61,7 +66,8 @@ from engine.data.dataset import Issue, check_files, export_chat_jsonl, load_exam
 from engine.data.formats import parse_mapping
 from engine.data.pairs import OBJECTIVES as PREFERENCE, data_refusal, pair_stats
 from engine.data.prompts import missing_references, prompt_stats
-from engine.errors import StudioError
+from engine import accounts, owners
+from engine.errors import RunError, StudioError
 from engine.export import archive as export
 from engine.export.gguf import export_gguf
 from engine.infer.batching import serve_forever
@@ -167,7 +173,8 @@ def _print_event(e: Event) -> None:
         print(f"stopping: finishing step {e.step} and saving, about {e.expected_s or 0:.0f} s "
               f"(ended after {e.grace_s or 0:.0f} s)", flush=True)
     elif isinstance(e, Started):
-        print(f"started: {e.total_steps} steps", flush=True)
+        print(f"started: {e.total_steps} steps" + (f"; GRPO completions sampled by {e.rollouts}" if e.rollouts else ""),
+              flush=True)
 
 
 def cmd_train(args: list[str]) -> int:
@@ -290,11 +297,59 @@ def cmd_advise(argv: list[str]) -> int:
     return 0
 
 
-def cmd_runs() -> int:
+def cmd_runs(argv: list[str] | None = None) -> int:
+    argv = argv or []
+    if argv and argv[0] == "give":
+        p = argparse.ArgumentParser(prog="studio runs give", description="Hand a run over to another owner.")
+        p.add_argument("run")
+        p.add_argument("owner", help="local, user:NAME (an account of studio --auth) or hf:NAME")
+        a = p.parse_args(argv[1:])
+        run = Run(runs_root() / a.run)
+        if "/" in a.run or not (run.dir / "config.yaml").exists():
+            raise RunError(f"There is no run {a.run}; `studio runs` lists them.")
+        if not owners.valid(a.owner):
+            raise RunError(f"{a.owner!r} is not an owner: local, user:NAME or hf:NAME.")
+        owners.claim(run.dir, a.owner)
+        print(f"run {run.id} is now {a.owner}'s")
+        return 0
     for run in list_runs():
         s = run.summary()
         loss = f"{s['loss']:.4f}" if isinstance(s["loss"], float) else "-"
-        print(f"{s['id']:<32}{s['status']:<13}step {s['step']}/{s['total_steps'] or '?'}  loss {loss}")
+        print(f"{s['id']:<32}{s['status']:<13}step {s['step']}/{s['total_steps'] or '?'}  loss {loss:<8}"
+              f"  {run.owner}")
+    return 0
+
+
+def cmd_users(argv: list[str]) -> int:
+    """The accounts of `studio --auth` (engine/accounts.py)."""
+    import getpass
+
+    p = argparse.ArgumentParser(prog="studio users", description="Accounts for `studio --auth`.")
+    sub = p.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="make an account, or set its password")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="sees every run and may stop any")
+    sub.add_parser("list", help="the accounts")
+    rm = sub.add_parser("remove", help="take an account away (its runs stay, the operator's to give)")
+    rm.add_argument("name")
+    a = p.parse_args(argv)
+    if a.action == "list":
+        for name, info in sorted(accounts.users().items()):
+            print(name + ("  (admin)" if info["admin"] else ""))
+        return 0
+    if a.action == "remove":
+        accounts.remove(a.name)
+        print(f"account {a.name} removed from {accounts.accounts_file()}")
+        return 0
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {a.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise accounts.AccountError("The two passwords differ; nothing was changed.")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    new = accounts.add(a.name, password, admin=a.admin)
+    print(f"account {a.name} {'made' if new else 'updated'}{' (admin)' if a.admin else ''} in "
+          f"{accounts.accounts_file()}")
     return 0
 
 
@@ -520,15 +575,24 @@ def cmd_serve(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if not argv:
+        if not argv or argv[0] in ("--auth", "--admin"):
             from ui.app import main as ui_main  # deferred: gradio, which the other commands do not need
 
-            return ui_main()
+            p = argparse.ArgumentParser(prog="studio", description="The studio's web page.")
+            p.add_argument("--auth", action="store_true", help="sign-in with the accounts of `studio users add`")
+            p.add_argument("--admin", action="append", default=[], metavar="NAME",
+                           help="an account that sees every run and may stop any (repeatable)")
+            a = p.parse_args(argv)
+            if a.admin and not a.auth:
+                raise StudioError("--admin names an account of --auth; add --auth.")
+            return ui_main(auth=a.auth, admins=tuple(a.admin))
         command, rest = argv[0], argv[1:]
         if command == "train":
             return cmd_train(rest)
         if command == "runs":
-            return cmd_runs()
+            return cmd_runs(rest)
+        if command == "users":
+            return cmd_users(rest)
         if command == "export":
             return cmd_export(rest)
         if command == "advise":

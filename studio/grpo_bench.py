@@ -4,11 +4,16 @@ held-back prompts before and after; and how fast the studio's own batched genera
 against transformers' `generate`, which trl's GRPOTrainer calls.
 
     python -m studio.grpo_bench [--config assets/configs/grpo-sample.yaml] [--steps N] [--generation-only]
+                                [--both-samplers]
+
+--both-samplers trains the config twice, its rollouts sampled by the executor (engine/infer/rollouts.py) and by
+transformers' generate (STUDIO_GRPO_EXECUTOR=0), one after the other, and prints the time of a step in each.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -55,11 +60,43 @@ def generation_speed(cfg: RunConfig, rounds: int = 3) -> dict:
     return {"transformers_tokens_per_s": hf_tokens / hf_s, "studio_tokens_per_s": own_tokens / own_s}
 
 
+def train_once(cfg: RunConfig):
+    """Train `cfg` as the studio does; print its reward from the first logged steps to the last and the share of a
+    step spent generating. (run, seconds) or (None, 0) when it did not finish."""
+    run = create_run(cfg)
+    start = time.time()
+    launch(run)
+    status = run.wait()
+    seconds = time.time() - start
+    logged = [e for e in run.logged() if isinstance(e.reward, (int, float))]
+    if status != "finished" or len(logged) < 10:
+        print(f"run {run.id} ended {status} after {len(logged)} logged steps; see its train.log")
+        return None, 0.0
+    first, last = [e.reward for e in logged[:5]], [e.reward for e in logged[-5:]]
+    share = statistics.mean(e.generate_share for e in logged if e.generate_share is not None)
+    print(f"run {run.id} (completions sampled by {run.state().started.rollouts}): {logged[-1].step} steps in "
+          f"{seconds / 60:.1f} min; mean total reward of the first 5 logged steps {statistics.mean(first):.3f} "
+          f"(spread {statistics.stdev(first):.3f}), of the last 5 {statistics.mean(last):.3f} "
+          f"(spread {statistics.stdev(last):.3f}); generation {share:.0%} of a step")
+    for name in logged[0].reward_functions or {}:
+        a_, b_ = ([e.reward_functions[name][0] for e in part] for part in (logged[:5], logged[-5:]))
+        print(f"  {name}: {statistics.mean(a_):.3f} -> {statistics.mean(b_):.3f}")
+    return run, seconds
+
+
+def step_seconds(run) -> float:
+    """Mean seconds of a step from the first logged step to the last (start-up and saving left out)."""
+    logged = run.logged()
+    return (logged[-1].time - logged[0].time) / (logged[-1].step - logged[0].step)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m studio.grpo_bench")
     p.add_argument("--config", default=str(CONFIG))
     p.add_argument("--steps", type=int, default=0, help="override max_steps")
     p.add_argument("--generation-only", action="store_true", help="only the generation speed comparison")
+    p.add_argument("--both-samplers", action="store_true",
+                   help="train twice, sampled by the executor and by transformers' generate")
     a = p.parse_args(argv)
     cfg = RunConfig.from_yaml(a.config, {"max_steps": a.steps} if a.steps else None)
     speed = generation_speed(cfg)
@@ -69,23 +106,19 @@ def main(argv: list[str] | None = None) -> int:
           f"({speed['studio_tokens_per_s'] / speed['transformers_tokens_per_s']:.2f}x)")
     if a.generation_only:
         return 0
-    run = create_run(cfg)
-    start = time.time()
-    launch(run)
-    status = run.wait()
-    minutes = (time.time() - start) / 60
-    logged = [e for e in run.logged() if isinstance(e.reward, (int, float))]
-    if status != "finished" or len(logged) < 10:
-        print(f"run {run.id} ended {status} after {len(logged)} logged steps; see its train.log")
-        return 1
-    first, last = [e.reward for e in logged[:5]], [e.reward for e in logged[-5:]]
-    share = statistics.mean(e.generate_share for e in logged if e.generate_share is not None)
-    print(f"run {run.id}: {logged[-1].step} steps in {minutes:.1f} min; mean total reward of the first 5 logged "
-          f"steps {statistics.mean(first):.3f} (spread {statistics.stdev(first):.3f}), of the last 5 "
-          f"{statistics.mean(last):.3f} (spread {statistics.stdev(last):.3f}); generation {share:.0%} of a step")
-    for name in logged[0].reward_functions or {}:
-        a_, b_ = ([e.reward_functions[name][0] for e in part] for part in (logged[:5], logged[-5:]))
-        print(f"  {name}: {statistics.mean(a_):.3f} -> {statistics.mean(b_):.3f}")
+    runs = []
+    for executor in ((True, False) if a.both_samplers else (None,)):
+        if executor is not None:
+            os.environ["STUDIO_GRPO_EXECUTOR"] = "1" if executor else "0"
+        run, seconds = train_once(cfg)
+        if run is None:
+            return 1
+        runs.append((run, seconds))
+    if a.both_samplers:
+        per = [step_seconds(r) for r, _ in runs]
+        print(f"a step (first logged step to last): {per[0]:.2f} s with the executor sampling, {per[1]:.2f} s "
+              f"with transformers' generate: {per[1] / per[0]:.2f}x")
+    run = runs[0][0]
     scored = reward_scores(run, load_examples(SAMPLE_PROMPTS_EVAL, objective="grpo"))
     for row in scored.rows():
         print("  " + "  ".join(f"{k}: {v}" for k, v in row.items()))

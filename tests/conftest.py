@@ -74,19 +74,19 @@ def wait_for(run, timeout: float = 300) -> str:
 
 def train(cfg, root=None, timeout: float = 300):
     """Create a run of `cfg` and train it to its end in this process, through the trainer's own entry point
-    (`engine.train.trainer.main`, which `python -m engine.train.trainer` runs): the same events, checkpoints and outputs,
+    (`studio.train_process.main`, which the launched process runs): the same events, checkpoints and outputs,
     without the ~9 s of imports a new process pays. Tests whose subject is the process itself (Stop, a
     kill, the queue, a restarted app) `launch` it instead. The caller checks how it ended."""
     import signal
 
-    from engine.train import trainer
     from engine.train.preflight import create_run
+    from studio import train_process
 
     run = create_run(cfg, root)
     run.events.write("launched")
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        trainer.main([str(run.dir / "config.yaml")])
+        train_process.main([str(run.dir / "config.yaml")])
     finally:
         for sig, handler in handlers.items():  # the trainer's Stop handlers are not pytest's
             signal.signal(sig, handler)

@@ -120,8 +120,8 @@ def _grpo(tiny_model, **kw):
 
 def test_a_grpo_run_logs_each_reward_at_every_step_and_stops_on_a_nan_and_resumes(tiny_model, tmp_path,
                                                                                    monkeypatch):
-    from engine.train import trainer
     from engine.train.runs import config_diff, metrics, samples
+    from studio import train_process
 
     monkeypatch.setenv("STUDIO_FAULT", "nan@5")
     run = train(_grpo(tiny_model), tmp_path / "runs")
@@ -144,7 +144,7 @@ def test_a_grpo_run_logs_each_reward_at_every_step_and_stops_on_a_nan_and_resume
     assert {"total", "format", "numeric", "length"} <= series
     monkeypatch.delenv("STUDIO_FAULT")
     run.events.write("launched")
-    trainer.main([str(run.dir / "config.yaml")])  # what Resume does, in this process
+    train_process.main([str(run.dir / "config.yaml")])  # what Resume does, in this process
     steps = [e.step for e in run.logged()]
     assert run.status() == "finished" and steps[-2:] == [5, 6], steps
     assert (run.dir / "adapter" / "adapter_config.json").exists()
@@ -152,6 +152,77 @@ def test_a_grpo_run_logs_each_reward_at_every_step_and_stops_on_a_nan_and_resume
                             max_length=64, report_to=[]), tmp_path / "runs")
     diff = {row["field"]: row for row in config_diff([run.id, other.id], tmp_path / "runs")}
     assert diff["objective"][run.id] == "grpo" and "numeric" in diff["rewards"][run.id]
+
+
+def test_the_executor_samples_the_weights_being_trained(tiny_model, tmp_path):
+    """The executor's rollouts follow the trained LoRA weights: the log-probability it gives each token it
+    samples is the trained model's own, before and after the weights change (and stale until it syncs)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from engine.infer.batching import Request
+    from engine.infer.rollouts import ExecutorRollouts, why_not
+    from engine.models import load_causal_lm, load_tokenizer
+
+    cfg = _grpo(tiny_model, precision="fp32")
+    assert why_not(cfg) is None
+    assert "method dora" in why_not(_grpo(tiny_model, method="dora"))
+    model = get_peft_model(load_causal_lm(tiny_model, dtype=torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0)).eval()
+    tok = load_tokenizer(tiny_model)
+    ids = list(tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True,
+                                       return_dict=True)["input_ids"])
+    rollouts = ExecutorRollouts(cfg, tiny_model)
+
+    def gap() -> float:
+        """The largest difference between the executor's log-probabilities of its sampled tokens and the
+        trained model's."""
+        answer = rollouts.chat.generate_many([Request([], True, 8, temperature=1.0, ids=list(ids), raw=True,
+                                                      suppress_special=False, repetition_penalty=1.0, seed=7,
+                                                      logprobs=0)])[0]
+        seq = torch.tensor([ids + answer.token_ids])
+        with torch.no_grad():
+            logps = torch.log_softmax(model(seq).logits[0, len(ids) - 1:-1].float(), -1)
+        own = logps.gather(1, torch.tensor(answer.token_ids)[:, None])[:, 0]
+        return float((own - torch.tensor([t.logprob for t in answer.logprobs])).abs().max())
+
+    def change_weights(seed: int) -> None:
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_" in name:
+                    p.normal_(0, 0.2)
+
+    change_weights(0)
+    rollouts.sync(model)
+    assert gap() < 1e-3
+    change_weights(1)
+    assert gap() > 1e-2  # the executor still holds step 0's weights: a test that could fail
+    rollouts.sync(model)
+    assert gap() < 1e-3
+
+
+def test_a_grpo_run_samples_with_the_executor_the_prompts_trl_would(tiny_model, tmp_path, monkeypatch):
+    from engine.infer.rollouts import ExecutorRollouts
+
+    checked = []
+    own = ExecutorRollouts.prompt_ids
+
+    def compared(self, prompts, trainer):
+        ids = own(self, prompts, trainer)
+        checked.append(ids == [list(p) for p in trainer._tokenize_prompts(prompts)[0]])
+        return ids
+
+    monkeypatch.setattr(ExecutorRollouts, "prompt_ids", compared)
+    run = train(_grpo(tiny_model, max_steps=3, save_steps=100, precision="fp32"), tmp_path / "runs")
+    assert run.status() == "finished", run.summary()["reason"]
+    assert run.state().started.rollouts == "the studio's executor"
+    assert checked and all(checked)
+    logged = run.logged()
+    assert all(e.completion_length > 0 and 0 < e.generate_share < 1 and e.reward_functions for e in logged)
+    monkeypatch.setenv("STUDIO_GRPO_EXECUTOR", "0")
+    plain = train(_grpo(tiny_model, max_steps=1, save_steps=100, precision="fp32"), tmp_path / "runs")
+    assert plain.state().started.rollouts == "transformers' generate"
 
 
 @pytest.mark.parametrize("method, output", [("dora", "adapter"), ("full", "model")])

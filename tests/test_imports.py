@@ -6,6 +6,8 @@ The layers, lowest first (each may import itself and what its row names):
     engine.errors                  nothing of the studio
     engine.models                  errors
     engine.demo                    nothing of the studio
+    engine.owners                  nothing of the studio (who owns a run, a collection)
+    engine.accounts                errors (the accounts of `studio --auth`)
     engine.capability              errors, models
     engine.data                    errors, models, demo, capability
     engine.train                   the above and data
@@ -24,12 +26,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("engine", "rag", "ui", "studio")
-BASE = {"engine.errors", "engine.models", "engine.demo", "engine.capability"}
+BASE = {"engine.errors", "engine.models", "engine.demo", "engine.capability", "engine.owners", "engine.accounts"}
 ALLOWED = {
     "engine": set(),  # the package itself: its docstring, no imports
     "engine.errors": set(),
     "engine.models": {"engine.errors"},
     "engine.demo": set(),
+    "engine.owners": set(),
+    "engine.accounts": {"engine.errors"},
     "engine.capability": {"engine.errors", "engine.models"},
     "engine.data": BASE,
     "engine.train": BASE | {"engine.data"},

@@ -23,14 +23,15 @@ import gradio as gr
 # thread-safe ("cannot import name 'AutoTokenizer'" when two handlers import it at once).
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-from engine import demo as public_demo
+from engine import accounts, demo as public_demo
 from engine.infer.chat import serve_forever
 from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.data.uploads import max_upload_mb
-from ui import i18n
+from ui import i18n, owners
 from ui.files import launch_paths
 from ui.form import widget
-from ui.chat_tab import build_chat_tab, refresh_chat_models
+from ui.chat_tab import NO_RETRIEVAL, build_chat_tab, refresh_chat_models
+from ui.compare_tab import collections
 from ui.compare_tab import build_compare_tab
 from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
@@ -39,16 +40,17 @@ from ui.train_tab import build_train_tab, current_run
 from ui.notify import refuse
 
 
-def refresh_runs(trained, picked):
-    """Offer finished runs; pick the one just trained on this page, else keep the choice."""
-    done = finished_runs()
+def refresh_runs(trained, picked, request: gr.Request):
+    """Offer this person's finished runs; pick the one just trained on this page, else keep the choice."""
+    done = finished_runs(request)
     value = trained if trained in done else picked if picked in done else (done[0] if done else None)
     return gr.update(choices=done, value=value)
 
 
-def open_in_compare(run_id):
+def open_in_compare(run_id, request: gr.Request):
     """The Runs tab's "Open in Compare": that run in the Compare tab's picker, and the tab shown."""
-    done = finished_runs()
+    owners.run_of(request, run_id)
+    done = finished_runs(request)
     if run_id not in done:
         refuse(f"Run {run_id} has no adapter or model to answer with yet." if run_id else "Pick a run first.")
         return gr.update(), gr.update()
@@ -65,6 +67,10 @@ def build() -> gr.Blocks:
                         "fine-tuned model with retrieval (RAG) on your own questions.")
             language = gr.Dropdown(i18n.LANGUAGES, value="en", label="Language", scale=0, min_width=160,
                                    elem_id="language")
+            if owners.oauth_on():
+                gr.LoginButton(scale=0, min_width=160)
+        who_line = gr.Markdown(elem_id="who")
+        visitor = owners.visitor_key()
         if public_demo.on():
             gr.Markdown(public_demo.NOTICE, elem_id="demo-notice")
         run_id = gr.State(None)
@@ -84,10 +90,10 @@ def build() -> gr.Blocks:
                 build_train_tab(train_tab, model, method, max_len, dataset, run_id)
 
             with gr.Tab("4 · Compare", id="compare") as compare_tab:
-                run_pick, refresh_btn = build_compare_tab(run_id, model)
+                run_pick, refresh_btn, compare_collection = build_compare_tab(run_id, model)
 
             with gr.Tab("5 · Chat", id="chat") as chat_tab:
-                chat_pick = build_chat_tab(model)
+                chat_pick, chat_collection = build_chat_tab(model)
 
             with gr.Tab("6 · Runs and export", id="runs") as runs_tab:
                 (open_btn, export_pick), (show_history, history_outputs) = build_runs_tab()
@@ -98,27 +104,43 @@ def build() -> gr.Blocks:
             event(refresh_runs, [run_id, run_pick], run_pick)
         chat_tab.select(refresh_chat_models, chat_pick, chat_pick)
 
-        def on_load():
-            done = finished_runs()
-            return current_run(), gr.update(choices=done, value=done[0] if done else None)
+        def on_load(request: gr.Request):
+            """What this person sees first: their run, their finished runs, their collections."""
+            done = finished_runs(request)
+            mine = collections(request)
+            return (current_run(request), gr.update(choices=done, value=done[0] if done else None),
+                    refresh_chat_models(None, request), gr.update(choices=[NO_RETRIEVAL] + mine),
+                    gr.update(choices=mine), owners.banner(request))
 
         # Every label the translation table covers follows the switch, for this browser session only.
         labels = i18n.translatable(demo.blocks.values())
         language.change(lambda lang: i18n.relabel(labels, lang), language, i18n.components(labels),
                         js=i18n.DIRECTION_JS, show_progress="hidden", queue=False)
         demo.load(None, None, language, js=i18n.BROWSER_LANGUAGE_JS)
-        demo.load(on_load, None, [run_id, run_pick])
+        # who is asking comes first (a browser's own key on a shared page), then everything of theirs
+        demo.load(owners.open_page, visitor, visitor, show_progress="hidden").then(
+            on_load, None, [run_id, run_pick, chat_pick, chat_collection, compare_collection, who_line],
+            show_progress="hidden")
         demo.load(advice_markdown, questions, advice).then(ranking_markdown, scenarios, [ranking, best]).then(
             matrix_html, [scenarios, model, probed], matrix)
         demo.load(use_sample, None, data_outputs).then(**data_after).then(**data_view)
     return demo
 
 
-def main() -> int:
+def main(auth: bool = False, admins: tuple[str, ...] = ()) -> int:
+    """Start the page. `auth`: sign-in with the accounts of `studio users add` (engine/accounts.py); `admins`:
+    account names that see and may stop every run."""
     if not hub_reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"  # fail fast instead of waiting on a hub that is not there
+    owners.SETTINGS.update(auth=auth, admins=set(admins))
+    if auth and not accounts.users():
+        print(f"error: studio --auth needs an account first: studio users add NAME (accounts file "
+              f"{accounts.accounts_file()})", file=sys.stderr)
+        return 2
     demo = build()
     demo.queue(default_concurrency_limit=2).launch(
+        auth=accounts.check if auth else None,
+        auth_message="Sign in with your studio account." if auth else None,
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(), ssr_mode=False,

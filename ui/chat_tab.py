@@ -18,6 +18,7 @@ from engine.errors import StudioError
 from engine.infer.chat import Generation
 from engine.infer.playground import BASE, answer, chat_for, examples_path, save_exchange, turns
 from rag.pipeline import chat_prompt
+from ui import owners
 from ui.compare_tab import _pipeline, collections
 from ui.notify import refuse
 from ui.runs_tab import finished_runs
@@ -26,8 +27,8 @@ NO_RETRIEVAL = "none"
 _STOPS: dict[str, threading.Event] = {}  # each browser session's reply in progress, for its Stop button
 
 
-def choices() -> list[str]:
-    return [BASE] + finished_runs()
+def choices(request: gr.Request | None = None) -> list[str]:
+    return [BASE] + finished_runs(request)
 
 
 def _sources(hits) -> str:
@@ -38,8 +39,9 @@ def _sources(hits) -> str:
     return "**Sources**\n\n" + "\n".join(lines)
 
 
-def refresh_chat_models(picked):
-    return gr.update(choices=choices(), value=picked if picked in choices() else BASE)
+def refresh_chat_models(picked, request: gr.Request = None):
+    mine = choices(request)
+    return gr.update(choices=mine, value=picked if picked in mine else BASE)
 
 
 def respond(question, history, who, adapter_on, system, temperature, top_p, max_tokens, collection, base_model,
@@ -52,10 +54,12 @@ def respond(question, history, who, adapter_on, system, temperature, top_p, max_
         yield history, "", gr.update(), refuse("Type a message first.")
         return
     try:
+        if who and who != BASE:
+            owners.run_of(request, who)  # only a run of one's own
         chat, use_adapter = chat_for(who, base_model, adapter_on)
         hits = []
         if collection and collection != NO_RETRIEVAL:
-            hits = _pipeline(collection, 3, 0.0, 0.0).retrieve(question)
+            hits = _pipeline(collection, 3, 0.0, 0.0, request=request).retrieve(question)
         messages = chat_prompt(turns(history), question, system or "", hits)
         history = history + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, "", _sources(hits), "Answering..."
@@ -81,9 +85,9 @@ def stop_reply(request: gr.Request = None):
     return "Stopped."
 
 
-def save(history, system):
+def save(history, system, request: gr.Request = None):
     try:
-        path, count = save_exchange(list(history or []), system or "")
+        path, count = save_exchange(list(history or []), system or "", examples_path(owners.person(request).owner))
     except (StudioError, OSError) as err:
         return refuse(err)
     return f"Saved as a training example: `{path}` now holds {count}. Pick that file on the Data tab to train on it."
@@ -95,9 +99,9 @@ def build_chat_tab(model):
                 "the same weights; pick a collection to answer from its documents. Good answers can be saved "
                 "as training examples, so the dataset grows from use.")
     with gr.Row():
-        who = gr.Dropdown(choices(), value=BASE, label="Chat with", elem_id="chat-model", scale=2)
+        who = gr.Dropdown([BASE], value=BASE, label="Chat with", elem_id="chat-model", scale=2)
         adapter_on = gr.Checkbox(True, label="Adapter on", elem_id="chat-adapter")
-        collection = gr.Dropdown([NO_RETRIEVAL] + collections(), value=NO_RETRIEVAL, label="Retrieval from",
+        collection = gr.Dropdown([NO_RETRIEVAL, owners.SAMPLE_COLLECTION], value=NO_RETRIEVAL, label="Retrieval from",
                                  elem_id="chat-collection")
         refresh = gr.Button("Refresh", scale=0, elem_id="chat-refresh")
     system = gr.Textbox("", label="System prompt", lines=1, elem_id="chat-system")
@@ -115,7 +119,8 @@ def build_chat_tab(model):
     with gr.Row():
         clear = gr.Button("Clear chat", elem_id="chat-clear")
         keep = gr.Button("Save this exchange as a training example", elem_id="chat-save")
-    saved = gr.Markdown(f"Saved examples go to `{examples_path()}`.", elem_id="chat-saved")
+    saved = gr.Markdown("Saved examples go to a file of yours beside the runs; the Data tab's **Use saved chat "
+                        "examples** reads it.", elem_id="chat-saved")
 
     inputs = [question, chatbot, who, adapter_on, system, temperature, top_p, max_tokens, collection, model]
     outputs = [chatbot, question, sources, status]
@@ -124,7 +129,10 @@ def build_chat_tab(model):
     stop.click(stop_reply, None, status, queue=False)
     clear.click(lambda: ([], "", ""), None, [chatbot, sources, status], queue=False)
     keep.click(save, [chatbot, system], saved)
-    refresh.click(lambda w: (refresh_chat_models(w), gr.update(choices=[NO_RETRIEVAL] + collections())), who,
-                  [who, collection])
-    return who
+
+    def refresh_all(picked, request: gr.Request):
+        return refresh_chat_models(picked, request), gr.update(choices=[NO_RETRIEVAL] + collections(request))
+
+    refresh.click(refresh_all, who, [who, collection])
+    return who, collection
 

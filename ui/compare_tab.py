@@ -24,18 +24,18 @@ from engine.infer.preference import add_to_evaluation, append_summary_rows, pref
 from engine.infer.reward_scores import reward_scores
 from engine.data.pairs import OBJECTIVES as PREFERENCE
 from engine.train.config import SAMPLE_PROMPTS_EVAL
-from engine.train.runs import Run, list_runs, runs_root
 from engine.data.uploads import UploadError
-from engine.errors import RunError, StudioError
+from engine.errors import StudioError
+from ui import owners
 from ui.files import accept
 from ui.notify import refuse
 from rag.compare import COLUMNS, stream_compare
 from rag.documents import SUFFIXES
 from rag.evaluate import (NAMES, SCORES, evaluate, groundedness, load_questions, write_csv, write_json,
                           write_summary_csv)
-from rag.pipeline import RagPipeline, Reranker, collections_root, sample_pipeline
+from rag.pipeline import RagPipeline, Reranker, sample_pipeline
+from ui.owners import SAMPLE_COLLECTION
 
-SAMPLE_COLLECTION = "zorvane-sample"
 STREAM_EVERY_S = 0.15  # how often the page redraws the growing answers
 ASK_CONCURRENCY = 8  # questions answered together at most: 8 x 4 columns = the batcher's 32 rows
 SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "eval.jsonl"
@@ -48,9 +48,9 @@ COMPARE_INTRO = ("Ask one question of four answerers side by side: the base mode
                  "download or publish the model.")
 
 
-def collections() -> list[str]:
-    saved = sorted(p.name for p in collections_root().iterdir() if (p / "meta.json").exists())
-    return [SAMPLE_COLLECTION] + [c for c in saved if c != SAMPLE_COLLECTION]
+def collections(request: gr.Request | None = None) -> list[str]:
+    """This person's collections, the bundled sample first."""
+    return owners.collections(request)
 
 
 @lru_cache(maxsize=2)
@@ -61,9 +61,11 @@ def _reranker(name: str) -> Reranker:
 _OPEN = threading.Lock()  # two questions at once must not index and save the same collection together
 
 
-def _pipeline(name: str, k, min_score, mmr, reranker: str = "") -> RagPipeline:
+def _pipeline(name: str, k, min_score, mmr, reranker: str = "", request: gr.Request | None = None) -> RagPipeline:
+    """The collection `name` of the person asking (the bundled sample for none), with these settings."""
+    folder = owners.collection_of(request, name)
     with _OPEN:
-        pipe = sample_pipeline() if name in (None, "", SAMPLE_COLLECTION) else RagPipeline.open(name)
+        pipe = sample_pipeline() if folder is None else RagPipeline.open(folder)
     pipe.k, pipe.min_score, pipe.mmr = int(k), float(min_score), float(mmr)
     pipe.reranker = _reranker(reranker.strip()) if (reranker or "").strip() else None
     return pipe
@@ -84,23 +86,24 @@ def index_documents(files, name, column, request: gr.Request = None, progress=gr
         files = accept(files, request, SUFFIXES)  # only what this session uploaded: any server path can be named
     except (UploadError, OSError) as err:
         return gr.update(), refuse(err), gr.update()
-    pipe = RagPipeline.open(name)
+    pipe = RagPipeline.open(owners.collection_of(request, name, create=True))
     report = pipe.index(files, column=column or None,
                         progress=lambda i, n, f: progress((i, n), desc=f"reading {f}"))
-    return (gr.update(choices=collections(), value=name), f"{report.sentence()}\n\n{_describe(pipe, name)}",
+    return (gr.update(choices=collections(request), value=name), f"{report.sentence()}\n\n{_describe(pipe, name)}",
             gr.update(choices=pipe.store.sources(), value=None))
 
 
-def choose_collection(name):
-    pipe = _pipeline(name, 3, 0, 0)
+def choose_collection(name, request: gr.Request = None):
+    pipe = _pipeline(name, 3, 0, 0, request=request)
     return _describe(pipe, name), gr.update(choices=pipe.store.sources(), value=None)
 
 
-def remove_document(name, source):
-    if not source or name in ("", SAMPLE_COLLECTION):
+def remove_document(name, source, request: gr.Request = None):
+    folder = owners.collection_of(request, name)
+    if not source or folder is None:
         refuse("Pick a document of one of your own collections to remove.")
         return gr.update(), gr.update()
-    pipe = RagPipeline.open(name)
+    pipe = RagPipeline.open(folder)
     n = pipe.remove(source)
     return f"Removed {n} passages of {source}. {_describe(pipe, name)}", gr.update(choices=pipe.store.sources(),
                                                                                    value=None)
@@ -135,13 +138,11 @@ def _column_markdown(answer, done: bool) -> str:
     return md + (_sources_markdown(answer) if done else "")
 
 
-def _answerers(run_id, model):
-    if run_id and run_id not in {r.id for r in list_runs()}:  # a name from the API, never a path
-        raise RunError(f"There is no run named {run_id!r}; pick one from the list.")
-    return run_answerers(Run(runs_root() / run_id) if run_id else None, model)
+def _answerers(run_id, model, request: gr.Request | None):
+    return run_answerers(owners.run_of(request, run_id), model)  # a name from the API, never a path
 
 
-def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
+def ask(question, run_id, model, collection, k, min_score, mmr, reranker, request: gr.Request = None):
     if not (question or "").strip():
         refuse("Type a question first.")
         yield [gr.update()] * 5
@@ -149,8 +150,8 @@ def ask(question, run_id, model, collection, k, min_score, mmr, reranker):
     shown = [f"#### {c}\n\n_waiting ..._" for c in COLUMNS] + [""]
     yield shown
     try:
-        answer = _answerers(run_id, model)
-        pipe = _pipeline(collection, k, min_score, mmr, reranker)
+        answer = _answerers(run_id, model, request)
+        pipe = _pipeline(collection, k, min_score, mmr, reranker, request)
     # transformers says a model folder or id it cannot read with OSError or ValueError: the person's to fix
     except (StudioError, OSError, ValueError) as err:
         said = refuse(err)
@@ -176,8 +177,8 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
         if questions_file:  # only what this session uploaded: a client can name any server path here
             questions_file = accept([str(questions_file)], request, (".jsonl", ".csv"))[0]
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
-        answer = _answerers(run_id, model)
-        pipe = _pipeline(collection, k, min_score, mmr, reranker)
+        answer = _answerers(run_id, model, request)
+        pipe = _pipeline(collection, k, min_score, mmr, reranker, request)
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         refuse(str(err))
         return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
@@ -195,7 +196,7 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
                          for r in result["rows"]])
     note = (f"{result['questions']} questions · intervals are 95% bootstrap intervals over the questions · "
             f"{answer.precision()}")
-    run = Run(runs_root() / run_id) if run_id else None
+    run = owners.run_of(request, run_id)
     if run is not None and run.config.objective in PREFERENCE:  # a preference run: its held-out pairs too
         try:
             note += " · " + add_to_evaluation(result, run, SAMPLE_PAIRS).sentence()
@@ -251,10 +252,11 @@ def score_preferences(pairs_file, run_id, request: gr.Request = None):
     """Preference accuracy of the picked run on held-out pairs, before (adapter off) and after."""
     if not run_id:
         return pd.DataFrame(), refuse("Pick a finished run first.")
+    run = owners.run_of(request, run_id)
     try:
         files = accept([str(pairs_file)], request, (".jsonl", ".json", ".csv", ".parquet")) if pairs_file \
             else [str(SAMPLE_PAIRS)]
-        result = preference_accuracy(Run(runs_root() / run_id), load_examples(files))
+        result = preference_accuracy(run, load_examples(files))
     except (StudioError, UploadError, OSError) as err:
         return pd.DataFrame(), refuse(err)
     table = pd.DataFrame([{"model": "base (adapter off)", "preference accuracy": result.before},
@@ -266,23 +268,25 @@ def score_rewards(prompts_file, run_id, request: gr.Request = None):
     """A GRPO run's reward on held-out prompts, base (adapter off) and fine-tuned, with 95% intervals."""
     if not run_id:
         return pd.DataFrame(), refuse("Pick a finished GRPO run first.")
+    run = owners.run_of(request, run_id)
     try:
         files = accept([str(prompts_file)], request, (".jsonl", ".json", ".csv", ".parquet")) if prompts_file \
             else [str(SAMPLE_PROMPTS_EVAL)]
-        result = reward_scores(Run(runs_root() / run_id), load_examples(files, objective="grpo"))
+        result = reward_scores(run, load_examples(files, objective="grpo"))
     except (StudioError, UploadError, OSError) as err:
         return pd.DataFrame(), refuse(err)
     return pd.DataFrame(result.rows()), result.sentence()
 
 
-def run_benchmarks(tasks, limit, run_id):
+def run_benchmarks(tasks, limit, run_id, request: gr.Request = None):
     """Evaluation-harness tasks on the base (adapter off) and the picked run, through the endpoint."""
     if not run_id:
         return pd.DataFrame(), refuse("Pick a finished run first.")
     if not tasks:
         return pd.DataFrame(), refuse("Tick at least one task.")
+    run = owners.run_of(request, run_id)
     try:
-        report = benchmarks.compare(Run(runs_root() / run_id), list(tasks), limit=int(limit) or None)
+        report = benchmarks.compare(run, list(tasks), limit=int(limit) or None)
     except StudioError as err:
         return pd.DataFrame(), refuse(err)
     table = pd.DataFrame(report.rows())
@@ -292,7 +296,8 @@ def run_benchmarks(tasks, limit, run_id):
 
 
 def build_compare_tab(run_id, model):
-    """The Compare tab's layout and events; returns (run picker, tab-select hook inputs)."""
+    """The Compare tab's layout and events; returns the run picker, its Refresh button and the collection
+    picker (the page fills them with the person's own on load)."""
     gr.Markdown(COMPARE_INTRO)
     with gr.Accordion("Documents for retrieval", open=False):
         with gr.Row():
@@ -306,7 +311,7 @@ def build_compare_tab(run_id, model):
             forget = gr.Dropdown([], label="Document in this collection", allow_custom_value=False)
             remove_btn = gr.Button("Remove it from the collection", scale=0)
     with gr.Row():
-        collection = gr.Dropdown(collections(), value=SAMPLE_COLLECTION, label="Collection", elem_id="collection")
+        collection = gr.Dropdown([SAMPLE_COLLECTION], value=SAMPLE_COLLECTION, label="Collection", elem_id="collection")
         run_pick = gr.Dropdown(choices=[], label="Fine-tuned run", info="A finished run's adapter",
                                elem_id="run-pick",
                                allow_custom_value=True)  # runs finished after the page was built; checked on use
@@ -385,4 +390,4 @@ def build_compare_tab(run_id, model):
     pref_btn.click(score_preferences, [pairs_file, run_pick], [pref_table, pref_note])
     reward_btn.click(score_rewards, [prompts_file, run_pick], [reward_table, reward_note])
     bench_btn.click(run_benchmarks, [bench_tasks, bench_limit, run_pick], [bench_table, bench_note])
-    return run_pick, refresh_btn
+    return run_pick, refresh_btn, collection

@@ -23,6 +23,7 @@ from engine.infer.playground import examples_path
 from engine.train.runs import measured_throughput
 from engine.data.uploads import UploadError
 from engine.errors import StudioError
+from ui import owners
 from ui.files import accept
 from ui.notify import refuse
 
@@ -125,13 +126,13 @@ def use_sample():
     return read_data([str(SAMPLE_TRAIN)], "", "", "", 0.0, None, "assistant")
 
 
-def use_saved():
-    """The exchanges saved from the Chat tab, as a dataset."""
-    path = examples_path()
+def use_saved(request: gr.Request = None):
+    """The exchanges this person saved from the Chat tab, as a dataset."""
+    path = examples_path(owners.person(request).owner)
     if not path.exists():
         return (None, refuse(f"No chat examples are saved yet ({path}); save some from the Chat tab first."), "",
                 gr.update(visible=False), *[gr.update()] * 3, gr.update(interactive=False))
-    return read_data([str(path)], "", "", "", 0.0, None, "assistant")
+    return read_data([str(path)], "", "", "", 0.0, None, "assistant", request)
 
 
 def token_view(dataset, model, max_length):

@@ -19,6 +19,7 @@ from engine.capability import cache_path
 from engine.train.runs import runs_root
 from engine.infer.playground import examples_path
 from engine.data.uploads import SessionFiles, check_origin, check_upload
+from ui import owners
 from rag.pipeline import collections_root
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +31,10 @@ def upload_folder() -> Path:
     return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
 
 
-def trusted() -> list[Path]:
+def trusted(request: gr.Request | None = None) -> list[Path]:
     """Files the studio itself wrote or ships, readable without an upload: the samples and the chat
-    examples saved from the Chat tab."""
-    return [*SAMPLES, examples_path()]
+    examples this person saved from the Chat tab."""
+    return [*SAMPLES, examples_path(owners.person(request).owner)]
 
 
 def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list[str]:
@@ -41,8 +42,8 @@ def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list
     chat examples) and passes the upload checks; UploadError with one sentence otherwise."""
     out = []
     for f in files or []:
-        real = check_origin(str(f), [upload_folder(), *trusted()])
-        if not any(real.is_relative_to(s.resolve()) for s in trusted()):
+        real = check_origin(str(f), [upload_folder(), *trusted(request)])
+        if not any(real.is_relative_to(s.resolve()) for s in trusted(request)):
             SESSIONS.claim(real, getattr(request, "session_hash", None) or "no-session")
             check_upload(real, suffixes)
         out.append(str(real))

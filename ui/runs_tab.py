@@ -16,26 +16,29 @@ import pandas as pd
 from engine.export.archive import archive, export_onnx, push_to_hub
 from engine.errors import StudioError
 from engine.export.gguf import QUANTS, export_gguf
+from ui import owners
 from ui.files import servable
 from ui.notify import refuse
-from engine.train.runs import Run, config_diff, curves, history, list_runs, runs_root
+from engine.train.runs import ACTIVE, config_diff, curves, history, stop
 
 COLUMNS = ["run", "status", "model", "method", "objective", "data", "final loss", "steps", "minutes"]
 
 
-def finished_runs():
-    return [r.id for r in list_runs() if r.weights]
+def finished_runs(request: gr.Request | None = None):
+    """The ids of the finished runs this person may use."""
+    return owners.run_ids(request, finished=True)
 
 
-def history_view():
-    rows = history()
+def history_view(request: gr.Request):
+    who = owners.person(request)
+    rows = history(owner=None if who.admin else who.owner)
     table = pd.DataFrame(rows, columns=COLUMNS)
     ids = [r["run"] for r in rows]
     return table, gr.update(choices=ids), gr.update(choices=ids, value=ids[0] if ids else None)
 
 
-def overlay(run_ids):
-    run_ids = list(run_ids or [])
+def overlay(run_ids, request: gr.Request):
+    run_ids = [owners.run_of(request, r).id for r in run_ids or []]
     # Never an empty frame: the plot keeps the axis types and colours of the first data it gets.
     points = pd.DataFrame(curves(run_ids), columns=["run", "step", "loss"]).astype(
         {"run": str, "step": int, "loss": float}) if run_ids else gr.update()
@@ -50,33 +53,36 @@ def _progress(progress):
     return lambda fraction, text: progress(fraction, desc=text)
 
 
-def export(run_id, what, progress=gr.Progress()):
+def export(run_id, what, request: gr.Request, progress=gr.Progress()):
     """A zip of the adapter (or the merged model) to download."""
     if not run_id:
         return None, refuse("Pick a run first.")
+    run = owners.run_of(request, run_id)
     try:
-        zipped = archive(Run(runs_root() / run_id), what, _progress(progress))
+        zipped = archive(run, what, _progress(progress))
         return servable(zipped), f"Zip of the {what} is ready."
     except (StudioError, OSError) as err:
         return None, refuse(err)
 
 
-def onnx(run_id, progress=gr.Progress()):
+def onnx(run_id, request: gr.Request, progress=gr.Progress()):
     if not run_id:
         return None, refuse("Pick a run first.")
+    run = owners.run_of(request, run_id)
     try:
-        path, gap = export_onnx(Run(runs_root() / run_id), _progress(progress))
+        path, gap = export_onnx(run, _progress(progress))
     except (StudioError, OSError) as err:
         return None, refuse(err)
     return None, f"ONNX model written to `{path}`; ONNX Runtime's logits differ from PyTorch's by at most {gap:.1e}."
 
 
-def gguf(run_id, quant, progress=gr.Progress()):
+def gguf(run_id, quant, request: gr.Request, progress=gr.Progress()):
     """A GGUF for llama.cpp / Ollama with its Modelfile, checked by loading it back."""
     if not run_id:
         return None, refuse("Pick a run first.")
+    run = owners.run_of(request, run_id)
     try:
-        path, check = export_gguf(Run(runs_root() / run_id), quant, _progress(progress))
+        path, check = export_gguf(run, quant, _progress(progress))
     except (StudioError, OSError) as err:
         return None, refuse(err)
     return servable(path), (f"GGUF ({quant}) written to `{path}`, with a `Modelfile` beside it "
@@ -84,8 +90,9 @@ def gguf(run_id, quant, progress=gr.Progress()):
                             f"{check.describe()}.")
 
 
-def serve_command(run_id) -> str:
+def serve_command(run_id, request: gr.Request = None) -> str:
     """How to serve the picked run (or the base model) behind an OpenAI-compatible endpoint."""
+    run_id = owners.run_of(request, run_id).id if run_id else None
     target = f" {run_id}" if run_id else ""
     model = run_id or "the base model's id"
     return (f"Serve it for any OpenAI client (one copy of the base weights; more run ids may follow):\n\n"
@@ -93,23 +100,35 @@ def serve_command(run_id) -> str:
             f"`model=\"{model}\"`.")
 
 
-def push(run_id, repo, what, progress=gr.Progress()):
-    if not run_id or not (repo or "").strip():
+def push(run_id, repo, what, request: gr.Request, progress=gr.Progress()):
+    run = owners.run_of(request, run_id)
+    if run is None or not (repo or "").strip():
         return None, refuse("Pick a run and type a repository as user/name.")
     if not os.environ.get("HF_TOKEN"):
         return None, refuse("Set HF_TOKEN (a Space secret, or the environment) to push to the Hub.")
     try:
-        url = push_to_hub(Run(runs_root() / run_id), repo.strip(), what=what, progress=_progress(progress))
+        url = push_to_hub(run, repo.strip(), what=what, progress=_progress(progress))
     # The Hub's own errors (a bad token, a repository of someone else) are HTTP errors: OSError, ValueError.
     except (StudioError, OSError, ValueError) as err:
         return None, refuse(err)
     return None, f"Pushed to {url} (private)."
 
 
+def stop_picked(run_id, request: gr.Request):
+    """Stop the picked run (an admin: anyone's, to free the machine)."""
+    if not run_id:
+        return None, refuse("Pick a run first.")
+    run = owners.run_of(request, run_id)
+    if run.status() not in ACTIVE:
+        return None, refuse(f"Run {run.id} is {run.status()}; there is nothing to stop.")
+    stop(run, wait=False)
+    return None, f"Run {run.id} is stopping: it saves a checkpoint and ends; Resume continues from it."
+
+
 def build_runs_tab():
     """The Runs tab's layout and events; returns (Open-in-Compare button, run picked for export) and
     (the history function, its outputs) for the page to wire."""
-    gr.Markdown("Every run on this machine, newest first (they survive a restart). Pick runs to draw their "
+    gr.Markdown("Your runs on this machine, newest first (they survive a restart). Pick runs to draw their "
                 "loss curves together and see the settings they differ in; export one below.")
     refresh = gr.Button("Refresh", scale=0, elem_id="runs-refresh")
     table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="runs-table")
@@ -133,6 +152,7 @@ def build_runs_tab():
         onnx_btn = gr.Button("ONNX")
         gguf_btn = gr.Button("GGUF for llama.cpp / Ollama", elem_id="export-gguf")
         push_btn = gr.Button("Push to the Hub")
+        stop_btn = gr.Button("Stop this run", variant="stop", elem_id="runs-stop")
     file = gr.File(label="Download", elem_id="export-file")
     done = gr.Markdown(elem_id="export-status")
     serve = gr.Markdown(serve_command(None), elem_id="serve-command")
@@ -144,4 +164,5 @@ def build_runs_tab():
     gguf_btn.click(gguf, [one, quant], [file, done])
     one.change(serve_command, one, serve)
     push_btn.click(push, [one, repo, what], [file, done])
+    stop_btn.click(stop_picked, one, [file, done], concurrency_limit=None)
     return (open_btn, one), (history_view, [table, picked, one])

@@ -22,9 +22,9 @@ from engine.errors import StudioError
 from engine.train.distributed import deepspeed_config, launch_command
 from engine.train.methods import suggested_learning_rate
 from engine.train.rewards import STARTERS
-from engine.train.runs import (ACTIVE, Run, active_run, launch, list_runs, metrics, runs_root, samples, stop,
-                               storage_problem)
+from engine.train.runs import ACTIVE, Run, active_run, launch, metrics, samples, stop, storage_problem
 from engine.train.preflight import create_run, demo_limit, precision_note, precision_warning
+from ui import owners
 from ui.form import to_values, widget
 from ui.runs_tab import finished_runs
 from ui.notify import fail, refuse
@@ -63,13 +63,19 @@ def run_config(dataset, values: dict) -> RunConfig:
     return demo_limit(form_to_config(dataset, values))
 
 
-def start_training(dataset, values: dict):
+def start_training(dataset, values: dict, request: gr.Request = None):
     if dataset is None:
         refuse("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return gr.update()
+    busy = owners.may_start(request)
+    if busy:
+        refuse(busy)
+        return gr.update()
     try:
         cfg = run_config(dataset, values)
-        run = create_run(cfg, from_page=True)  # a custom reward (a file's code) is refused from the page
+        owners.run_of(request, cfg.init_from)  # only from a run of one's own
+        # a custom reward (a file's code) is refused from the page
+        run = create_run(cfg, from_page=True, owner=owners.person(request).owner)
         launch(run)
         if precision_warning(cfg):
             refuse(precision_warning(cfg))
@@ -82,17 +88,19 @@ def start_training(dataset, values: dict):
     return run.id
 
 
-def resume_training(run_id):
+def resume_training(run_id, request: gr.Request = None):
     """Continue the shown run from its last checkpoint (a stopped, failed or interrupted one)."""
     if not run_id:
         refuse("No run to resume yet: start one first.")
         return run_id
-    run = Run(runs_root() / run_id)
+    run = owners.run_of(request, run_id)
     status = run.status()
     if status in ACTIVE:
         gr.Info(f"Run {run_id} is already {status}.")
     elif status == "finished":
         refuse(f"Run {run_id} has finished; press Start training for a new run.")
+    elif owners.may_start(request):
+        refuse(owners.may_start(request))
     else:
         try:
             launch(run)
@@ -149,7 +157,9 @@ def status_text(run: Run) -> str:
     s = run.summary()
     if s["status"] == "queued":
         busy = active_run()
-        ahead = f"run {busy.id} is training" if busy else "another run is starting"
+        # whose turn is next, without naming anyone else's run
+        ahead = (f"run {busy.id} is training" if busy and busy.owner == run.owner else
+                 "another person's run is training" if busy else "another run is starting")
         return (f"**Run {s['id']}** · queued, position {s['queue_position'] or 1}: {ahead}, and one run trains "
                 "at a time on this machine. It starts by itself; Stop takes it out of the queue.")
     if s["status"] == "stopping":
@@ -193,13 +203,13 @@ def status_text(run: Run) -> str:
 NO_RUN = "No run yet: set the form and press **Start training**."
 
 
-def run_view(run_id: str | None, smoothing: float = 0.6):
+def run_view(run_id: str | None, smoothing: float = 0.6, request: gr.Request = None):
     """The status line and the plots of a run: (text, loss, learning rate, tokens/s, whether the preference
     plots show, rewards, reward accuracy, log-odds ratio, whether GRPO's show, its rewards, completion length,
     KL, sampled completions)."""
     if not run_id:
         return (NO_RUN, *[gr.update()] * PLOTS)
-    run = Run(runs_root() / run_id)
+    run = owners.run_of(request, run_id)
     return (status_text(run), *_plots(run, smoothing))
 
 
@@ -229,14 +239,14 @@ def _reward_plot(rows: list[dict]):
     return gr.update(value=_frame(rows, series=True), color_map=colours, visible=True)
 
 
-def poll_view(run_id: str | None, smoothing: float, seen: dict | None):
+def poll_view(run_id: str | None, smoothing: float, seen: dict | None, request: gr.Request = None):
     """The timer's view, each second: only what changed since this page last drew it, and the new `seen`.
 
     The plots are redrawn when the run's events file changed (or another run or smoothing is picked), the
     status line when its text did; an open page on a finished run sends nothing. Before, every open tab
     was sent every point of its run's seven plots each second, a payload that grows with the run's length."""
     seen = seen or {}
-    run = Run(runs_root() / run_id) if run_id else None
+    run = owners.run_of(request, run_id)
     text, stamp = (status_text(run), (run_id, float(smoothing or 0), *_stamp(run))) if run else (NO_RUN, None)
     plots = [gr.skip()] * PLOTS if run is None or stamp == seen.get("plots") else _plots(run, smoothing)
     return (gr.skip() if text == seen.get("status") else text, *plots, {"plots": stamp, "status": text})
@@ -257,22 +267,27 @@ def _shown(rows: list[dict]):
     return gr.update(value=_frame(rows, series=True), visible=True) if rows else gr.update(visible=False)
 
 
-def run_status(run_id: str) -> str:
-    """A run's status line, for API clients (`/run_status`); the id must be one of the runs listed."""
-    if run_id not in {r.id for r in list_runs()}:
-        fail(f"There is no run {run_id!r}; `studio runs` lists them.")
-    return status_text(Run(runs_root() / run_id))
+def run_status(run_id: str, request: gr.Request) -> str:
+    """A run's status line, for API clients (`/run_status`); the id must be one of this person's runs."""
+    if not run_id:
+        fail("Name a run; `studio runs` lists them.")
+    return status_text(owners.run_of(request, run_id))
 
 
-def current_run() -> str | None:
-    run = active_run() or next(iter(list_runs()), None)
+def current_run(request: gr.Request = None) -> str | None:
+    """The run the Train tab opens on: this person's run in training, else their newest."""
+    mine = owners.runs(request)
+    if not owners.person(request).admin or owners.shared():
+        mine = [r for r in mine if r.owner == owners.person(request).owner]  # an admin's page opens on their own
+    run = next((r for r in mine if r.status() == "running"), None) or next(iter(mine), None)
     return run.id if run else None
 
 
-def stop_training(run_id, smoothing=0.6):
+def stop_training(run_id, smoothing=0.6, request: gr.Request = None):
     if run_id:
-        stop(Run(runs_root() / run_id), wait=False)  # the status line shows "stopping" until it has ended
-    return run_view(run_id, smoothing)
+        # the status line shows "stopping" until it has ended; an admin may stop anyone's run
+        stop(owners.run_of(request, run_id), wait=False)
+    return run_view(run_id, smoothing, request)
 
 
 def build_train_tab(tab, model, method, max_len, dataset, run_id):
@@ -296,7 +311,7 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
         with gr.Row():
             # a finished run to start from: picked from the runs, or typed
             form["init_from"] = gr.Dropdown(
-                [""] + finished_runs(), value="", allow_custom_value=True, label=LABELS["init_from"],
+                [""], value="", allow_custom_value=True, label=LABELS["init_from"],
                 info=RunConfig.help()["init_from"], elem_id="init-from")
             for name in PREFERENCE[4:]:
                 form[name] = widget(name)
@@ -380,9 +395,14 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     for part in (method, form["objective"]):  # a new method or objective starts from its own rate
         part.change(suggested_learning_rate, [method, form["objective"]], form["learning_rate"],
                     show_progress="hidden")
-    tab.select(lambda picked: gr.update(choices=[""] + finished_runs(), value=picked or ""), form["init_from"],
-               form["init_from"], show_progress="hidden")
-    start_btn.click(lambda got: start_training(*read(got)), inputs, run_id).then(
+    def init_choices(picked, request: gr.Request):
+        return gr.update(choices=[""] + finished_runs(request), value=picked or "")
+
+    def start(got, request: gr.Request):
+        return start_training(*read(got), request=request)
+
+    tab.select(init_choices, form["init_from"], form["init_from"], show_progress="hidden")
+    start_btn.click(start, inputs, run_id).then(
         run_view, [run_id, smoothing], view)
     resume_btn.click(resume_training, run_id, run_id).then(run_view, [run_id, smoothing], view)
     # Reading the events file is cheap: progress and Stop never wait behind a long Compare.

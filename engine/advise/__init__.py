@@ -5,5 +5,5 @@
     plan.py       a run's plan on a device: the formulas with this machine's measured capability and runs
     probe.py      a few steps of each candidate method on the person's model and data, measured
 
-May import: engine.errors, engine.models, engine.demo, engine.capability, engine.data, engine.train
+May import: engine.errors, engine.models, engine.demo, engine.capability, engine.owners, engine.accounts, engine.data, engine.train
 """

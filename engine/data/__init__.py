@@ -7,5 +7,5 @@
     uploads.py   uploaded files checked before they are read (size, type, text that is text)
     bench.py     validator speed (`studio data bench`)
 
-May import: engine.errors, engine.models, engine.demo, engine.capability
+May import: engine.errors, engine.models, engine.demo, engine.capability, engine.owners, engine.accounts
 """

@@ -4,5 +4,5 @@
     gguf.py        GGUF for llama.cpp and Ollama, with a Modelfile, through llama.cpp's own converter
     modelcard.py   the README model card every export carries
 
-May import: engine.errors, engine.models, engine.demo, engine.capability, engine.data, engine.train
+May import: engine.errors, engine.models, engine.demo, engine.capability, engine.owners, engine.accounts, engine.data, engine.train
 """

@@ -12,6 +12,7 @@
     decoding.py     a decoding step's per-row work: penalties, JSON grammar, seeds, log-probabilities
     constrain.py    JSON mode: the answer held to a JSON schema while it is decoded
     benchmarks.py   evaluation-harness tasks before and after, through the endpoint; the forgetting line
+    rollouts.py     GRPO's completions sampled by the executor, following the trained LoRA weights
 
-May import: engine.errors, engine.models, engine.demo, engine.capability, engine.data, engine.train
+May import: engine.errors, engine.models, engine.demo, engine.capability, engine.owners, engine.accounts, engine.data, engine.train
 """

@@ -13,12 +13,14 @@ pick it on the Data tab to train on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
+from engine import owners
 from engine.errors import StudioError
 from engine.infer.chat import Generation, Request, get_chat_model
 from engine.train.runs import Run, runs_root
@@ -30,10 +32,14 @@ class PlaygroundError(StudioError, ValueError):
     """A chat that cannot be answered or saved as asked, in one sentence."""
 
 
-def examples_path() -> Path:
-    if os.environ.get("STUDIO_EXAMPLES"):
-        return Path(os.environ["STUDIO_EXAMPLES"])
-    return runs_root().parent / "chat-examples.jsonl"
+def examples_path(owner: str = owners.LOCAL) -> Path:
+    """The file `owner`'s saved exchanges go to: the local owner's is the one file it always was, anyone
+    else's a file of their own beside it."""
+    path = Path(os.environ["STUDIO_EXAMPLES"]) if os.environ.get("STUDIO_EXAMPLES") else \
+        runs_root().parent / "chat-examples.jsonl"
+    if owner == owners.LOCAL:
+        return path
+    return path.with_name(f"{path.stem}-{hashlib.sha256(owner.encode()).hexdigest()[:12]}{path.suffix}")
 
 
 def chat_for(choice: str | None, base_model: str, adapter_on: bool = True):

@@ -62,6 +62,7 @@ class Started(Event):
     params: int | None = None
     trainable_params: int | None = None
     precision: str | None = None
+    rollouts: str | None = None  # GRPO: what samples the completions
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -125,6 +125,7 @@ class Rollouts:
         self.rewards = rewards
         self.batch: dict = {}
         self.generate_s = 0.0
+        self.sampled_by = "transformers' generate"  # or the studio's executor (a rollout_func: `timed`)
 
     def wrap(self, reward: Reward):
         def scored(prompts=None, completions=(), **columns):
@@ -149,6 +150,17 @@ class Rollouts:
                 self.generate_s += time.perf_counter() - start
 
         model.generate = timed
+
+    def timed(self, sample):
+        """trl's rollout_func `sample`, its seconds counted as generating."""
+        def rollout(prompts, trainer):
+            start = time.perf_counter()
+            try:
+                return sample(prompts, trainer)
+            finally:
+                self.generate_s += time.perf_counter() - start
+
+        return rollout
 
     def samples(self, limit: int = 4) -> list[dict]:
         """Up to `limit` rows of the last batch, spread evenly over it (one prompt's answers side by side when a

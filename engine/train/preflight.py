@@ -27,6 +27,7 @@ from engine.data.formats import mapping_text
 from engine.data.pairs import data_refusal
 from engine.data.prompts import missing_references
 from engine.models import DEFAULT_MODEL
+from engine.owners import LOCAL
 from engine.train import methods
 from engine.train.config import ConfigError, RunConfig
 from engine.train.rewards import RewardError, rewards_from
@@ -114,11 +115,12 @@ def refusal(cfg) -> str | None:
     return None
 
 
-def create_run(config: RunConfig, root: Path | None = None, from_page: bool = False) -> Run:
+def create_run(config: RunConfig, root: Path | None = None, from_page: bool = False, owner: str | None = None) -> Run:
     """A new run of `config` in the registry, after every check here: a method this machine cannot run, a
     missing file, data of the wrong shape for the objective or an `init_from` with no weights is refused,
     before any folder or process exists. `from_page`: the config came from the web page, which may not name a
-    custom reward (its file's code would run)."""
+    custom reward (its file's code would run). `owner`: the person it is made for (engine/owners.py; the page
+    checks that an init_from run is theirs); None is the machine's operator (the CLI): the local owner."""
     refused = refusal(config)
     if refused:
         raise ConfigError(refused)
@@ -137,7 +139,7 @@ def create_run(config: RunConfig, root: Path | None = None, from_page: bool = Fa
             raise ConfigError(f"init_from: there is no run {config.init_from} in {root}.")
         if start.weights is None:
             raise ConfigError(f"init_from: {start.no_weights()}; pick a finished run.")
-    return register(config, root)
+    return register(config, root, owner or LOCAL)
 
 
 def _refuse_data_for_objective(config: RunConfig, from_page: bool = False) -> None:

@@ -2,7 +2,8 @@
 
 Each run is a folder holding `config.yaml`, `events.jsonl`, `train.log`, `pid`, its
 checkpoints and the final `adapter/`. A run is started as a separate process
-(`python -m engine.train.trainer runs/<id>/config.yaml`) in its own process group, so Stop can end
+(`python -m studio.train_process runs/<id>/config.yaml`: engine/train/trainer.py's main, with the
+studio's executor for GRPO's rollouts) in its own process group, so Stop can end
 the trainer and anything it spawned (the ranks of a DeepSpeed run included). One run trains
 at a time per machine; others wait in a queue. Everything here is derived from those files: a
 restarted app finds the same runs.
@@ -26,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
+from engine import owners
 from engine.errors import RunError
 from engine.train.checkpoints import newest
 from engine.train.config import RunConfig
@@ -37,6 +39,8 @@ STOP_GRACE_FLOOR_S = 30.0
 FIRST_STEP_GRACE_S = 120.0
 # A trainer still starting ends at once on Stop; this is how long "at once" may take (a C call in progress).
 STARTUP_GRACE_S = 30.0
+# the training process's module: the trainer composed with what this stage may not import (studio/train_process.py)
+TRAINER = "studio.train_process"
 ACTIVE = ("running", "queued", "stopping")  # a process is alive for the run
 
 
@@ -66,6 +70,11 @@ class Run:
     @property
     def id(self) -> str:
         return self.dir.name
+
+    @property
+    def owner(self) -> str:
+        """Whose run it is (engine/owners.py); runs made before owners existed are the local owner's."""
+        return owners.owner_of(self.dir)
 
     @property
     def events(self) -> EventLog:
@@ -195,9 +204,10 @@ def storage_problem(exc: BaseException) -> str | None:
     return None
 
 
-def register(config: RunConfig, root: Path | None = None) -> Run:
-    """Write a new run folder with its config, relative paths made absolute first. It checks nothing: a run
-    is created through engine/train/preflight.py's `create_run`, which refuses what cannot run first."""
+def register(config: RunConfig, root: Path | None = None, owner: str = owners.LOCAL) -> Run:
+    """Write a new run folder with its owner and its config, relative paths made absolute first. It checks
+    nothing: a run is created through engine/train/preflight.py's `create_run`, which refuses what cannot run
+    first."""
     config.data = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
                    for p in config.data_files()]
     for name in ("val_data", "model"):
@@ -213,13 +223,16 @@ def register(config: RunConfig, root: Path | None = None) -> Run:
         n += 1
         run_dir = root / f"{name}-{n}"
     run_dir.mkdir(parents=True)
+    owners.claim(run_dir, owner)  # before the config: a listing never sees the run without its owner
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     return Run(run_dir)
 
 
-def list_runs(root: Path | None = None) -> list[Run]:
+def list_runs(root: Path | None = None, owner: str | None = None) -> list[Run]:
+    """Every run (None), or those of `owner`, newest first."""
     root = root or runs_root()
-    runs = [Run(p) for p in root.iterdir() if (p / "config.yaml").exists()]
+    runs = [Run(p) for p in root.iterdir() if (p / "config.yaml").exists()
+            and (owner is None or owners.owner_of(p) == owner)]
     # newest first by when each was created (two runs made in the same second share their id's time stamp)
     return sorted(runs, key=lambda r: ((r.dir / "config.yaml").stat().st_mtime_ns, r.id), reverse=True)
 
@@ -238,8 +251,13 @@ def measured_throughput(model: str, root: Path | None = None) -> float | None:
     return None
 
 
-def active_run(root: Path | None = None) -> Run | None:
-    return next((r for r in list_runs(root) if r.status() == "running"), None)
+def active_run(root: Path | None = None, owner: str | None = None) -> Run | None:
+    return next((r for r in list_runs(root, owner) if r.status() == "running"), None)
+
+
+def runs_in_flight(owner: str, root: Path | None = None) -> list[Run]:
+    """`owner`'s runs queued, running or stopping: what the per-person limit counts."""
+    return [r for r in list_runs(root, owner) if r.status() in ACTIVE]
 
 
 def queue_position(run: Run) -> int | None:
@@ -279,7 +297,7 @@ def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:
     log = open(run.dir / "train.log", "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "STUDIO_LOCK": str(lock or run.dir.parent / ".training.lock")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.train.trainer", str(run.dir / "config.yaml")],
+        [sys.executable, "-m", TRAINER, str(run.dir / "config.yaml")],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env=env, cwd=Path(__file__).resolve().parents[2],
     )
@@ -373,10 +391,11 @@ def _end_stop(run: Run, pid: int, launches: int, grace: float) -> str:
     return run.status()
 
 
-def history(root: Path | None = None) -> list[dict]:
-    """One row per run, newest first, read from the run folders (so it survives a restart)."""
+def history(root: Path | None = None, owner: str | None = None) -> list[dict]:
+    """One row per run (of `owner`, or every run), newest first, read from the run folders (so it survives a
+    restart)."""
     rows = []
-    for run in list_runs(root):
+    for run in list_runs(root, owner):
         try:
             cfg = run.config
         except Exception:  # a folder whose config cannot be read still shows, as broken

@@ -11,6 +11,10 @@ once as "stopped before training began"; during training it asks the trainer to 
 step, save a checkpoint and end as "stopped".
 Errors a person can cause end the run as "failed" with one sentence; the traceback goes
 to train.log only.
+
+`main(argv, sampler=...)` takes what samples GRPO's rollouts in place of transformers' `generate`: the
+process the studio starts (studio/train_process.py) passes the executor's (engine/infer/rollouts.py), which
+this stage may not import.
 """
 
 from __future__ import annotations
@@ -157,7 +161,8 @@ def _event_callback(events: EventLog, stop: _StopRequest, rollouts: objectives.R
             events.write("started", pid=os.getpid(), total_steps=state.max_steps, device=str(args.device),
                          processes=args.world_size, params=sum(n for n, _ in params),
                          trainable_params=sum(n for n, grad in params if grad),
-                         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")
+                         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+                         **({"rollouts": rollouts.sampled_by} if rollouts is not None else {}))
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
@@ -352,7 +357,9 @@ def datasets_for(cfg: RunConfig, tokenizer):
     return build(train_ex), build(val_ex)
 
 
-def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -> str:
+def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, sampler=None) -> str:
+    """Train `cfg` in this process. `sampler(cfg, base)`: a rollout_func for trl's GRPOTrainer, or None where
+    it does not apply (then trl samples with the model's `generate`)."""
     import torch
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
@@ -388,6 +395,11 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest) -
         built = rewards.rewards_from(cfg.rewards, references=missing is None, where=missing)
         rollouts = objectives.Rollouts(built)
         extra = {"reward_funcs": [rollouts.wrap(r) for r in built]}
+        sample = sampler(cfg, base) if sampler is not None else None
+        if sample is not None:
+            extra["rollout_func"] = rollouts.timed(sample)
+            rollouts.sampled_by = "the studio's executor"
+        print(f"GRPO rollouts are sampled by {rollouts.sampled_by}", flush=True)
     callback = _event_callback(events, stop, rollouts, cfg)
     make = SFTTrainer
     if cfg.objective != "sft":
@@ -499,7 +511,7 @@ def _run_ranks(cfg: RunConfig, config_path: Path, events: EventLog, stop: _StopR
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, sampler=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print(__doc__)
@@ -515,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = RunConfig.from_yaml(config_path)
         if rank_process:  # one rank of a distributed run: its launcher already holds the slot
             _starting(stop)
-            return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
+            return 0 if train(cfg, run_dir, events, stop, sampler) in ("finished", "stopped") else 1
         lock = Path(os.environ.get("STUDIO_LOCK") or run_dir.parent / ".training.lock")
         with queue_slot(lock, events, stop) as held:
             if not held:
@@ -530,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise ConfigError(refused)
                 _starting_weights(cfg, run_dir)  # an init_from run is merged once, before the ranks start
                 return _run_ranks(cfg, config_path, events, stop)
-            return 0 if train(cfg, run_dir, events, stop) in ("finished", "stopped") else 1
+            return 0 if train(cfg, run_dir, events, stop, sampler) in ("finished", "stopped") else 1
     except StopBeforeTraining:
         kept = checkpoints.newest(run_dir / "checkpoints")
         events.write("stopped", reason=f"Stopped before training began; {kept.name} is kept, and Resume continues "

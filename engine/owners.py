@@ -1,0 +1,55 @@
+"""Who owns a thing the studio keeps (a run, a RAG collection, a saved chat example): an owner id in a file
+`owner` inside its folder, written when it is made. A folder without one belongs to the local owner, so
+everything made before owners existed is the local owner's (the operator can hand it over with
+`studio runs give RUN OWNER`).
+
+Owner ids, one per person:
+    local            the person on their own machine (no sign-in), and the machine's operator
+    user:NAME        an account of `studio --auth` (engine/accounts.py)
+    hf:NAME          a Hugging Face sign-in on a Space
+    anon:HEX         one browser on a public demo without sign-in (a random key kept in that browser)
+Who is asking is worked out by the page (ui/owners.py) from the request, never from a value the page sends.
+
+    from engine.owners import owner_of, claim
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+LOCAL = "local"
+_ID = re.compile(r"^(local|(user|hf):[A-Za-z0-9][A-Za-z0-9_.-]{0,63}|anon:[0-9a-f]{16,64})$")
+FILE = "owner"
+
+
+def valid(owner: str) -> bool:
+    return bool(_ID.match(owner or ""))
+
+
+def check(owner: str) -> str:
+    if not valid(owner):
+        raise ValueError(f"{owner!r} is not an owner id (local, user:NAME, hf:NAME or anon:HEX)")
+    return owner
+
+
+def owner_of(folder: Path) -> str:
+    """The owner recorded in `folder` (the local owner when none is)."""
+    try:
+        text = (Path(folder) / FILE).read_text().strip()
+    except OSError:
+        return LOCAL
+    return text if valid(text) else LOCAL
+
+
+def claim(folder: Path, owner: str) -> None:
+    """Record `owner` as the owner of `folder` (made if missing)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FILE).write_text(check(owner) + "\n")
+
+
+def describe(owner: str) -> str:
+    """How an owner is named to its own person: "you (alice)" style text is the page's; this is the id's name."""
+    kind, _, name = owner.partition(":")
+    return {"local": "this machine's owner", "anon": "an anonymous visitor"}.get(kind, name)

@@ -1,0 +1,227 @@
+"""Several people on one running studio (issue 30), against the real app:
+
+- `studio --auth --admin carol` with the accounts alice, bob and carol: in a browser each signed-in person's
+  Runs tab lists their own runs only and the admin's lists both; over raw HTTP, every endpoint of the app's own
+  API description that takes a run or a collection, called by bob with alice's, gives a refusal and nothing of
+  hers (her collection's passage, her data file, her run's status line), and the lists bob gets name none of
+  her runs; carol, the admin, reaches alice's run.
+- `STUDIO_DEMO=1` (a public page without sign-in): two anonymous browsers each index a collection of their
+  own; neither sees the other's, and a reload keeps one's own.
+The identity rules themselves are unit-tested in tests/test_owners.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE
+
+pytestmark = pytest.mark.browser
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password"}
+SECRET = "Okapi-5521 is the name of alice's secret dock"
+RUN_LABELS = {"Fine-tuned run", "Run", "Runs to compare", "Chat with", "Start from run (init_from)"}
+COLLECTION_LABELS = {"Collection", "Retrieval from"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed for the browser tests (.ci/run installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def accounts_app(tiny_model, tmp_path_factory):
+    """The app behind sign-in, with a run of alice's and one of bob's, and alice's collection "docs"."""
+    import os
+
+    from engine import accounts
+    from engine.train.config import RunConfig
+    from engine.train.preflight import create_run
+    from studio.app import running_app
+    from ui.owners import Person, _prefix
+
+    home = tmp_path_factory.mktemp("shared")
+    for name, password in PASSWORDS.items():
+        accounts.add(name, password, path=home / "accounts.json")
+    data = home / "alice-secret-data.jsonl"
+    shutil.copy(SAMPLE / "train.jsonl", data)
+    made = {}
+    for name in ("alice", "bob"):
+        cfg = RunConfig(model=tiny_model, data=str(data if name == "alice" else SAMPLE / "train.jsonl"), max_steps=1,
+                        batch_size=8, max_length=64, report_to=[])
+        made[name] = create_run(cfg, home / "runs", owner=f"user:{name}")
+    doc = home / "dock.md"
+    doc.write_text(f"# Dock\n\n{SECRET}.\n")
+    env = {"STUDIO_MODEL": tiny_model, "STUDIO_ACCOUNTS": str(home / "accounts.json"),
+           "STUDIO_INDEXES": str(home / "indexes")}
+    saved = os.environ.get("STUDIO_INDEXES")
+    os.environ["STUDIO_INDEXES"] = str(home / "indexes")
+    try:
+        from rag.pipeline import RagPipeline
+
+        folder = _prefix(Person("user:alice")) + "docs"
+        from engine.owners import claim
+
+        claim(home / "indexes" / folder, "user:alice")
+        RagPipeline.open(folder).index([str(doc)])
+    finally:
+        if saved is None:
+            os.environ.pop("STUDIO_INDEXES", None)
+        else:
+            os.environ["STUDIO_INDEXES"] = saved
+    studio = str(Path(sys.executable).with_name("studio"))
+    with running_app(env, home=home, args=[studio, "--auth", "--admin", "carol"]) as app:
+        yield app.url, made
+
+
+def _client(url: str, name: str):
+    import httpx
+
+    client = httpx.Client(base_url=url, timeout=60)
+    r = client.post("login", data={"username": name, "password": PASSWORDS[name]})
+    assert r.status_code == 200, r.text
+    return client
+
+
+def _call(client, name: str, args: list, session: str) -> str:
+    """One raw HTTP call of an endpoint as the signed-in client; its whole answer (the refusal included)."""
+    r = client.post(f"gradio_api/call{name}", json={"data": args, "session_hash": session})
+    if r.status_code != 200:
+        return r.text
+    with client.stream("GET", f"gradio_api/call{name}/{r.json()['event_id']}", timeout=300) as resp:
+        return resp.read().decode()
+
+
+def test_nobody_reaches_another_persons_run_or_collection_over_http(accounts_app):
+    url, made = accounts_app
+    alice_run = made["alice"].id
+    bob = _client(url, "bob")
+    assert _client(url, "alice").get("gradio_api/info").status_code == 200
+    import httpx
+
+    assert httpx.get(url + "gradio_api/info", timeout=30).status_code in (401, 403)  # not signed in: nothing
+    endpoints = bob.get("gradio_api/info").json()["named_endpoints"]
+    session = uuid.uuid4().hex
+    leaks = ("Okapi-5521", "alice-secret-data", f"**Run {alice_run}**")
+    reached = []
+    for name, info in endpoints.items():
+        params = info["parameters"]
+        runs = [i for i, p in enumerate(params) if p.get("label") in RUN_LABELS or p["parameter_name"] == "run_id"]
+        colls = [i for i, p in enumerate(params) if p.get("label") in COLLECTION_LABELS]
+        if not runs and not colls:
+            continue
+        args = [p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
+        for i in runs:
+            args[i] = [alice_run] if "array" in json.dumps(params[i].get("type", {})) else alice_run
+        for i in colls:
+            args[i] = "docs"
+        if "question" in [p["parameter_name"] for p in params]:
+            args[[p["parameter_name"] for p in params].index("question")] = "What is alice's dock called?"
+        shown = _call(bob, name, args, session)
+        assert not any(leak in shown for leak in leaks), (name, shown[:600])
+        acts = {p["parameter_name"] for p in params} & {"run_id", "run_ids", "who", "name", "collection"}
+        if acts and not name.startswith(("/lambda", "/start", "/init_choices", "/refresh")):
+            # refused in one sentence, not quietly ignored: ours, or Gradio's own for a value its picker never offered
+            assert "of yours" in shown or "is not in the list of choices" in shown, (name, shown[:600])
+            reached.append(name)
+    assert {"/ask", "/run_evaluation", "/score_rewards", "/run_benchmarks", "/respond", "/overlay", "/export_1",
+            "/onnx", "/gguf", "/push", "/stop_picked", "/open_in_compare", "/choose_collection",
+            "/run_status"} <= set(reached)
+    # the lists bob gets name none of alice's runs
+    for name in ("/history_view", "/on_load", "/refresh_chat_models", "/init_choices", "/refresh_runs"):
+        params = endpoints[name]["parameters"]
+        shown = _call(bob, name, [None] * len(params), session)
+        assert f'"{alice_run}"' not in shown, (name, shown[:600])  # quoted: bob's id may start with hers
+        if name == "/history_view":
+            assert made["bob"].id in shown, (name, shown[:600])
+    # the admin reaches alice's run: it is not refused, and there is nothing to stop
+    carol = _client(url, "carol")
+    assert f'"{alice_run}"' in _call(carol, "/history_view", [], session)
+    assert "there is nothing to stop" in _call(carol, "/stop_picked", [alice_run], session)
+
+
+def _sign_in(browser, url: str, name: str):
+    from playwright.sync_api import expect
+
+    page = browser.new_context().new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(PASSWORDS[name])
+    page.get_by_role("button", name="Login").click()
+    expect(page.locator("#who")).to_contain_text(f"Signed in as {name}", timeout=60000)
+    return page
+
+
+def _runs_listed(page) -> set[str]:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="6 · Runs and export").click()
+    page.locator("#runs-refresh").click()
+    expect(page.locator("#runs-table")).to_contain_text("lora", timeout=20000)
+    return set(re.findall(r"\d{8}-\d{6}-lora(?:-\d+)?", page.locator("#runs-table").inner_text()))
+
+
+def test_signed_in_people_see_their_own_runs_and_the_admin_sees_all(accounts_app, browser):
+    url, made = accounts_app
+    alice, bob = _sign_in(browser, url, "alice"), _sign_in(browser, url, "bob")
+    carol = _sign_in(browser, url, "carol")
+    seen = {who: _runs_listed(page) for who, page in (("alice", alice), ("bob", bob), ("carol", carol))}
+    assert seen["alice"] == {made["alice"].id} and seen["bob"] == {made["bob"].id}
+    assert seen["carol"] == {made["alice"].id, made["bob"].id}
+    assert "admin" in carol.locator("#who").inner_text()
+
+
+def test_two_anonymous_visitors_keep_their_collections_apart(tiny_model, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from studio.app import running_app
+
+    home = tmp_path / "demo"
+    home.mkdir()
+    docs = {}
+    for who in ("first", "second"):
+        docs[who] = tmp_path / f"{who}.md"
+        docs[who].write_text(f"# Notes\n\nThe {who} visitor's passage.\n")
+    with running_app({"STUDIO_MODEL": tiny_model, "STUDIO_DEMO": "1", "STUDIO_INDEXES": str(home / "indexes")},
+                     home=home) as app:
+        pages = {}
+        for who in ("first", "second"):
+            page = browser.new_context().new_page()
+            page.goto(app.url)
+            expect(page.locator("#who")).to_contain_text("private to this browser", timeout=60000)
+            page.get_by_role("tab", name="4 · Compare").click()
+            page.get_by_text("Documents for retrieval").click()
+            page.locator("#rag-docs input[type=file]").set_input_files(str(docs[who]))
+            page.get_by_label("Collection name").fill(f"{who}-notes")
+            page.locator("#index").click()
+            expect(page.locator("#index-status")).to_contain_text("passages from 1 documents", timeout=90000)
+            pages[who] = page
+        owners_on_disk = {(p / "owner").read_text().strip() for p in (home / "indexes").iterdir() if (p / "owner").exists()}
+        assert len(owners_on_disk) == 2, sorted(str(p) for p in home.rglob("*"))[:40]
+        assert all(o.startswith("anon:") for o in owners_on_disk)
+        for who, other in (("first", "second"), ("second", "first")):
+            page = pages[who]
+            page.reload()  # a reload keeps the browser's own key, and with it its work
+            expect(page.locator("#who")).to_contain_text("private to this browser", timeout=60000)
+            page.get_by_role("tab", name="4 · Compare").click()
+            page.locator("#collection input").click()
+            expect(page.get_by_role("option", name=f"{who}-notes")).to_be_visible(timeout=20000)
+            options = page.get_by_role("option").all_inner_texts()
+            assert f"{other}-notes" not in options and re.search("zorvane-sample", " ".join(options)), options
+            page.keyboard.press("Escape")

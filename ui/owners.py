@@ -1,0 +1,212 @@
+"""Who is asking, for every handler of the page, and what of the studio's work they may see and touch.
+
+One code path for three ways of running:
+- a Space with Hugging Face sign-in (`hf_oauth: true`): the signed-in user, `hf:NAME`; the Space's owner
+  (SPACE_AUTHOR_NAME) is an admin;
+- `studio --auth`: the account Gradio's sign-in checked (engine/accounts.py), `user:NAME`; admins are the
+  accounts made with `--admin` and the names given to `studio --auth --admin NAME`;
+- neither: one local owner, everything as on a person's own machine.
+Where visitors share a page without an account (a public demo, `STUDIO_DEMO=1`, or a signed-in Space's visitor
+who has not signed in), each browser is its own anonymous owner: a random key kept in that browser's storage
+(`gr.BrowserState`, encrypted with a secret kept beside the runs), so a reload keeps it.
+
+The identity comes from the request (Gradio's sign-in cookie, the OAuth session, the session the page opened
+with), never from a value the page sends with an event: a run id or collection name a client sends is checked
+against it (`run_of`, `collection_of`), and another owner's is refused with one sentence that does not even
+say whether it exists. An admin sees and may stop every run.
+
+    Part of the studio page (ui/app.py); no layout here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+
+import gradio as gr
+
+from engine import accounts, demo, owners
+from engine.train.runs import Run, list_runs, runs_in_flight, runs_root
+from rag.pipeline import collections_root
+
+SETTINGS = {"auth": False, "admins": set()}  # set by ui/app.py's main from `studio --auth [--admin NAME]`
+_SESSIONS: dict[str, str] = {}  # session hash -> anonymous owner, from the key the page opened with
+_LOCK = threading.Lock()
+KEY_STORAGE = "studio-visitor"
+SAMPLE_COLLECTION = "zorvane-sample"  # the bundled documents, everyone's
+
+
+@dataclass(frozen=True)
+class Person:
+    owner: str
+    admin: bool = False
+
+    @property
+    def name(self) -> str:
+        return owners.describe(self.owner)
+
+
+def oauth_on() -> bool:
+    """Hugging Face sign-in: on a Space with `hf_oauth: true` (it sets OAUTH_CLIENT_ID), or asked for."""
+    return bool(os.environ.get("OAUTH_CLIENT_ID")) or os.environ.get("STUDIO_OAUTH", "") == "1"
+
+
+def shared() -> bool:
+    """Whether people without an account share this page, so each browser needs an owner of its own."""
+    return demo.on() or oauth_on() or SETTINGS["auth"]
+
+
+def _oauth_name(request) -> str | None:
+    try:
+        session = request.request.session  # only where Gradio installed its OAuth session
+    except (AttributeError, AssertionError):
+        return None
+    info = (session or {}).get("oauth_info") or {}
+    return (info.get("userinfo") or {}).get("preferred_username")
+
+
+def person(request: gr.Request | None) -> Person:
+    """Who sent `request`."""
+    if request is None:  # called from Python, not from the page: the operator
+        return Person(owners.LOCAL, admin=True)
+    username = getattr(request, "username", None)
+    if SETTINGS["auth"] and username:
+        return Person(f"user:{username}", admin=username in SETTINGS["admins"] or accounts.is_admin(username))
+    name = _oauth_name(request) if oauth_on() else None
+    if name:
+        space_owner = os.environ.get("SPACE_AUTHOR_NAME")
+        return Person(f"hf:{name}", admin=name == space_owner or name in SETTINGS["admins"])
+    if not shared():
+        return Person(owners.LOCAL, admin=True)
+    session = getattr(request, "session_hash", None) or "no-session"
+    with _LOCK:
+        known = _SESSIONS.get(session)
+    # a session that never opened the page (a raw client) is an owner of its own, with nothing
+    return Person(known or "anon:" + hashlib.sha256(f"session:{session}".encode()).hexdigest()[:32])
+
+
+def browser_secret() -> str:
+    """The secret the browser-kept visitor keys are encrypted with, kept beside the runs so a restarted app
+    still reads them."""
+    path = runs_root() / ".browser-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.write_text(secrets.token_hex(16))
+        os.chmod(path, 0o600)
+        return path.read_text().strip()
+
+
+def visitor_key() -> gr.BrowserState:
+    return gr.BrowserState("", storage_key=KEY_STORAGE, secret=browser_secret())
+
+
+def open_page(key: str, request: gr.Request):
+    """On page load: the browser's visitor key (a new one when it has none) names this session's anonymous
+    owner; returned to be kept in the browser."""
+    if not re.fullmatch(r"[0-9a-f]{32}", key or ""):
+        key = secrets.token_hex(16)
+    session = getattr(request, "session_hash", None)
+    if session and shared():
+        with _LOCK:
+            _SESSIONS[session] = "anon:" + hashlib.sha256(f"visitor:{key}".encode()).hexdigest()[:32]
+    return key
+
+
+def runs(request, finished: bool = False) -> list[Run]:
+    """The runs this person sees: their own (an admin: every run), newest first."""
+    who = person(request)
+    found = list_runs(owner=None if who.admin else who.owner)
+    return [r for r in found if r.weights] if finished else found
+
+
+def run_ids(request, finished: bool = False) -> list[str]:
+    return [r.id for r in runs(request, finished)]
+
+
+def run_of(request, run_id: str | None) -> Run | None:
+    """The run `run_id` when this person may use it (None for no id); a gr.Error with one sentence otherwise
+    (the same for a run of someone else and one that does not exist)."""
+    if not run_id:
+        return None
+    run = Run(runs_root() / str(run_id))
+    who = person(request)
+    if "/" in str(run_id) or str(run_id).startswith(".") or not (run.dir / "config.yaml").exists() or \
+            not (who.admin or run.owner == who.owner):
+        raise gr.Error(f"There is no run {str(run_id)[:80]} of yours.")
+    return run
+
+
+def may_start(request) -> str | None:
+    """Why this person may not start another run now (None when they may): a person holds at most
+    STUDIO_RUNS_PER_PERSON queued or running runs at once (default 1; 0: no limit). The local owner of a
+    machine nobody shares is not limited."""
+    who = person(request)
+    limit = int(os.environ.get("STUDIO_RUNS_PER_PERSON", "1"))
+    if limit <= 0 or not shared():
+        return None
+    mine = runs_in_flight(who.owner)
+    if len(mine) >= limit:
+        return (f"You already have {len(mine)} run{'s' if len(mine) > 1 else ''} queued or training "
+                f"({', '.join(r.id for r in mine)}); stop it or wait until it ends, then start the next.")
+    return None
+
+
+# ---- collections ---------------------------------------------------------------------------------------
+
+def _prefix(who: Person) -> str:
+    """The collection folder prefix of a person: none for the local owner (the names people already have),
+    a short hash of the owner for everyone else, so two people may each have a "my-documents"."""
+    if who.owner == owners.LOCAL:
+        return ""
+    return "o" + hashlib.sha256(who.owner.encode()).hexdigest()[:12] + "--"
+
+
+def collections(request) -> list[str]:
+    """The names of this person's saved collections, and the sample."""
+    who = person(request)
+    root = collections_root()
+    names = []
+    for p in sorted(root.iterdir()):
+        if not (p / "meta.json").exists():
+            continue
+        if owners.owner_of(p) == who.owner:
+            names.append(p.name[len(_prefix(who)):] if p.name.startswith(_prefix(who)) else p.name)
+    return [SAMPLE_COLLECTION] + [n for n in names if n != SAMPLE_COLLECTION]
+
+
+def collection_of(request, name: str | None, create: bool = False) -> str | None:
+    """The folder name of this person's collection `name` (None for the bundled sample); a gr.Error with one
+    sentence for a collection that is not theirs. `create`: a new one is theirs, recorded as theirs."""
+    if name in (None, "", SAMPLE_COLLECTION):
+        return None
+    who = person(request)
+    name = str(name)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or name.startswith("."):
+        raise gr.Error(f"There is no collection {name[:80]} of yours.")
+    folder = collections_root() / (_prefix(who) + name)
+    if (folder / "meta.json").exists() or (folder / "owner").exists():
+        if owners.owner_of(folder) != who.owner:
+            raise gr.Error(f"There is no collection {name} of yours.")
+    elif create:
+        owners.claim(folder, who.owner)
+    else:
+        raise gr.Error(f"There is no collection {name} of yours.")
+    return folder.name
+
+
+
+def banner(request) -> str:
+    """The line that says whose work the page shows."""
+    who = person(request)
+    if who.owner == owners.LOCAL:
+        return ""
+    if who.owner.startswith("anon:"):
+        sign = " Sign in with Hugging Face to keep it under your name." if oauth_on() else ""
+        return (f"Your runs, collections and uploads here are private to this browser (kept across reloads).{sign}")
+    role = " (admin: you see every run and may stop any)" if who.admin else ""
+    return f"Signed in as **{who.name}**{role}. You see only your own runs, collections and uploads."
