@@ -50,6 +50,6 @@ def claim(folder: Path, owner: str) -> None:
 
 
 def describe(owner: str) -> str:
-    """How an owner is named to its own person: "you (alice)" style text is the page's; this is the id's name."""
+    """An owner's name as the page shows it to that person: the account or Hugging Face name."""
     kind, _, name = owner.partition(":")
     return {"local": "this machine's owner", "anon": "an anonymous visitor"}.get(kind, name)

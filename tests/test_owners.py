@@ -143,6 +143,7 @@ def test_another_owners_run_or_collection_is_refused_in_one_sentence(page_settin
     page.open_page("a" * 32, _request(session="alice"))
     page.open_page("b" * 32, _request(session="bob"))
     alice, bob = page.person(_request(session="alice")), page.person(_request(session="bob"))
+    assert alice != bob and alice.owner.startswith("anon:")
     run = create_run(_config(tiny_model), owner=alice.owner)
     assert page.run_of(_request(session="alice"), run.id).id == run.id
     assert page.run_ids(_request(session="alice")) == [run.id] and page.run_ids(_request(session="bob")) == []

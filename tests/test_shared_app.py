@@ -187,6 +187,41 @@ def test_signed_in_people_see_their_own_runs_and_the_admin_sees_all(accounts_app
     assert "admin" in carol.locator("#who").inner_text()
 
 
+def test_one_run_at_a_time_per_person_and_the_admin_stops_anyones(accounts_app, browser):
+    """alice's second Start while her first run goes is refused with a sentence; bob's run is taken (queued
+    behind hers, not refused, and told so without naming her run); carol, the admin, stops both."""
+    from playwright.sync_api import expect
+
+    url, _ = accounts_app
+    started = {}
+    for name in ("alice", "bob"):
+        page = _sign_in(browser, url, name)
+        expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=60000)
+        page.get_by_role("tab", name="3 · Train").click()
+        page.locator("#max-steps input").fill("100000")
+        page.locator("#start").click()
+        status = page.locator("#run-status")
+        expect(status).to_contain_text(re.compile(r"Run \S+ · (running|starting|queued)"), timeout=120000)
+        started[name] = (page, re.search(r"Run (\S+)", status.inner_text()).group(1))
+    alice, alice_run = started["alice"]
+    bob, bob_run = started["bob"]
+    expect(bob.locator("#run-status")).to_contain_text("another person's run is training", timeout=60000)
+    assert alice_run not in bob.locator("#run-status").inner_text()
+    alice.locator("#start").click()
+    expect(alice.get_by_text(re.compile(r"You already have 1 run queued or training \(" + alice_run))).to_be_visible(
+        timeout=20000)
+    carol = _sign_in(browser, url, "carol")
+    carol.get_by_role("tab", name="6 · Runs and export").click()
+    for run in (bob_run, alice_run):  # the queued one first, so the machine is not handed to it
+        carol.locator("#runs-refresh").click()
+        carol.locator("#export-run input").click()
+        carol.get_by_role("option", name=run, exact=True).click()
+        carol.locator("#runs-stop").click()
+        expect(carol.locator("#export-status")).to_contain_text(f"Run {run} is stopping", timeout=20000)
+    expect(alice.locator("#run-status")).to_contain_text(f"Run {alice_run} · stopped", timeout=180000)
+    expect(bob.locator("#run-status")).to_contain_text(f"Run {bob_run} · stopped", timeout=60000)
+
+
 def test_two_anonymous_visitors_keep_their_collections_apart(tiny_model, browser, tmp_path):
     from playwright.sync_api import expect
 
@@ -212,9 +247,17 @@ def test_two_anonymous_visitors_keep_their_collections_apart(tiny_model, browser
             page.locator("#index").click()
             expect(page.locator("#index-status")).to_contain_text("passages from 1 documents", timeout=90000)
             pages[who] = page
-        owners_on_disk = {(p / "owner").read_text().strip() for p in (home / "indexes").iterdir() if (p / "owner").exists()}
-        assert len(owners_on_disk) == 2, sorted(str(p) for p in home.rglob("*"))[:40]
-        assert all(o.startswith("anon:") for o in owners_on_disk)
+        owner = {}
+        for folder in (home / "indexes").iterdir():
+            if (folder / "owner").exists():
+                owner[folder.name.split("--")[-1].split("-")[0]] = (folder / "owner").read_text().strip()
+        assert set(owner) == {"first", "second"} and owner["first"] != owner["second"], owner
+        assert all(o.startswith("anon:") for o in owner.values())
+        from engine.train.config import RunConfig
+        from engine.train.preflight import create_run
+
+        runs = {who: create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=1,
+                                          report_to=[]), home / "runs", owner=owner[who]).id for who in owner}
         for who, other in (("first", "second"), ("second", "first")):
             page = pages[who]
             page.reload()  # a reload keeps the browser's own key, and with it its work
@@ -225,3 +268,7 @@ def test_two_anonymous_visitors_keep_their_collections_apart(tiny_model, browser
             options = page.get_by_role("option").all_inner_texts()
             assert f"{other}-notes" not in options and re.search("zorvane-sample", " ".join(options)), options
             page.keyboard.press("Escape")
+            page.get_by_role("tab", name="6 · Runs and export").click()
+            page.locator("#runs-refresh").click()
+            expect(page.locator("#runs-table")).to_contain_text(runs[who], timeout=20000)  # each sees their own run
+            assert _runs_listed(page) == {runs[who]}

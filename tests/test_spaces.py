@@ -28,7 +28,10 @@ def test_the_readme_header_describes_a_gradio_space_of_this_repository():
     assert len(header.get("short_description", "")) <= 60  # longer is refused by the Hub
     requirements = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
                     if line.strip() and not line.startswith("#")]
-    assert requirements == ["."]  # the Space installs this package, so its dependencies are pyproject's
+    # the Space installs this package, so its dependencies are pyproject's; torch first, as the CPU build CI
+    # installs (.ci/setup), from PyTorch's CPU index: from PyPI alone a CPU Space would get the CUDA build
+    tested = re.search(r'"(torch==[^"]+\+cpu)"', (ROOT / ".ci" / "setup").read_text()).group(1)
+    assert requirements == ["--extra-index-url https://download.pytorch.org/whl/cpu", tested, "."]
 
 
 def test_the_app_starts_as_a_space_starts_it(tiny_model, tmp_path):

@@ -267,10 +267,10 @@ def _shown(rows: list[dict]):
     return gr.update(value=_frame(rows, series=True), visible=True) if rows else gr.update(visible=False)
 
 
-def run_status(run_id: str, request: gr.Request) -> str:
+def run_status(run_id: str, request: gr.Request = None) -> str:
     """A run's status line, for API clients (`/run_status`); the id must be one of this person's runs."""
     if not run_id:
-        fail("Name a run; `studio runs` lists them.")
+        fail("There is no run without a name; name one of yours.")
     return status_text(owners.run_of(request, run_id))
 
 

@@ -1,5 +1,6 @@
 """The reward of a GRPO run on held-out prompts: the base (adapter off) and the fine-tuned model each answer every
-prompt once (greedy, up to the run's max_completion_length), the run's own reward functions score the answers,
+prompt once (greedy, up to the run's max_completion_length, by the executor: engine/infer/chat.py, on one copy of
+the weights with the adapter off and on), the run's own reward functions score the answers,
 and each mean comes with its 95% bootstrap interval over the prompts, the change with a paired one.
 
     python -m engine.infer.reward_scores RUN_ID PROMPTS.jsonl     # e.g. assets/sample/grpo-eval.jsonl
@@ -15,11 +16,10 @@ from engine.data.pairs import text_messages
 from engine.data.prompts import reference_of
 from engine.errors import StudioError
 from engine.infer.benchmarks import bootstrap, paired_change
-from engine.models import load_causal_lm, load_tokenizer
+from engine.infer.batching import Request
+from engine.infer.chat import run_answerers
 from engine.train.rewards import rewards_from
 from engine.train.runs import Run, runs_root
-
-BATCH = 8
 
 
 class RewardScoreError(StudioError, ValueError):
@@ -48,28 +48,14 @@ class RewardReport:
                 f"{sure}.")
 
 
-def _answers(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
-    import torch  # deferred: torch is heavy, and the CLI imports this module at start
-
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    out = []
-    for i in range(0, len(prompts), BATCH):
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                 for p in prompts[i:i + BATCH]]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            ids = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tokenizer.pad_token_id)
-        out += tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    return out
+def _answers(answerer, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
+    """Greedy answers of one side (the executor batches them; no repetition penalty, as in training)."""
+    requests = [Request(p, answerer.use_adapter, max_new_tokens, repetition_penalty=1.0) for p in prompts]
+    return [g.text for g in answerer.chat.generate_many(requests)]
 
 
 def reward_scores(run: Run, examples, max_prompts: int = 200) -> RewardReport:
     """Base and fine-tuned answers to the prompts of `examples`, scored by the run's rewards."""
-    import torch
-
     if run.config.objective != "grpo":
         raise RewardScoreError(f"run {run.id} was trained with objective {run.config.objective}; rewards score "
                                "a grpo run.")
@@ -82,22 +68,9 @@ def reward_scores(run: Run, examples, max_prompts: int = 200) -> RewardReport:
     references = [reference_of(ex) for ex in items]
     rewards = rewards_from(run.config.rewards, references=all(r for r in references))
     prompts = [text_messages(ex.prompt) for ex in items]
-    tokenizer = load_tokenizer(str(run.weights) if run.model_dir is not None else run.base_model)
     budget = run.config.max_completion_length
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if run.model_dir is not None:  # a full fine-tune: two models
-        after = _answers(load_causal_lm(str(run.model_dir), dtype=torch.float32).to(device).eval(), tokenizer,
-                         prompts, budget)
-        before = _answers(load_causal_lm(run.base_model, dtype=torch.float32).to(device).eval(), tokenizer,
-                          prompts, budget)
-    else:
-        from peft import PeftModel  # deferred: peft imports torch
-
-        model = PeftModel.from_pretrained(load_causal_lm(run.base_model, dtype=torch.float32),
-                                          str(run.adapter)).to(device).eval()
-        after = _answers(model, tokenizer, prompts, budget)
-        with model.disable_adapter():
-            before = _answers(model, tokenizer, prompts, budget)
+    base, tuned = run_answerers(run)  # one copy of the weights, adapter off and on (a full fine-tune: two models)
+    after, before = _answers(tuned, prompts, budget), _answers(base, prompts, budget)
     report = RewardReport(run.id, len(items), answers={"base": before, "fine-tuned": after})
     totals = {}
     for name, answers in (("base (adapter off)", before), (f"fine-tuned ({run.id})", after)):

@@ -9,8 +9,8 @@ samples the policy as it is at that step. The executor reads prompts in groups o
 finished answer leave the batch; it sampled a GRPO batch 1.8x faster than `generate` here
 (`python -m studio.grpo_bench --generation-only`).
 
-Used only where it samples the same distribution: plain LoRA, trained in fp32 on a CPU, one process, no vLLM.
-Elsewhere `executor_sampler` returns None and trl samples with `generate` (or vLLM). STUDIO_GRPO_EXECUTOR=0
+Used only where it samples the same distribution: plain LoRA, trained in fp32 on a CPU, one process, no vLLM,
+and where a second copy of the weights fits in half the free memory. Elsewhere `executor_sampler` returns None and trl samples with `generate` (or vLLM). STUDIO_GRPO_EXECUTOR=0
 turns it off. The training process gets it from studio/train_process.py (engine.train may not import infer).
 """
 
@@ -20,8 +20,11 @@ import os
 import tempfile
 from pathlib import Path
 
+import psutil
+
 from engine.infer.batching import Request
 from engine.infer.chat import ChatModel
+from engine.models import ShapeError, shape_of
 from engine.train import preflight
 
 __all__ = ["ExecutorRollouts", "executor_sampler", "why_not"]
@@ -45,13 +48,23 @@ def why_not(cfg) -> str | None:
         return f"precision {preflight.precision(cfg)} (the executor samples in fp32)"
     if os.environ.get("STUDIO_MASKED_LORA", "1") == "0" or os.environ.get("STUDIO_OWN_LOOP", "1") == "0":
         return "the executor's own loop is turned off"
+    try:
+        weights = shape_of(cfg.model).params * 4 * 2  # fp32, and its packed copy for oneDNN
+    except ShapeError:
+        return "the model's size cannot be read, so its second copy cannot be priced"
+    if weights > psutil.virtual_memory().available / 2:
+        return f"too little free memory for the executor's own copy of the weights ({weights / 2**30:.1f} GiB)"
     return None
 
 
 def executor_sampler(cfg, base: str | Path):
     """A rollout_func for trl's GRPOTrainer sampling with the executor, or None where it would not sample the
     same distribution as the model being trained (see `why_not`)."""
-    return None if why_not(cfg) else ExecutorRollouts(cfg, base)
+    reason = why_not(cfg)
+    if reason:
+        print(f"GRPO rollouts: not the executor here: {reason}", flush=True)
+        return None
+    return ExecutorRollouts(cfg, base)
 
 
 class ExecutorRollouts:
