@@ -58,6 +58,7 @@ def running_app(env: dict | None = None, home: Path | None = None, timeout_s: fl
     stopped (its whole process group)
     when the block ends. `args` replaces the command (default: the `studio` script beside this Python)."""
     home = home or Path(tempfile.mkdtemp(prefix="studio-app-"))
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full = {**os.environ, "STUDIO_RUNS": str(home / "runs"), "STUDIO_EXAMPLES": str(home / "chat-examples.jsonl"),
             "GRADIO_ANALYTICS_ENABLED": "False",

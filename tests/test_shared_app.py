@@ -21,28 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE
+from conftest import SAMPLE, start_on_page
 
 pytestmark = pytest.mark.browser
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password"}
 SECRET = "Okapi-5521 is the name of alice's secret dock"
 RUN_LABELS = {"Fine-tuned run", "Run", "Runs to compare", "Chat with", "Start from run (init_from)"}
 COLLECTION_LABELS = {"Collection", "Retrieval from"}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is needed for the browser tests (.ci/run installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +182,7 @@ def test_one_run_at_a_time_per_person_and_the_admin_stops_anyones(accounts_app, 
     started = {}
     for name in ("alice", "bob"):
         page = _sign_in(browser, url, name)
-        expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=60000)
-        page.get_by_role("tab", name="3 · Train").click()
-        page.locator("#max-steps input").fill("100000")
-        page.locator("#start").click()
-        status = page.locator("#run-status")
+        status = start_on_page(page, 100000)
         expect(status).to_contain_text(re.compile(r"Run \S+ · (running|starting|queued)"), timeout=120000)
         started[name] = (page, re.search(r"Run (\S+)", status.inner_text()).group(1))
     alice, alice_run = started["alice"]

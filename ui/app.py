@@ -31,8 +31,7 @@ from ui import i18n, owners
 from ui.files import launch_paths
 from ui.form import widget
 from ui.chat_tab import NO_RETRIEVAL, build_chat_tab, refresh_chat_models
-from ui.compare_tab import collections
-from ui.compare_tab import build_compare_tab
+from ui.compare_tab import build_compare_tab, collections
 from ui.data_tab import build_data_tab
 from ui.method_tab import advice_markdown, build_method_tab, matrix_html, ranking_markdown
 from ui.runs_tab import build_runs_tab, finished_runs
