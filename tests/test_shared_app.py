@@ -127,7 +127,7 @@ def test_nobody_reaches_another_persons_run_or_collection_over_http(accounts_app
             assert "of yours" in shown or "is not in the list of choices" in shown, (name, shown[:600])
             reached.append(name)
     assert {"/ask", "/run_evaluation", "/score_rewards", "/run_benchmarks", "/respond", "/overlay", "/export_1",
-            "/onnx", "/gguf", "/push", "/stop_picked", "/open_in_compare", "/choose_collection",
+            "/onnx", "/gguf", "/push", "/stop_picked", "/give_run", "/open_in_compare", "/choose_collection",
             "/run_status"} <= set(reached)
     # the lists bob gets name none of alice's runs
     for name in ("/history_view", "/on_load", "/refresh_chat_models", "/init_choices", "/refresh_runs"):
@@ -137,9 +137,17 @@ def test_nobody_reaches_another_persons_run_or_collection_over_http(accounts_app
         if name == "/history_view":
             assert made["bob"].id in shown, (name, shown[:600])
     # the admin reaches alice's run: it is not refused, and there is nothing to stop
-    carol = _client(url, "carol")
-    assert f'"{alice_run}"' in _call(carol, "/history_view", [], session)
-    assert "there is nothing to stop" in _call(carol, "/stop_picked", [alice_run], session)
+    carol, admin_session = _client(url, "carol"), uuid.uuid4().hex  # a session of her own
+    assert f'"{alice_run}"' in _call(carol, "/history_view", [], admin_session)
+    assert "there is nothing to stop" in _call(carol, "/stop_picked", [alice_run], admin_session)
+    # only an admin hands a run over; carol gives bob's run to alice and back
+    assert "Only an admin can hand a run over." in _call(bob, "/give_run", [made["bob"].id, "user:bob"], session)
+    assert "is not an owner" in _call(carol, "/give_run", [made["bob"].id, "user:../x"], admin_session)
+    assert f"Run {made['bob'].id} is now user:alice's." in _call(carol, "/give_run", [made["bob"].id, "user:alice"],
+                                                                  admin_session)
+    assert f'"{made["bob"].id}"' not in _call(bob, "/history_view", [], session)
+    back = _call(carol, "/give_run", [made["bob"].id, "user:bob"], admin_session)
+    assert made["bob"].owner == "user:bob", back
 
 
 def _sign_in(browser, url: str, name: str):

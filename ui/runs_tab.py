@@ -16,6 +16,7 @@ import pandas as pd
 from engine.export.archive import archive, export_onnx, push_to_hub
 from engine.errors import StudioError
 from engine.export.gguf import QUANTS, export_gguf
+from engine import owners as engine_owners
 from ui import owners
 from ui.files import servable
 from ui.notify import refuse
@@ -125,6 +126,21 @@ def stop_picked(run_id, request: gr.Request):
     return None, f"Run {run.id} is stopping: it saves a checkpoint and ends; Resume continues from it."
 
 
+def give_run(run_id, new_owner, request: gr.Request):
+    """An admin hands the picked run to another owner (runs made before owners existed are the local owner's)."""
+    if not owners.person(request).admin:
+        return None, refuse("Only an admin can hand a run over.")
+    run = owners.run_of(request, run_id)
+    if run is None:
+        return None, refuse("Pick a run first.")
+    new_owner = (new_owner or "").strip()
+    if not engine_owners.valid(new_owner):
+        return None, refuse(f"{new_owner!r} is not an owner: local, user:NAME (an account) or hf:NAME "
+                            "(a Hugging Face user).")
+    engine_owners.claim(run.dir, new_owner)
+    return None, f"Run {run.id} is now {new_owner}'s."
+
+
 def build_runs_tab():
     """The Runs tab's layout and events; returns (Open-in-Compare button, run picked for export) and
     (the history function, its outputs) for the page to wire."""
@@ -153,6 +169,10 @@ def build_runs_tab():
         gguf_btn = gr.Button("GGUF for llama.cpp / Ollama", elem_id="export-gguf")
         push_btn = gr.Button("Push to the Hub")
         stop_btn = gr.Button("Stop this run", variant="stop", elem_id="runs-stop")
+    with gr.Accordion("Admin: hand the picked run to someone", open=False):
+        with gr.Row():
+            new_owner = gr.Textbox("", label="New owner (user:NAME, hf:NAME or local)", elem_id="give-owner")
+            give_btn = gr.Button("Hand it over", scale=0, elem_id="give-run")
     file = gr.File(label="Download", elem_id="export-file")
     done = gr.Markdown(elem_id="export-status")
     serve = gr.Markdown(serve_command(None), elem_id="serve-command")
@@ -165,4 +185,5 @@ def build_runs_tab():
     one.change(serve_command, one, serve)
     push_btn.click(push, [one, repo, what], [file, done])
     stop_btn.click(stop_picked, one, [file, done], concurrency_limit=None)
+    give_btn.click(give_run, [one, new_owner], [file, done])
     return (open_btn, one), (history_view, [table, picked, one])
