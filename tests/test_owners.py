@@ -131,6 +131,9 @@ def test_who_is_asking_in_each_mode(page_settings, monkeypatch, tmp_path):
     # a client that never opened the page is nobody else
     stranger = page.person(_request(session="raw-client"))
     assert stranger.owner.startswith("anon:") and stranger != first
+    # on a shared page a handler that lost its request is our bug, never the operator's powers
+    with pytest.raises(RuntimeError, match="^Bug: a handler of a shared page"):
+        page.person(None)
 
 
 def test_another_owners_run_or_collection_is_refused_in_one_sentence(page_settings, tiny_model, monkeypatch,

@@ -122,8 +122,8 @@ def read_data(files, prompt_col, completion_col, system_col, val_fraction, val_f
             mapping_row, *picks, gr.update(interactive=ok))
 
 
-def use_sample():
-    return read_data([str(SAMPLE_TRAIN)], "", "", "", 0.0, None, "assistant")
+def use_sample(request: gr.Request = None):
+    return read_data([str(SAMPLE_TRAIN)], "", "", "", 0.0, None, "assistant", request)
 
 
 def use_saved(request: gr.Request = None):

@@ -37,6 +37,7 @@ SETTINGS = {"auth": False, "admins": set()}  # set by ui/app.py's main from `stu
 _SESSIONS: dict[str, str] = {}  # session hash -> anonymous owner, from the key the page opened with
 _LOCK = threading.Lock()
 KEY_STORAGE = "studio-visitor"
+MAX_SESSIONS = 100_000  # page loads remembered (about 10 MB); an older session is a stranger until it reloads
 SAMPLE_COLLECTION = "zorvane-sample"  # the bundled documents, everyone's
 
 
@@ -71,7 +72,9 @@ def _oauth_name(request) -> str | None:
 
 def person(request: gr.Request | None) -> Person:
     """Who sent `request`."""
-    if request is None:  # called from Python, not from the page: the operator
+    if request is None:  # called from Python, not from the page: the operator, where nobody else shares it
+        if shared():
+            raise RuntimeError("Bug: a handler of a shared page asked who is asking without its request.")
         return Person(owners.LOCAL, admin=True)
     username = getattr(request, "username", None)
     if SETTINGS["auth"] and username:
@@ -114,6 +117,8 @@ def open_page(key: str, request: gr.Request):
     if session and shared():
         with _LOCK:
             _SESSIONS[session] = "anon:" + hashlib.sha256(f"visitor:{key}".encode()).hexdigest()[:32]
+            while len(_SESSIONS) > MAX_SESSIONS:  # the oldest page loads first; a reload registers again
+                _SESSIONS.pop(next(iter(_SESSIONS)))
     return key
 
 

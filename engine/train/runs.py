@@ -251,8 +251,8 @@ def measured_throughput(model: str, root: Path | None = None) -> float | None:
     return None
 
 
-def active_run(root: Path | None = None, owner: str | None = None) -> Run | None:
-    return next((r for r in list_runs(root, owner) if r.status() == "running"), None)
+def active_run(root: Path | None = None) -> Run | None:
+    return next((r for r in list_runs(root) if r.status() == "running"), None)
 
 
 def runs_in_flight(owner: str, root: Path | None = None) -> list[Run]:
