@@ -120,12 +120,23 @@ def _grpo(tiny_model, **kw):
 
 def test_a_grpo_run_logs_each_reward_at_every_step_and_stops_on_a_nan_and_resumes(tiny_model, tmp_path,
                                                                                    monkeypatch):
+    from engine.infer.rollouts import ExecutorRollouts
     from engine.train.runs import config_diff, metrics, samples
     from studio import train_process
 
+    checked = []  # the executor samples from the prompts exactly as trl's own path tokenizes them
+    own = ExecutorRollouts.prompt_ids
+
+    def compared(self, prompts, trainer):
+        ids = own(self, prompts, trainer)
+        checked.append(ids == [list(p) for p in trainer._tokenize_prompts(prompts)[0]])
+        return ids
+
+    monkeypatch.setattr(ExecutorRollouts, "prompt_ids", compared)
     monkeypatch.setenv("STUDIO_FAULT", "nan@5")
-    run = train(_grpo(tiny_model), tmp_path / "runs")
+    run = train(_grpo(tiny_model, precision="fp32"), tmp_path / "runs")
     assert run.status() == "failed" and "The loss became nan at step 5" in run.summary()["reason"]
+    assert run.state().started.rollouts == "the studio's executor" and checked and all(checked)
     logged = run.logged()
     assert [e.step for e in logged] == [1, 2, 3, 4, 5]
     for e in logged[:4]:
@@ -154,7 +165,7 @@ def test_a_grpo_run_logs_each_reward_at_every_step_and_stops_on_a_nan_and_resume
     assert diff["objective"][run.id] == "grpo" and "numeric" in diff["rewards"][run.id]
 
 
-def test_the_executor_samples_the_weights_being_trained(tiny_model, tmp_path):
+def test_the_executor_samples_the_weights_being_trained(tiny_model, tmp_path, monkeypatch):
     """The executor's rollouts follow the trained LoRA weights: the log-probability it gives each token it
     samples is the trained model's own, before and after the weights change (and stale until it syncs)."""
     import torch
@@ -167,6 +178,10 @@ def test_the_executor_samples_the_weights_being_trained(tiny_model, tmp_path):
     cfg = _grpo(tiny_model, precision="fp32")
     assert why_not(cfg) is None
     assert "method dora" in why_not(_grpo(tiny_model, method="dora"))
+    assert "precision bf16" in why_not(_grpo(tiny_model, precision="bf16", force_precision=True))
+    monkeypatch.setenv("STUDIO_GRPO_EXECUTOR", "0")
+    assert why_not(cfg) == "STUDIO_GRPO_EXECUTOR=0"
+    monkeypatch.delenv("STUDIO_GRPO_EXECUTOR")
     model = get_peft_model(load_causal_lm(tiny_model, dtype=torch.float32),
                            LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0)).eval()
     tok = load_tokenizer(tiny_model)
@@ -202,33 +217,11 @@ def test_the_executor_samples_the_weights_being_trained(tiny_model, tmp_path):
     assert gap() < 1e-3
 
 
-def test_a_grpo_run_samples_with_the_executor_the_prompts_trl_would(tiny_model, tmp_path, monkeypatch):
-    from engine.infer.rollouts import ExecutorRollouts
-
-    checked = []
-    own = ExecutorRollouts.prompt_ids
-
-    def compared(self, prompts, trainer):
-        ids = own(self, prompts, trainer)
-        checked.append(ids == [list(p) for p in trainer._tokenize_prompts(prompts)[0]])
-        return ids
-
-    monkeypatch.setattr(ExecutorRollouts, "prompt_ids", compared)
-    run = train(_grpo(tiny_model, max_steps=3, save_steps=100, precision="fp32"), tmp_path / "runs")
-    assert run.status() == "finished", run.summary()["reason"]
-    assert run.state().started.rollouts == "the studio's executor"
-    assert checked and all(checked)
-    logged = run.logged()
-    assert all(e.completion_length > 0 and 0 < e.generate_share < 1 and e.reward_functions for e in logged)
-    monkeypatch.setenv("STUDIO_GRPO_EXECUTOR", "0")
-    plain = train(_grpo(tiny_model, max_steps=1, save_steps=100, precision="fp32"), tmp_path / "runs")
-    assert plain.state().started.rollouts == "transformers' generate"
-
-
 @pytest.mark.parametrize("method, output", [("dora", "adapter"), ("full", "model")])
 def test_grpo_trains_other_weights_too(tiny_model, tmp_path, method, output):
     run = train(_grpo(tiny_model, method=method, max_steps=2, save_steps=100), tmp_path / "runs")
     assert run.status() == "finished", run.summary()["reason"]
+    assert run.state().started.rollouts == "transformers' generate"  # the executor follows plain LoRA only
     assert all(math.isfinite(e.loss) and e.reward_functions for e in run.logged())
     assert (run.dir / output / "config.json").exists() or (run.dir / output / "adapter_config.json").exists()
 

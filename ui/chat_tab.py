@@ -119,8 +119,8 @@ def build_chat_tab(model):
     with gr.Row():
         clear = gr.Button("Clear chat", elem_id="chat-clear")
         keep = gr.Button("Save this exchange as a training example", elem_id="chat-save")
-    saved = gr.Markdown("Saved examples go to a file of yours beside the runs; the Data tab's **Use saved chat "
-                        "examples** reads it.", elem_id="chat-saved")
+    saved = gr.Markdown("Saved examples go to a file of yours beside the runs; the Data tab's **Use the chat "
+                        "examples saved from the Chat tab** reads it.", elem_id="chat-saved")
 
     inputs = [question, chatbot, who, adapter_on, system, temperature, top_p, max_tokens, collection, model]
     outputs = [chatbot, question, sources, status]

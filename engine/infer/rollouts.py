@@ -10,7 +10,8 @@ finished answer leave the batch; it sampled a GRPO batch 1.8x faster than `gener
 (`python -m studio.grpo_bench --generation-only`).
 
 Used only where it samples the same distribution: plain LoRA, trained in fp32 on a CPU, one process, no vLLM,
-and where a second copy of the weights fits in half the free memory. Elsewhere `executor_sampler` returns None and trl samples with `generate` (or vLLM). STUDIO_GRPO_EXECUTOR=0
+a model of full attention (no sliding window), and where a second copy of the weights fits in half the free
+memory. Elsewhere `executor_sampler` returns None and trl samples with `generate` (or vLLM). STUDIO_GRPO_EXECUTOR=0
 turns it off. The training process gets it from studio/train_process.py (engine.train may not import infer).
 """
 
@@ -24,7 +25,7 @@ import psutil
 
 from engine.infer.batching import Request
 from engine.infer.chat import ChatModel
-from engine.models import ShapeError, shape_of
+from engine.models import ShapeError, resolve_model, shape_of
 from engine.train import preflight
 
 __all__ = ["ExecutorRollouts", "executor_sampler", "why_not"]
@@ -49,9 +50,17 @@ def why_not(cfg) -> str | None:
     if os.environ.get("STUDIO_MASKED_LORA", "1") == "0" or os.environ.get("STUDIO_OWN_LOOP", "1") == "0":
         return "the executor's own loop is turned off"
     try:
+        from transformers import AutoConfig  # deferred: transformers is heavy
+
+        config = AutoConfig.from_pretrained(resolve_model(cfg.model), revision=cfg.revision or None,
+                                            trust_remote_code=cfg.trust_remote_code)
         weights = shape_of(cfg.model).params * 4 * 2  # fp32, and its packed copy for oneDNN
-    except ShapeError:
-        return "the model's size cannot be read, so its second copy cannot be priced"
+    except (ShapeError, OSError, ValueError):
+        return "the model's config cannot be read here, so its second copy cannot be priced"
+    # the executor's own loop takes plain key/value caches only (engine/infer/chat.py)
+    if getattr(config, "sliding_window", None) or any(t != "full_attention"
+                                                       for t in (getattr(config, "layer_types", None) or [])):
+        return "a model with sliding-window attention (the executor's own loop takes full attention only)"
     if weights > psutil.virtual_memory().available / 2:
         return f"too little free memory for the executor's own copy of the weights ({weights / 2**30:.1f} GiB)"
     return None
