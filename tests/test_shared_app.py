@@ -268,3 +268,36 @@ def test_two_anonymous_visitors_keep_their_collections_apart(tiny_model, browser
             page.locator("#runs-refresh").click()
             expect(page.locator("#runs-table")).to_contain_text(runs[who], timeout=20000)  # each sees their own run
             assert _runs_listed(page) == {runs[who]}
+
+
+def test_a_hugging_face_sign_in_is_its_own_owner_through_gradios_session(tiny_model, tmp_path):
+    """Gradio's own mocked sign-in (its /login/callback puts the profile in the session, as on a Space after the
+    redirect to huggingface.co): the signed-in user sees their own run and the page says who they are; the same
+    page without signing in is an anonymous visitor who sees nothing of theirs."""
+    import httpx
+
+    from engine.train.config import RunConfig
+    from engine.train.preflight import create_run
+    from studio.app import running_app
+
+    home = tmp_path / "space"
+    home.mkdir()
+    mine = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=1, report_to=[]),
+                      home / "runs", owner="hf:frank")
+    env = {"STUDIO_MODEL": tiny_model, "STUDIO_OAUTH": "1", "STUDIO_MOCK_HF_USER": "frank",
+           "SPACE_AUTHOR_NAME": "erin", "SPACE_ID": None}
+    args = [sys.executable, str(Path(__file__).with_name("mocked_oauth_app.py"))]
+    with running_app(env, home=home, args=args) as app:
+        login = httpx.Client(base_url=app.url, timeout=60, follow_redirects=True)
+        login.get("login/huggingface")  # Gradio's mocked sign-in: the profile goes into the session cookie
+        # the cookie is marked Secure (a Space serves https): sent here by hand, as a browser sends it there
+        frank = httpx.Client(base_url=app.url, timeout=60, headers={"cookie": f"session={login.cookies['session']}"})
+        session = uuid.uuid4().hex
+        shown = _call(frank, "/on_load", [], session)
+        assert "Signed in as **frank**" in shown and "admin" not in shown, shown[:400]
+        assert f'"{mine.id}"' in _call(frank, "/history_view", [], session)
+        visitor = httpx.Client(base_url=app.url, timeout=60)
+        other = uuid.uuid4().hex
+        assert "private to this browser" in _call(visitor, "/on_load", [], other)
+        assert f'"{mine.id}"' not in _call(visitor, "/history_view", [], other)
+        assert "There is no run" in _call(visitor, "/run_status", [mine.id], other)

@@ -61,13 +61,27 @@ def shared() -> bool:
     return demo.on() or oauth_on() or SETTINGS["auth"]
 
 
-def _oauth_name(request) -> str | None:
-    try:
-        session = request.request.session  # only where Gradio installed its OAuth session
-    except (AttributeError, AssertionError):
+def _field(obj, name: str):
+    """`obj[name]` of a mapping, or `obj.name` of the object Gradio rebuilds a queued request's dicts into."""
+    if obj is None:
         return None
-    info = (session or {}).get("oauth_info") or {}
-    return (info.get("userinfo") or {}).get("preferred_username")
+    return obj.get(name) if hasattr(obj, "get") else getattr(obj, name, None)
+
+
+def _oauth_name(request) -> str | None:
+    """The Hugging Face user name in the request's session, where Gradio's OAuth put it (after the sign-in on
+    a Space, or its mocked sign-in elsewhere). The session lives in the HTTP request's scope; a queued request
+    Gradio rebuilt carries it as a plain attribute."""
+    underlying = getattr(request, "request", None) or request
+    scope = getattr(underlying, "scope", None)
+    if isinstance(scope, dict):
+        session = scope.get("session")  # never `.session`: Starlette asserts where no OAuth session is installed
+    else:
+        try:
+            session = getattr(underlying, "session", None)
+        except (AttributeError, AssertionError):
+            session = None
+    return _field(_field(_field(session, "oauth_info"), "userinfo"), "preferred_username")
 
 
 def person(request: gr.Request | None) -> Person:
