@@ -3,6 +3,9 @@
     studio                                  start the web UI (http://127.0.0.1:7860)
     studio --auth [--admin NAME ...]        the web UI behind sign-in with the accounts below; each person
                                             sees only their own work, an admin every run
+    studio ... [--runs-per-person N] [--over-limit refuse|wait]
+                                            a person's runs queued or training at once (default 1), and
+                                            whether one more is refused or waits behind others' (sharing.py)
     studio users add NAME [--admin]         make an account (password from a prompt or standard input)
     studio users list | remove NAME         the accounts; take one away
     studio train CONFIG.yaml [--field value ...]
@@ -66,8 +69,7 @@ from engine.data.dataset import Issue, check_files, export_chat_jsonl, load_exam
 from engine.data.formats import parse_mapping
 from engine.data.pairs import OBJECTIVES as PREFERENCE, data_refusal, pair_stats
 from engine.data.prompts import missing_references, prompt_stats
-from engine import accounts, owners
-from engine.errors import RunError, StudioError
+from engine.errors import StudioError
 from engine.export import archive as export
 from engine.export.gguf import export_gguf
 from engine.infer.batching import serve_forever
@@ -85,6 +87,7 @@ from engine.train.events import Event, Failed, Finished, Interrupted, Logged, St
 from engine.train.preflight import create_run
 from engine.train.runs import ACTIVE, Run, launch, list_runs, runs_root, stop, storage_problem
 from rag.bench import main as rag_bench
+from studio import sharing
 from rag.embeddings import ServedEmbedder
 from rag.evaluate import (evaluate, format_confidence, format_summary, load_questions, write_csv, write_json,
                           write_summary_csv)
@@ -294,62 +297,6 @@ def cmd_advise(argv: list[str]) -> int:
             continue
         print(f"| {r['method']} | {r['trainable_params']:,} | {r['estimated_trainable']:,} | "
               f"{r['peak_memory_gb']:.3f} | {r['estimate_gb']:.3f} | {r['error']:+.1%} |")
-    return 0
-
-
-def cmd_runs(argv: list[str] | None = None) -> int:
-    argv = argv or []
-    if argv and argv[0] == "give":
-        p = argparse.ArgumentParser(prog="studio runs give", description="Hand a run over to another owner.")
-        p.add_argument("run")
-        p.add_argument("owner", help="local, user:NAME (an account of studio --auth) or hf:NAME")
-        a = p.parse_args(argv[1:])
-        run = Run(runs_root() / a.run)
-        if "/" in a.run or not (run.dir / "config.yaml").exists():
-            raise RunError(f"There is no run {a.run}; `studio runs` lists them.")
-        if not owners.valid(a.owner):
-            raise RunError(f"{a.owner!r} is not an owner: local, user:NAME or hf:NAME.")
-        owners.claim(run.dir, a.owner)
-        print(f"run {run.id} is now {a.owner}'s")
-        return 0
-    for run in list_runs():
-        s = run.summary()
-        loss = f"{s['loss']:.4f}" if isinstance(s["loss"], float) else "-"
-        print(f"{s['id']:<32}{s['status']:<13}step {s['step']}/{s['total_steps'] or '?'}  loss {loss:<8}"
-              f"  {run.owner}")
-    return 0
-
-
-def cmd_users(argv: list[str]) -> int:
-    """The accounts of `studio --auth` (engine/accounts.py)."""
-    import getpass
-
-    p = argparse.ArgumentParser(prog="studio users", description="Accounts for `studio --auth`.")
-    sub = p.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="make an account, or set its password")
-    add.add_argument("name")
-    add.add_argument("--admin", action="store_true", help="sees every run and may stop any")
-    sub.add_parser("list", help="the accounts")
-    rm = sub.add_parser("remove", help="take an account away (its runs stay, the operator's to give)")
-    rm.add_argument("name")
-    a = p.parse_args(argv)
-    if a.action == "list":
-        for name, info in sorted(accounts.users().items()):
-            print(name + ("  (admin)" if info["admin"] else ""))
-        return 0
-    if a.action == "remove":
-        accounts.remove(a.name)
-        print(f"account {a.name} removed from {accounts.accounts_file()}")
-        return 0
-    if sys.stdin.isatty():
-        password = getpass.getpass(f"password for {a.name}: ")
-        if getpass.getpass("again: ") != password:
-            raise accounts.AccountError("The two passwords differ; nothing was changed.")
-    else:
-        password = sys.stdin.readline().rstrip("\n")
-    new = accounts.add(a.name, password, admin=a.admin)
-    print(f"account {a.name} {'made' if new else 'updated'}{' (admin)' if a.admin else ''} in "
-          f"{accounts.accounts_file()}")
     return 0
 
 
@@ -575,24 +522,15 @@ def cmd_serve(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if not argv or argv[0] in ("--auth", "--admin"):
-            from ui.app import main as ui_main  # deferred: gradio, which the other commands do not need
-
-            p = argparse.ArgumentParser(prog="studio", description="The studio's web page.")
-            p.add_argument("--auth", action="store_true", help="sign-in with the accounts of `studio users add`")
-            p.add_argument("--admin", action="append", default=[], metavar="NAME",
-                           help="an account that sees every run and may stop any (repeatable)")
-            a = p.parse_args(argv)
-            if a.admin and not a.auth:
-                raise StudioError("--admin names an account of --auth; add --auth.")
-            return ui_main(auth=a.auth, admins=tuple(a.admin))
+        if not argv or argv[0].startswith("--"):
+            return sharing.cmd_page(argv)
         command, rest = argv[0], argv[1:]
         if command == "train":
             return cmd_train(rest)
         if command == "runs":
-            return cmd_runs(rest)
+            return sharing.cmd_runs(rest)
         if command == "users":
-            return cmd_users(rest)
+            return sharing.cmd_users(rest)
         if command == "export":
             return cmd_export(rest)
         if command == "advise":

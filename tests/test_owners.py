@@ -174,3 +174,71 @@ def test_another_owners_run_or_collection_is_refused_in_one_sentence(page_settin
     assert page.may_start(_request(session="bob")) is None
     monkeypatch.setenv("STUDIO_RUNS_PER_PERSON", "2")
     assert page.may_start(_request(session="alice")) is None
+
+
+def _in_flight(run, *events):
+    """`run` with a live process of its own (the autouse fixture ends it) and these events, written now."""
+    trainer = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    (run.dir / "pid").write_text(str(trainer.pid))
+    for event in events:
+        run.events.write(event)
+    return trainer
+
+
+def test_the_queue_is_fair_between_people_and_a_run_past_the_limit_waits_or_is_refused(page_settings, tiny_model,
+                                                                                      monkeypatch):
+    import threading
+
+    from engine.errors import StudioError
+    from engine.train.runs import queue_order, queue_position
+    from engine.train.trainer import queue_slot
+
+    page = page_settings
+    monkeypatch.setenv("STUDIO_DEMO", "1")
+    page.open_page("a" * 32, _request(session="alice"))
+    alice = page.person(_request(session="alice"))
+    a1 = create_run(_config(tiny_model), owner=alice.owner)
+    a2, b1 = create_run(_config(tiny_model), owner=alice.owner), create_run(_config(tiny_model), owner="user:bob")
+    _in_flight(a1, "launched", "started")
+    _in_flight(a2, "launched", "queued")
+    _in_flight(b1, "launched", "queued")
+    assert (a1.status(), a2.status(), b1.status()) == ("running", "queued", "queued")
+    # alice's second run waits behind bob's first, though queued before it ...
+    assert [r.id for r in queue_order()] == [b1.id, a2.id] and (queue_position(b1), queue_position(a2)) == (1, 2)
+    # ... and still does once her first has ended: her turn came after bob had queued
+    a1.events.write("finished")
+    assert [r.id for r in queue_order()] == [b1.id, a2.id]
+    # someone who comes after alice's turn began waits behind her
+    c1 = create_run(_config(tiny_model), owner="user:carol")
+    _in_flight(c1, "launched", "queued")
+    assert [r.id for r in queue_order()] == [b1.id, a2.id, c1.id]
+    # the trainer tries the slot only on its turn
+    lock = a2.dir.parent / ".training.lock"
+    turn, held = threading.Event(), threading.Event()
+
+    def wait_in_queue():
+        with queue_slot(lock, a2.events, SimpleNamespace(requested=False), my_turn=turn.is_set) as got:
+            held.set() if got else None
+
+    waiter = threading.Thread(target=wait_in_queue)
+    waiter.start()
+    assert not held.wait(1.5)  # the slot is free, but it is not this run's turn
+    turn.set()
+    assert held.wait(10)
+    waiter.join(10)
+    # the fair use of the slot: past the limit a run is refused (default), or taken to wait
+    assert "You already have 1 run queued or training" in page.may_start(_request(session="alice"))
+    page.SETTINGS.update(over_limit="wait")
+    assert page.may_start(_request(session="alice")) is None and page.waits_note(_request(session="alice")) is None
+    a3 = create_run(_config(tiny_model), owner=alice.owner)
+    _in_flight(a3, "launched", "queued")
+    assert page.waits_note(_request(session="alice")) == (
+        "You have 2 runs queued or training; this one waits until your earlier run ends, and other people's runs "
+        "go first.")
+    for _ in range(3):
+        _in_flight(create_run(_config(tiny_model), owner=alice.owner), "launched", "queued")
+    assert "You already have 5 runs queued or training" in page.may_start(_request(session="alice"))
+    page.SETTINGS.update(over_limit=None)
+    monkeypatch.setenv("STUDIO_OVER_LIMIT", "later")
+    with pytest.raises(StudioError, match="^STUDIO_OVER_LIMIT is 'later': it takes refuse or wait.$"):
+        page.may_start(_request(session="alice"))

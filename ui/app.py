@@ -23,6 +23,7 @@ import gradio as gr
 # thread-safe ("cannot import name 'AutoTokenizer'" when two handlers import it at once).
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
+from engine.errors import StudioError
 from engine import accounts, demo as public_demo
 from engine.infer.chat import serve_forever
 from engine.models import DEFAULT_MODEL, hub_reachable
@@ -126,12 +127,19 @@ def build() -> gr.Blocks:
     return demo
 
 
-def main(auth: bool = False, admins: tuple[str, ...] = ()) -> int:
+def main(auth: bool = False, admins: tuple[str, ...] = (), runs_per_person: int | None = None,
+         over_limit: str | None = None) -> int:
     """Start the page. `auth`: sign-in with the accounts of `studio users add` (engine/accounts.py); `admins`:
-    account names that see and may stop every run."""
+    account names that see and may stop every run; `runs_per_person` / `over_limit`: the fair use of the
+    training slot (ui/owners.py `fair_use`; None: STUDIO_RUNS_PER_PERSON / STUDIO_OVER_LIMIT)."""
     if not hub_reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"  # fail fast instead of waiting on a hub that is not there
-    owners.SETTINGS.update(auth=auth, admins=set(admins))
+    owners.SETTINGS.update(auth=auth, admins=set(admins), runs_per_person=runs_per_person, over_limit=over_limit)
+    try:
+        owners.fair_use()  # a wrong STUDIO_OVER_LIMIT is said at start, not at the first Start
+    except StudioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if auth and not accounts.users():
         print(f"error: studio --auth needs an account first: studio users add NAME (accounts file "
               f"{accounts.accounts_file()})", file=sys.stderr)

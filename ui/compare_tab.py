@@ -173,12 +173,13 @@ def ask(question, run_id, model, collection, k, min_score, mmr, reranker, reques
 
 def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr, reranker,
                    request: gr.Request = None, progress=gr.Progress()):
+    who = owners.person(request)  # once per request; the helpers take the person as well
     try:
         if questions_file:  # only what this session uploaded: a client can name any server path here
             questions_file = accept([str(questions_file)], request, (".jsonl", ".csv"))[0]
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
-        answer = _answerers(run_id, model, request)
-        pipe = _pipeline(collection, k, min_score, mmr, reranker, request)
+        answer = _answerers(run_id, model, who)
+        pipe = _pipeline(collection, k, min_score, mmr, reranker, who)
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         refuse(str(err))
         return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
@@ -196,7 +197,7 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
                          for r in result["rows"]])
     note = (f"{result['questions']} questions · intervals are 95% bootstrap intervals over the questions · "
             f"{answer.precision()}")
-    run = owners.run_of(request, run_id)
+    run = owners.run_of(who, run_id)
     if run is not None and run.config.objective in PREFERENCE:  # a preference run: its held-out pairs too
         try:
             note += " · " + add_to_evaluation(result, run, SAMPLE_PAIRS).sentence()

@@ -20,6 +20,7 @@ from engine.data.pairs import OBJECTIVES as PREFERENCE_OBJECTIVES
 from engine.train.config import choices
 from engine.models import ShapeError
 from engine.train.methods import METHODS
+from ui import owners
 from ui.notify import refuse
 
 PARTS = ("weights", "gradients", "optimizer", "activations", "overhead")
@@ -88,11 +89,17 @@ def estimate_view(model, method, objective, device, gpus, zero_stage, offload, b
     return "\n\n".join(p.sentences()), pd.DataFrame(p.bars())
 
 
-def run_probe(model, dataset, methods, steps, progress=gr.Progress()):
+def run_probe(model, dataset, methods, steps, request: gr.Request = None, progress=gr.Progress()):
+    """A few steps of each method, as runs of the person who asked: counted by the fair use of the slot."""
     if not dataset:
         refuse("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return pd.DataFrame(), []
-    rows = probe(model, ",".join(dataset["files"]), methods or ["lora"], int(steps),
+    who = owners.person(request)
+    busy = owners.may_start(who)
+    if busy:
+        refuse(busy)
+        return pd.DataFrame(), []
+    rows = probe(model, ",".join(dataset["files"]), methods or ["lora"], int(steps), owner=who.owner,
                  progress=lambda f, t: progress(f, desc=t), columns=dataset.get("columns", ""))
     table = [{"method": r["method"], "status": r["status"], "tokens/s": r.get("tokens_per_s"),
               "peak GiB": r.get("peak_memory_gb"), "trained params": r.get("trainable_params"),

@@ -30,15 +30,17 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine import accounts, demo, owners
+from engine.errors import StudioError
 from engine.train.runs import Run, list_runs, runs_in_flight, runs_root
 from rag.pipeline import collections_root
 
-SETTINGS = {"auth": False, "admins": set()}  # set by ui/app.py's main from `studio --auth [--admin NAME]`
+SETTINGS = {"auth": False, "admins": set()}  # set by ui/app.py's main from `studio --auth [--admin NAME] ...`
 _SESSIONS: dict[str, str] = {}  # session hash -> anonymous owner, from the key the page opened with
 _LOCK = threading.Lock()
 KEY_STORAGE = "studio-visitor"
 MAX_SESSIONS = 100_000  # page loads remembered (about 10 MB); an older session is a stranger until it reloads
 SAMPLE_COLLECTION = "zorvane-sample"  # the bundled documents, everyone's
+WAIT_CAP = 5  # in "wait" mode, a person's runs queued or training at most: a queue is not a store
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,12 @@ def person(request: gr.Request | None) -> Person:
     return Person(known or "anon:" + hashlib.sha256(f"session:{session}".encode()).hexdigest()[:32])
 
 
+def _who(asker) -> Person:
+    """The person of a request, or the person itself when a handler already worked it out (one `person` per
+    request: in `--auth` mode it reads the accounts file)."""
+    return asker if isinstance(asker, Person) else person(asker)
+
+
 def browser_secret() -> str:
     """The secret the browser-kept visitor keys are encrypted with, kept beside the runs so a restarted app
     still reads them."""
@@ -138,7 +146,7 @@ def open_page(key: str, request: gr.Request):
 
 def runs(request, finished: bool = False) -> list[Run]:
     """The runs this person sees: their own (an admin: every run), newest first."""
-    who = person(request)
+    who = _who(request)
     found = list_runs(owner=None if who.admin else who.owner)
     return [r for r in found if r.weights] if finished else found
 
@@ -153,25 +161,53 @@ def run_of(request, run_id: str | None) -> Run | None:
     if not run_id:
         return None
     run = Run(runs_root() / str(run_id))
-    who = person(request)
+    who = _who(request)
     if "/" in str(run_id) or str(run_id).startswith(".") or not (run.dir / "config.yaml").exists() or \
             not (who.admin or run.owner == who.owner):
         raise gr.Error(f"There is no run {str(run_id)[:80]} of yours.")
     return run
 
 
-def may_start(request) -> str | None:
-    """Why this person may not start another run now (None when they may): a person holds at most
-    STUDIO_RUNS_PER_PERSON queued or running runs at once (default 1; 0: no limit). The local owner of a
-    machine nobody shares is not limited."""
-    who = person(request)
-    limit = int(os.environ.get("STUDIO_RUNS_PER_PERSON", "1"))
+def fair_use() -> tuple[int, str]:
+    """(runs a person may hold queued or training at once, what happens to one more: "refuse" or "wait"),
+    from `studio --runs-per-person N --over-limit refuse|wait`, else STUDIO_RUNS_PER_PERSON (default 1;
+    0: no limit) and STUDIO_OVER_LIMIT (default refuse)."""
+    limit = SETTINGS.get("runs_per_person")
+    if limit is None:
+        limit = os.environ.get("STUDIO_RUNS_PER_PERSON", "1")
+        if not limit.strip().isdigit():
+            raise StudioError(f"STUDIO_RUNS_PER_PERSON is {limit!r}: it takes 0 (no limit) or a number of runs.")
+    mode = SETTINGS.get("over_limit") or os.environ.get("STUDIO_OVER_LIMIT", "refuse")
+    if mode not in ("refuse", "wait"):
+        raise StudioError(f"STUDIO_OVER_LIMIT is {mode!r}: it takes refuse or wait.")
+    return int(limit), mode
+
+
+def may_start(asker) -> str | None:
+    """Why this person may not start another run now (None when they may): past the per-person limit a run
+    is refused, or in "wait" mode taken to wait behind every other person's (engine/train/runs.py's
+    `queue_order`), up to WAIT_CAP runs of theirs in flight. The local owner of a machine nobody shares is
+    not limited."""
+    who = _who(asker)
+    limit, mode = fair_use()
     if limit <= 0 or not shared():
         return None
     mine = runs_in_flight(who.owner)
-    if len(mine) >= limit:
+    cap = max(limit, WAIT_CAP) if mode == "wait" else limit
+    if len(mine) >= cap:
         return (f"You already have {len(mine)} run{'s' if len(mine) > 1 else ''} queued or training "
                 f"({', '.join(r.id for r in mine)}); stop it or wait until it ends, then start the next.")
+    return None
+
+
+def waits_note(asker) -> str | None:
+    """Said when a run is taken past the person's limit in "wait" mode: it waits behind others' runs."""
+    who = _who(asker)
+    limit, mode = fair_use()
+    mine = runs_in_flight(who.owner) if shared() and limit > 0 and mode == "wait" else []
+    if len(mine) > limit:
+        return (f"You have {len(mine)} runs queued or training; this one waits until your earlier "
+                f"{'run ends' if len(mine) == 2 else 'runs end'}, and other people's runs go first.")
     return None
 
 
@@ -187,7 +223,7 @@ def _prefix(who: Person) -> str:
 
 def collections(request) -> list[str]:
     """The names of this person's saved collections, and the sample."""
-    who = person(request)
+    who = _who(request)
     root = collections_root()
     names = []
     for p in sorted(root.iterdir()):
@@ -203,7 +239,7 @@ def collection_of(request, name: str | None, create: bool = False) -> str | None
     sentence for a collection that is not theirs. `create`: a new one is theirs, recorded as theirs."""
     if name in (None, "", SAMPLE_COLLECTION):
         return None
-    who = person(request)
+    who = _who(request)
     name = str(name)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or name.startswith("."):
         raise gr.Error(f"There is no collection {name[:80]} of yours.")
@@ -221,7 +257,7 @@ def collection_of(request, name: str | None, create: bool = False) -> str | None
 
 def banner(request) -> str:
     """The line that says whose work the page shows."""
-    who = person(request)
+    who = _who(request)
     if who.owner == owners.LOCAL:
         return ""
     if who.owner.startswith("anon:"):

@@ -39,7 +39,8 @@ def history_view(request: gr.Request):
 
 
 def overlay(run_ids, request: gr.Request):
-    run_ids = [owners.run_of(request, r).id for r in run_ids or []]
+    who = owners.person(request)
+    run_ids = [owners.run_of(who, r).id for r in run_ids or []]
     # Never an empty frame: the plot keeps the axis types and colours of the first data it gets.
     points = pd.DataFrame(curves(run_ids), columns=["run", "step", "loss"]).astype(
         {"run": str, "step": int, "loss": float}) if run_ids else gr.update()
@@ -128,9 +129,10 @@ def stop_picked(run_id, request: gr.Request):
 
 def give_run(run_id, new_owner, request: gr.Request):
     """An admin hands the picked run to another owner (runs made before owners existed are the local owner's)."""
-    if not owners.person(request).admin:
+    who = owners.person(request)
+    if not who.admin:
         return None, refuse("Only an admin can hand a run over.")
-    run = owners.run_of(request, run_id)
+    run = owners.run_of(who, run_id)
     if run is None:
         return None, refuse("Pick a run first.")
     new_owner = (new_owner or "").strip()

@@ -67,18 +67,21 @@ def start_training(dataset, values: dict, request: gr.Request = None):
     if dataset is None:
         refuse("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return gr.update()
-    busy = owners.may_start(request)
+    who = owners.person(request)
+    busy = owners.may_start(who)
     if busy:
         refuse(busy)
         return gr.update()
     try:
         cfg = run_config(dataset, values)
-        owners.run_of(request, cfg.init_from)  # only from a run of one's own
+        owners.run_of(who, cfg.init_from)  # only from a run of one's own
         # a custom reward (a file's code) is refused from the page
-        run = create_run(cfg, from_page=True, owner=owners.person(request).owner)
+        run = create_run(cfg, from_page=True, owner=who.owner)
         launch(run)
         if precision_warning(cfg):
             refuse(precision_warning(cfg))
+        if owners.waits_note(who):
+            gr.Info(owners.waits_note(who))
     except StudioError as err:
         refuse(str(err))
         return gr.update()
@@ -93,14 +96,16 @@ def resume_training(run_id, request: gr.Request = None):
     if not run_id:
         refuse("No run to resume yet: start one first.")
         return run_id
-    run = owners.run_of(request, run_id)
+    who = owners.person(request)
+    run = owners.run_of(who, run_id)
     status = run.status()
+    busy = owners.may_start(who) if status not in ACTIVE and status != "finished" else None
     if status in ACTIVE:
         gr.Info(f"Run {run_id} is already {status}.")
     elif status == "finished":
         refuse(f"Run {run_id} has finished; press Start training for a new run.")
-    elif owners.may_start(request):
-        refuse(owners.may_start(request))
+    elif busy:
+        refuse(busy)
     else:
         try:
             launch(run)
@@ -276,9 +281,10 @@ def run_status(run_id: str, request: gr.Request = None) -> str:
 
 def current_run(request: gr.Request = None) -> str | None:
     """The run the Train tab opens on: this person's run in training, else their newest."""
-    mine = owners.runs(request)
-    if not owners.person(request).admin or owners.shared():
-        mine = [r for r in mine if r.owner == owners.person(request).owner]  # an admin's page opens on their own
+    who = owners.person(request)
+    mine = owners.runs(who)
+    if not who.admin or owners.shared():
+        mine = [r for r in mine if r.owner == who.owner]  # an admin's page opens on their own
     run = next((r for r in mine if r.status() == "running"), None) or next(iter(mine), None)
     return run.id if run else None
 

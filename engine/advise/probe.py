@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from engine import owners
 from engine.advise.estimate import GB, estimate_memory, flops_per_token
 from engine.capability import auto_precision, capability
 from engine.models import DEFAULT_MODEL, load_tokenizer, shape_of
@@ -76,9 +77,10 @@ GRPO_PROBE = {"rewards": [{"kind": "format", "preset": "answer_tags", "weight": 
 
 def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CANDIDATES, steps: int = 8,
           batch_size: int = 2, max_length: int = 256, progress: Callable[[float, str], None] | None = None,
-          timeout_s: float = 900, **fields) -> list[dict]:
+          timeout_s: float = 900, owner: str = owners.LOCAL, **fields) -> list[dict]:
     """Run `steps` steps of each method, one after another; a refused method gets its sentence. A method
-    written `lora+dpo` trains with that preference objective (the data must then be pairs)."""
+    written `lora+dpo` trains with that preference objective (the data must then be pairs). The runs are
+    `owner`'s: they take the training slot in that person's turn (engine/train/runs.py `queue_order`)."""
     rows = []
     for i, entry in enumerate(methods):
         method, _, objective = entry.partition("+")
@@ -99,7 +101,7 @@ def probe(model: str = DEFAULT_MODEL, data: str = str(SAMPLE_TRAIN), methods=CAN
             rows.append({"method": entry, "status": "refused", "reason": refused})
             continue
         try:
-            run = create_run(cfg, probe_root())
+            run = create_run(cfg, probe_root(), owner=owner)
         except ConfigError as err:  # data of the wrong shape for the objective
             rows.append({"method": entry, "status": "refused", "reason": str(err)})
             continue

@@ -255,21 +255,47 @@ def active_run(root: Path | None = None) -> Run | None:
     return next((r for r in list_runs(root) if r.status() == "running"), None)
 
 
+def _slot_runs(root: Path) -> list[Run]:
+    """Every run that takes the machine's one training slot of the runs folder `root`: its runs and its
+    probes' (runs/probes/, engine/advise/probe.py)."""
+    root = root.parent if root.name == "probes" else root
+    probes = root / "probes"
+    return list_runs(root) + (list_runs(probes) if probes.is_dir() else [])
+
+
 def runs_in_flight(owner: str, root: Path | None = None) -> list[Run]:
-    """`owner`'s runs queued, running or stopping: what the per-person limit counts."""
-    return [r for r in list_runs(root, owner) if r.status() in ACTIVE]
+    """`owner`'s runs queued, running or stopping (their probes' included): what the per-person limit counts."""
+    return [r for r in _slot_runs(root or runs_root()) if r.owner == owner and r.status() in ACTIVE]
+
+
+def queue_order(root: Path | None = None) -> list[Run]:
+    """The waiting runs in the order they will train, fair between people: first the runs whose owner has
+    the fewest runs ahead of them (training, or waiting since earlier), then the run whose turn came first:
+    when it was queued, or when its owner's last training ended if that was later. So a person's second run
+    waits behind everyone else's first, even after their first has ended, and a run of one person is never
+    delayed by another's queue of runs; with one owner it is first come, first served."""
+    training, waiting, last_trained = {}, [], {}
+    for run in _slot_runs(root or runs_root()):
+        status, st = run.status(), run.state()
+        if status in ("running", "stopping"):
+            training[run.owner] = training.get(run.owner, 0) + 1
+        elif status == "queued":
+            queued = [e.time for e in st.session if e.kind in ("queued", "launched")]
+            waiting.append((queued[-1] if queued else float("inf"), run.id, run))
+        elif st.ended and st.started:  # trained, then ended: its owner had a turn until then
+            last_trained[run.owner] = max(last_trained.get(run.owner, 0.0), st.ended.time)
+    order, ahead = [], dict(training)
+    for when, rid, run in sorted(waiting, key=lambda w: (w[0], w[1])):
+        order.append((ahead.get(run.owner, 0), max(when, last_trained.get(run.owner, 0.0)), rid, run))
+        ahead[run.owner] = ahead.get(run.owner, 0) + 1
+    return [run for *_, run in sorted(order, key=lambda o: o[:3])]
 
 
 def queue_position(run: Run) -> int | None:
-    """1 for the next run to train, 2 for the one after, ...; None when `run` is not waiting."""
-    if run.status() != "queued":
-        return None
-    waiting = []
-    for other in list_runs(run.dir.parent):
-        if other.status() == "queued":
-            queued = [e.time for e in other.state().session if e.kind in ("queued", "launched")]
-            waiting.append((queued[-1] if queued else float("inf"), other.id))
-    return 1 + [rid for _, rid in sorted(waiting)].index(run.id)
+    """1 for the next run to train, 2 for the one after, ... (see `queue_order`); None when `run` is not
+    waiting."""
+    ids = [r.id for r in queue_order(run.dir.parent)]
+    return 1 + ids.index(run.id) if run.id in ids else None
 
 
 def launch(run: Run, lock: Path | None = None) -> subprocess.Popen:

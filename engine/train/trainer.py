@@ -42,7 +42,7 @@ from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_mo
 from engine.train import checkpoints, distributed, methods, objectives, preflight, rewards
 from engine.train.config import ConfigError, RunConfig
 from engine.train.events import Evaluated, EventLog
-from engine.train.runs import Run, storage_problem
+from engine.train.runs import Run, queue_position, storage_problem
 
 
 EVALUATED_FIELDS = {f.name for f in dataclasses.fields(Evaluated)}
@@ -468,16 +468,20 @@ class _NoEvents(EventLog):
 
 
 @contextmanager
-def queue_slot(lock_path: Path, events: EventLog, stop: _StopRequest):
+def queue_slot(lock_path: Path, events: EventLog, stop: _StopRequest, my_turn=lambda: True):
     """Hold the machine's one training slot; while another run holds it, wait in the queue.
 
     Yields True once the slot is held, False when a Stop came while waiting. The slot is a file lock
-    (filelock, an flock on Linux), so it is released however this process ends.
+    (filelock, an flock on Linux), so it is released however this process ends. A waiting run tries
+    the slot only when `my_turn()` says it is first in the queue's order (engine/train/runs.py's
+    `queue_order`: fair between people, then first come), so the order shown is the order kept.
     """
     lock = FileLock(str(lock_path))
     waiting = events.state().waiting  # the registry saw a busy slot when it launched this run
     while True:
         try:
+            if waiting and not my_turn():
+                raise Timeout(str(lock_path))
             lock.acquire(timeout=0)
             break
         except Timeout:
@@ -529,7 +533,8 @@ def main(argv: list[str] | None = None, sampler=None) -> int:
             _starting(stop)
             return 0 if train(cfg, run_dir, events, stop, sampler) in ("finished", "stopped") else 1
         lock = Path(os.environ.get("STUDIO_LOCK") or run_dir.parent / ".training.lock")
-        with queue_slot(lock, events, stop) as held:
+        turn = lambda: queue_position(Run(run_dir)) in (None, 1)  # noqa: E731
+        with queue_slot(lock, events, stop, turn) as held:
             if not held:
                 events.write("stopped", reason="Stopped while waiting in the queue; nothing was trained.")
                 return 0
