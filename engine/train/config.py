@@ -167,6 +167,9 @@ class RunConfig:
                                       "fp32 here (a warning gives the measured ratio).")
     padding_free: bool = _f(False, "Put the examples of a batch end to end with no padding tokens: the same "
                                    "loss, less compute when their lengths differ.")
+    fast_step: bool = _f(True, "On a CPU, the studio's faster SFT step (engine/train/fast_step.py): the loss only at "
+                               "trained positions, and the examples of a batch end to end, each attending to "
+                               "itself; exact in fp32. false: trl's own step.")
     packing: bool = _f(False, "Pack short examples together into rows of max_length tokens (best fit; each example "
                               "still attends only to itself): fuller rows, so more examples per step and fewer "
                               "steps per epoch than batch_size alone gives.")
@@ -385,6 +388,7 @@ LABELS: dict[str, str] = {
     "precision": "Precision",
     "force_precision": "Force this precision",
     "padding_free": "Padding-free batches",
+    "fast_step": "Faster CPU step",
     "packing": "Packing",
     "zero_stage": "ZeRO stage",
     "offload": "Offload",

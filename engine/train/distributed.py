@@ -88,6 +88,11 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def world_size() -> int:
+    """Processes of this run (1 outside `accelerate launch`)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def prepare_rank_state() -> None:
     """Set up accelerate's process state for DeepSpeed before the Trainer does.
 

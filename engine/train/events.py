@@ -63,6 +63,7 @@ class Started(Event):
     trainable_params: int | None = None
     precision: str | None = None
     rollouts: str | None = None  # GRPO: what samples the completions
+    step: str | None = None  # what the training step does (engine/train/fast_step.py's plan)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,7 +39,7 @@ from engine.data import prompts
 from engine.data.pairs import data_refusal, rows
 from engine.train.merge import merge_weights
 from engine.models import ModelError, load_causal_lm, load_tokenizer, resolve_model
-from engine.train import checkpoints, distributed, methods, objectives, preflight, rewards
+from engine.train import checkpoints, distributed, fast_step, methods, objectives, preflight, rewards
 from engine.train.config import ConfigError, RunConfig
 from engine.train.events import Evaluated, EventLog
 from engine.train.runs import Run, queue_position, storage_problem
@@ -78,20 +78,23 @@ def _reporters(cfg: RunConfig) -> list[str]:
     return cfg.reporters()
 
 
-def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_config: Path | None = None):
-    """trl's config for the run: SFTConfig, or the preference trainer's (engine/train/objectives.py)."""
+def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_config: Path | None = None,
+               padding_free: bool | None = None):
+    """trl's config for the run: SFTConfig, or the preference trainer's (engine/train/objectives.py).
+    `padding_free`: whether batches go end to end (default: as the config says; the faster step may ask it)."""
     from trl import SFTConfig
 
     common = trainer_arguments(cfg, output_dir, has_eval, ds_config)
     if cfg.objective != "sft":
 
         return objectives.trainer_class_and_args(cfg, common)[1]
+    padding_free = cfg.padding_free if padding_free is None else padding_free
     return SFTConfig(
         **common,
         # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself); packed
         # rows are max_length long, and trl's best-fit packing cuts an example longer than that.
-        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
-        padding_free=cfg.padding_free,
+        max_length=None if padding_free and not cfg.packing else cfg.max_length,
+        padding_free=padding_free,
         packing=cfg.packing,
     )
 
@@ -145,7 +148,7 @@ def _numel(p) -> int:
 
 
 def _event_callback(events: EventLog, stop: _StopRequest, rollouts: objectives.Rollouts | None = None,
-                    cfg: RunConfig | None = None):
+                    cfg: RunConfig | None = None, step: str | None = None):
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
@@ -162,7 +165,8 @@ def _event_callback(events: EventLog, stop: _StopRequest, rollouts: objectives.R
                          processes=args.world_size, params=sum(n for n, _ in params),
                          trainable_params=sum(n for n, grad in params if grad),
                          precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-                         **({"rollouts": rollouts.sampled_by} if rollouts is not None else {}))
+                         **({"rollouts": rollouts.sampled_by} if rollouts is not None else {}),
+                         **({"step": step} if step else {}))
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
@@ -327,8 +331,9 @@ def _starting_weights(cfg: RunConfig, run_dir: Path) -> str:
     return str(merge_weights(start))
 
 
-def datasets_for(cfg: RunConfig, tokenizer):
-    """Tokenized train and validation datasets (validation may be None) with loss masks."""
+def datasets_for(cfg: RunConfig, tokenizer, padding_free: bool | None = None):
+    """Tokenized train and validation datasets (validation may be None) with loss masks; cut to max_length
+    here when the batches are padding-free (`padding_free`, default: as the config says)."""
     from datasets import Dataset
 
 
@@ -348,8 +353,10 @@ def datasets_for(cfg: RunConfig, tokenizer):
         return tuple(Dataset.from_list(rows(exs, cfg.objective, tokenizer, cfg.prompt_limit)) if exs else None
                      for exs in (train_ex, val_ex))
 
+    padding_free = cfg.padding_free if padding_free is None else padding_free
+
     def cut(row: dict) -> dict:
-        return {k: v[:cfg.max_length] for k, v in row.items()} if cfg.padding_free else row
+        return {k: v[:cfg.max_length] for k, v in row.items()} if padding_free else row
 
     def build(exs):
         return Dataset.from_list([cut(tokenize_example(e, tokenizer, cfg.train_on)) for e in exs]) if exs else None
@@ -373,19 +380,26 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, s
         events.write("warning", message=warning)
     base = _starting_weights(cfg, run_dir)
     tokenizer = load_tokenizer(base, cfg.revision, cfg.trust_remote_code)
-    train_set, val_set = datasets_for(cfg, tokenizer)
     quant = methods.quantization_config(cfg)
     if cfg.trust_remote_code:
         print(f"warning: running the model's own code from {cfg.model} at revision {cfg.revision}", flush=True)
     model = load_causal_lm(base, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
                            **methods.model_kwargs(cfg, preflight.precision(cfg), torch.cuda.is_available()), **({"quantization_config": quant} if quant else {}))
+    step = fast_step.plan(cfg, model.config, torch.cuda.is_available(), distributed.world_size())
+    padding_free = cfg.padding_free or cfg.packing or step.varlen
+    if step.varlen:  # each example attends to itself alone (and transformers builds no mask for it)
+        fast_step.register()
+        model.set_attn_implementation(fast_step.ATTENTION)
+    print(f"training step: {step.describe()}", flush=True)
+    train_set, val_set = datasets_for(cfg, tokenizer, padding_free)
     if cfg.method == "freeze":
         methods.freeze_all_but_last(model, cfg.freeze_last_n)
     ds_config = None
     if cfg.distributed():
         distributed.prepare_rank_state()
         ds_config = run_dir / "ds_config.json"
-    args = sft_config(cfg, run_dir / "checkpoints", has_eval=val_set is not None, ds_config=ds_config)
+    args = sft_config(cfg, run_dir / "checkpoints", has_eval=val_set is not None, ds_config=ds_config,
+                      padding_free=padding_free)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
         len(train_set) / (cfg.batch_size * cfg.grad_accum)) * math.ceil(cfg.epochs)
@@ -400,8 +414,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, s
             extra["rollout_func"] = rollouts.timed(sample)
             rollouts.sampled_by = "the studio's executor"
         print(f"GRPO rollouts are sampled by {rollouts.sampled_by}", flush=True)
-    callback = _event_callback(events, stop, rollouts, cfg)
-    make = SFTTrainer
+    callback = _event_callback(events, stop, rollouts, cfg, step.describe())
+    make = fast_step.studio_sft_trainer() if step.compact_loss else SFTTrainer
     if cfg.objective != "sft":
         make = objectives.trainer_class(cfg.objective)
     trainer = make(

@@ -1,0 +1,162 @@
+"""The studio's faster SFT step on a CPU, built on the libraries' own interfaces and exact in fp32.
+
+trl's SFT step on a CPU scores every position through the LM head (prompt and padding included: its
+fused head compacts the ignored positions only where Triton runs), recomputes each logits tile in
+backward, and folds entropy and top-1 statistics over the whole vocabulary for its logs. Padded
+batches spend every layer's work on padding, and trl's padding-free batches, under transformers'
+SDPA, attend over one block-diagonal (sum of lengths)^2 mask. Here, where it is the same
+computation:
+
+- `StudioSFTTrainer.compute_loss` (trl asks to subclass SFTTrainer and override compute_loss for a
+  loss of one's own): the backbone's hidden states, then the LM head and cross-entropy only at the
+  positions whose label is not -100, divided as trl divides (by the batch's trained tokens, or
+  `num_items_in_batch` under gradient accumulation). Large batches are projected in chunks whose
+  logits are recomputed in backward (torch.utils.checkpoint), so memory stays bounded.
+- Padding-free batches (trl's collator: the examples end to end, with `cu_seq_lens_q` marking them)
+  with `varlen_attention`, an attention function registered with transformers' AttentionInterface:
+  transformers' own SDPA attention on each example alone, so the work grows with the sum of the
+  squared lengths, not with the square of their sum, and no mask is built.
+
+`plan(cfg, model_config, on_gpu, processes)` says which of the two a run uses and why not the other;
+`fast_step: false` in a run's config trains with trl's own step. On a GPU trl's step is kept (its
+Triton head already compacts). tests/test_fast_step.py holds each part to trl's own step: the same
+loss at every step and the same trained weights in fp32.
+
+    Used by engine/train/trainer.py; nothing to run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ATTENTION = "studio_varlen"
+# Logits made at once before the projection is chunked (and recomputed in backward): 2^27 floats, 512 MB in fp32
+MAX_LOGITS = 1 << 27
+# What would change the logits or the forward: the head would need more than a matrix product
+_LOGIT_FIELDS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                 "logits_scaling", "attn_logit_softcapping")
+# peft methods whose forward adds to the model's own (virtual tokens, AdaLoRA's orthogonality loss)
+_OWN_FORWARD = ("prefix-tuning", "prompt-tuning", "p-tuning", "adalora")
+
+
+@dataclass(frozen=True)
+class Plan:
+    compact_loss: bool
+    varlen: bool
+    why_not: str = ""
+
+    def describe(self) -> str:
+        parts = (["loss at trained positions only"] if self.compact_loss else []) + \
+                (["examples end to end, each attending to itself"] if self.varlen else [])
+        said = "; ".join(parts) or "trl's own step"
+        return said + (f" ({self.why_not})" if self.why_not else "")
+
+
+def plan(cfg, model_config, on_gpu: bool, processes: int = 1) -> Plan:
+    """Which parts of the faster step this run uses, and why not the others (one clause)."""
+    if not getattr(cfg, "fast_step", True):
+        return Plan(False, False, "fast_step: false")
+    if cfg.objective != "sft":
+        return Plan(False, False, f"objective {cfg.objective} has its own trainer")
+    if on_gpu:
+        return Plan(False, False, "on a GPU trl's Triton head already scores only the trained positions")
+    if processes > 1 or cfg.distributed():
+        return Plan(False, False, "several processes")
+    if cfg.method in _OWN_FORWARD:
+        return Plan(False, False, f"method {cfg.method} changes the model's forward")
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    if text is not model_config:
+        return Plan(False, False, "a model with several parts")
+    if any(getattr(text, f, None) not in (None, 1, 1.0) for f in _LOGIT_FIELDS):
+        return Plan(False, False, "the model scales or caps its logits")
+    sliding = getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True)
+    layer_types = set(getattr(text, "layer_types", None) or [])
+    if sliding or layer_types - {"full_attention"}:
+        return Plan(True, False, "not every layer attends to the whole sequence")
+    if getattr(text, "_attn_implementation", "sdpa") not in ("sdpa", ATTENTION, None):
+        return Plan(True, False, f"attention {text._attn_implementation}")
+    return Plan(True, True)
+
+
+def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """Attention over a padding-free row: each example (between `cu_seq_lens_q` boundaries) attends causally to
+    itself alone, through transformers' own SDPA attention. Any other batch is a bug here: this implementation is
+    set only on padding-free runs, and transformers builds no mask for it."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    bounds = kwargs.pop("cu_seq_lens_q", None)
+    for name in ("cu_seq_lens_k", "max_length_q", "max_length_k", "position_ids", "seq_idx"):
+        kwargs.pop(name, None)
+    if bounds is None or attention_mask is not None or query.shape[0] != 1:
+        raise RuntimeError("Bug: the per-example attention got a batch that is not padding-free.")
+    edges = bounds.tolist()
+    parts = [sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None,
+                                    dropout=dropout, scaling=scaling, is_causal=True, **kwargs)[0]
+             for s, e in zip(edges[:-1], edges[1:]) if e > s]
+    return torch.cat(parts, dim=1), None
+
+
+def register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, varlen_attention)
+
+
+def _head_loss(head, hidden, targets):
+    """(summed cross-entropy, number of top-1 hits) of `head(hidden)` against `targets`."""
+    import torch.nn.functional as F
+
+    logits = head(hidden).float()
+    loss = F.cross_entropy(logits, targets, reduction="sum")
+    return loss, (logits.detach().argmax(-1) == targets).sum()
+
+
+def trained_positions_loss(model, inputs: dict, num_items_in_batch=None):
+    """(loss as trl divides it, top-1 hits, trained positions) of a causal LM (under peft or not) on `inputs`,
+    projecting through the head only the positions whose next-token label is not -100."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kwargs = {k: v for k, v in inputs.items() if k != "labels"}
+    kwargs["use_cache"] = False
+    hidden = causal.base_model(**kwargs).last_hidden_state
+    labels = inputs["labels"][:, 1:]
+    mask = labels != -100
+    hidden, targets = hidden[:, :-1][mask], labels[mask]
+    head = causal.get_output_embeddings()
+    chunk = max(1, MAX_LOGITS // head.weight.shape[0])
+    if hidden.shape[0] <= chunk:
+        loss_sum, hits = _head_loss(head, hidden, targets)
+    else:
+        pieces = [checkpoint(_head_loss, head, hidden[s:s + chunk], targets[s:s + chunk], use_reentrant=False)
+                  for s in range(0, hidden.shape[0], chunk)]
+        loss_sum, hits = sum(p[0] for p in pieces), sum(p[1] for p in pieces)
+    trained = int(mask.sum())
+    divide = torch.as_tensor(trained if num_items_in_batch is None else num_items_in_batch).clamp(min=1)
+    return loss_sum / divide.to(loss_sum.device), hits, trained
+
+
+def studio_sft_trainer():
+    """trl's SFTTrainer with the studio's compute_loss (the class is made on first use: trl is heavy)."""
+    from trl import SFTTrainer
+
+    class StudioSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or self.compute_loss_func is not None or self.label_smoother is not None or \
+                    self.args.loss_type != "nll" or self.aux_loss_enabled or "shift_labels" in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = "train" if self.model.training else "eval"
+            loss, hits, trained = trained_positions_loss(model, inputs, num_items_in_batch)
+            # trl's own logs: the token accuracy (its entropy is left out: a pass over the vocabulary the
+            # studio does not show) and the tokens seen
+            self._metrics[mode]["mean_token_accuracy"].append(hits.item() / trained if trained else 0.0)
+            if mode == "train":
+                seen = inputs["attention_mask"].sum().item() if "attention_mask" in inputs else \
+                    inputs["position_ids"].size(1)
+                self._total_train_tokens += seen
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+    return StudioSFTTrainer
