@@ -92,6 +92,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_features() -> list[str]:
+    """The matrix-product features of this CPU that decide the bf16 speed: AVX-512, its bf16 instructions, AMX."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    names = {"avx512f": "AVX-512", "avx512_bf16": "AVX512_BF16", "amx_bf16": "AMX"}
+    return [name for flag, name in names.items() if flag in flags]
+
+
 def _device() -> str:
     import torch
 

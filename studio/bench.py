@@ -1,25 +1,38 @@
 """Performance benchmark: the studio's training against a bare TRL script, MFU, Compare and app start.
 
     studio bench [--model M] [--methods lora,full] [--steps 30] [--batch 4] [--max-length 256]
-                 [--repeats 2] [--skip train,compare,app,tick] [--run RUN_ID] [--questions 20]
-                 [--json bench.json]
+                 [--data FILE --train-on assistant] [--repeats 2] [--skip train,compare,app,tick]
+                 [--run RUN_ID] [--questions 20] [--json bench.json]
 
-Training, for each method, on the same model, data (the bundled sample, loss on every token), seed,
-batch, length, learning rate and schedule, one process at a time:
-  baseline     a bare TRL `SFTTrainer` script in fp32, as a person would write it (run as
-               `python -m studio.bench --baseline ARGS`; gradient checkpointing off, as in the studio)
-  studio       a studio run with its defaults, in fp32 as the baseline (`auto` may pick bf16; see that row)
-  padding-free the studio with `padding_free: true` (exact: the same tokens, no padding)
+    studio bench --skip compare,app,tick                       the sample: 61-token chats, loss on every token
+    studio bench --data ../shared/peer-data/alpaca_en_demo.json --train-on assistant --batch 8 \
+                 --max-length 512 --steps 12 --skip compare,app,tick
+                                                               instructions of widely varying lengths, the loss
+                                                               on the answers only
+
+Training, for each method, on the same model, data, seed, batch, length, learning rate and schedule, one
+process at a time:
+  baseline     a bare TRL `SFTTrainer` script in fp32, as a person would write it with trl's defaults (run
+               as `python -m studio.bench --baseline ARGS`; gradient checkpointing off, as in the studio).
+               With --data, it reads the examples as trl's conversational prompt / completion rows, so trl
+               computes the loss on the completions (trl's default for such rows) as the studio does
+               with --train-on assistant.
+  studio       a studio run with its defaults, in fp32 as the baseline (`auto` may pick bf16; see that
+               row): on a CPU, the faster step of engine/train/fast_step.py
+  trl's step   the studio with `fast_step: false`: trl's own step, what the studio ran before
   packed       the studio with `packing: true` and batch 1: rows of max_length holding several
                examples each (about as many as `batch` padded rows when max_length is about
                batch x the typical example); the examples grouped differently, so only the
                final loss is compared
   bf16         the studio with `precision: bf16` (adapters and optimizer stay fp32)
 Each variant runs --repeats times, in turn with the others, and its fastest run counts (the same
-work varies by 20% from minute to minute here). Tokens per second: non-padding input tokens over the wall time from the end of step 2 to the end
-of the last step (the first steps warm up). Peak memory: the process's maximum resident set (GPU:
-allocated). Loss: mean of the last 5 logged losses, its gap to the baseline's, and the largest
-step-by-step gap to the baseline.
+work varies by 20% from minute to minute here). Tokens per second: non-padding input tokens over the wall
+time from the end of step 2 to the end of the last step (the first steps warm up). Peak memory: the
+process's maximum resident set (GPU: allocated). Loss: mean of the last 5 logged losses, its gap to the
+baseline's, and the largest step-by-step gap to the baseline; the curves are printed side by side. (LoRA's
+dropout draws its masks over the batch's tensor, which has no padding in the studio's step, so the curves
+agree within dropout's noise rather than to the last digit; tests/test_fast_step.py holds the step to
+trl's own at dropout 0.)
 MFU: achieved FLOP/s (4N per token with adapters, whose frozen weights get no weight gradients; 6N
 for full fine-tuning; N = the model's parameters) over the matrix-multiply peak measured here at the
 precision used, at the model's layer shapes (engine/capability.py: the figures `precision: auto`
@@ -47,7 +60,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from engine.advise.estimate import flops_per_token
-from engine.capability import capability
+from engine.capability import capability, cpu_features, cpu_model
 from engine.infer.chat import run_answerers, run_here
 from engine.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer, resolve_model
 from engine.train.config import RunConfig, SAMPLE_EVAL, SAMPLE_TRAIN
@@ -83,8 +96,10 @@ def _summary(name: str, losses: list[float], records: list[dict], peak_mb: float
 
 # ---- the baseline: a bare TRL script ---------------------------------------------------------
 
-def baseline(model: str, steps: int, batch: int, max_length: int, lr: float, method: str, seed: int) -> dict:
-    """What a person would write with TRL alone: the chat file, SFTTrainer, a LoRA config (or none)."""
+def baseline(model: str, steps: int, batch: int, max_length: int, lr: float, method: str, seed: int,
+             data: str = str(SAMPLE_TRAIN)) -> dict:
+    """What a person would write with TRL alone: the chat file (or prompt / completion rows), SFTTrainer, a
+    LoRA config (or none)."""
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
@@ -104,11 +119,12 @@ def baseline(model: str, steps: int, batch: int, max_length: int, lr: float, met
                                 "elapsed_s": time.monotonic() - self.t0})
 
     path = resolve_model(model)
-    data = load_dataset("json", data_files=str(SAMPLE_TRAIN), split="train").select_columns(["messages"])
+    rows = load_dataset("json", data_files=data, split="train")
+    rows = rows.select_columns(["messages"] if "messages" in rows.column_names else ["prompt", "completion"])
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
         processing_class=AutoTokenizer.from_pretrained(path),
-        train_dataset=data,
+        train_dataset=rows,
         args=SFTConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), max_steps=steps,
                        per_device_train_batch_size=batch, max_length=max_length, learning_rate=lr,
                        lr_scheduler_type="cosine", warmup_steps=0, logging_steps=1, save_strategy="no",
@@ -133,8 +149,8 @@ def _base_params(model) -> int:
     return sum(seen.values())
 
 
-def _run_baseline(model, steps, batch, max_length, lr, method, seed) -> dict:
-    args = json.dumps([model, steps, batch, max_length, lr, method, seed])
+def _run_baseline(model, steps, batch, max_length, lr, method, seed, data) -> dict:
+    args = json.dumps([model, steps, batch, max_length, lr, method, seed, data])
     out = subprocess.run([sys.executable, "-m", "studio.bench", "--baseline", args], capture_output=True,
                          text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if out.returncode != 0:
@@ -157,21 +173,41 @@ def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
                     cfg.method, started.precision), run
 
 
+def completion_rows(source: str, folder: Path) -> Path:
+    """`source` (any file the studio reads) as trl's conversational prompt / completion rows, one answer each:
+    the file both the baseline and the studio read when the loss is on the answers only."""
+    from engine.data.dataset import load_examples
+
+    path = folder / "prompt-completion.jsonl"
+    with open(path, "w", encoding="utf-8") as out:
+        for ex in load_examples([source]):
+            if ex.messages and ex.messages[-1]["role"] == "assistant":
+                chat = [{"role": m["role"], "content": m["content"]} for m in ex.messages]
+                out.write(json.dumps({"prompt": chat[:-1], "completion": chat[-1:]}, ensure_ascii=False) + "\n")
+    return path
+
+
 def train_bench(model: str, method: str, steps: int, batch: int, max_length: int, lr: float = 2e-4,
-                seed: int = 42, root: Path | None = None, repeats: int = 1) -> tuple[list[dict], object]:
-    """The variants of one method; returns their summaries (baseline first) and the studio run."""
+                seed: int = 42, root: Path | None = None, repeats: int = 1, data: str | None = None,
+                train_on: str = "all") -> tuple[list[dict], object]:
+    """The variants of one method; returns their summaries (baseline first) and the studio run. `data`: the
+    sample's chats when None; `train_on: assistant`: the loss on the answers only (prompt / completion rows)."""
     root = root or Path(tempfile.mkdtemp(prefix="bench-runs-"))
+    if data is None:
+        data = str(SAMPLE_TRAIN)
+    if train_on == "assistant":
+        data = str(completion_rows(data, root))
 
     cap = capability(model)  # the same measured figures `precision: auto` and the Method tab read
     peaks = dict(cap.gflops)
-    cfg = dict(model=model, data=str(SAMPLE_TRAIN), method=method, max_steps=steps, batch_size=batch,
-               max_length=max_length, learning_rate=lr, seed=seed, train_on="all", warmup_ratio=0.0,
+    cfg = dict(model=model, data=data, method=method, max_steps=steps, batch_size=batch,
+               max_length=max_length, learning_rate=lr, seed=seed, train_on=train_on, warmup_ratio=0.0,
                save_steps=10 * steps, report_to="none", logging_steps=1)
     # Packed: rows of max_length holding several examples; one row per step holds about as many examples as
     # `batch` padded rows when max_length is about batch x the typical example (the sample: ~61 tokens).
     # In fp32, as the baseline: the studio and the bare script must train the very same thing. (`auto` may pick
     # bf16 here; the bf16 row shows what that gives.)
-    variants = [("studio", {"precision": "fp32"}), ("padding-free", {"padding_free": True, "precision": "fp32"}),
+    variants = [("studio", {"precision": "fp32"}), ("trl's step", {"fast_step": False, "precision": "fp32"}),
                 ("packed", {"packing": True, "batch_size": 1, "precision": "fp32"})]
     skipped = []
     if method not in ("full", "freeze"):
@@ -184,7 +220,7 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
     # The same work can run 20% faster or slower from one minute to the next on a shared machine: each
     # variant runs `repeats` times, in turn with the others, and keeps its fastest run.
     for _ in range(repeats):
-        rows = [_run_baseline(model, steps, batch, max_length, lr, method, seed)]
+        rows = [_run_baseline(model, steps, batch, max_length, lr, method, seed, data)]
         for name, extra in variants:
             summary, studio_run = _run_studio(name, RunConfig(**{**cfg, **extra}), root)
             rows.append(summary)
@@ -369,6 +405,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def curves(rows: list[dict]) -> str:
+    """The loss at each logged step, the variants side by side (the packed rows hold other examples)."""
+    longest = max((len(r["losses"]) for r in rows), default=0)
+    out = ["| step | " + " | ".join(f"{r['method']} {r['variant']}" for r in rows) + " |",
+           "|---|" + "---|" * len(rows)]
+    for i in range(longest):
+        out.append(f"| {i + 1} | " + " | ".join(_fmt(r["losses"][i] if i < len(r["losses"]) else None, ".4f")
+                                               for r in rows) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="studio bench", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=os.environ.get("STUDIO_MODEL", DEFAULT_MODEL))
@@ -376,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--data", default=None, help="train on this file instead of the bundled sample")
+    p.add_argument("--train-on", choices=("all", "assistant"), default="all",
+                   help="the loss on every token (default), or on the answers only")
     p.add_argument("--repeats", type=int, default=2, help="runs of each variant, in turn; the fastest counts")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: train, compare, app, tick")
     p.add_argument("--run", default=None, help="the finished run Compare is measured on (default: the one trained here)")
@@ -386,24 +436,25 @@ def main(argv: list[str] | None = None) -> int:
     if a.baseline:
         print(json.dumps(baseline(*json.loads(a.baseline))))
         return 0
-    import platform
-
     import torch
 
     machine = (torch.cuda.get_device_name() if torch.cuda.is_available() else
-               f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+               f"{cpu_model()} ({', '.join(cpu_features()) or 'no AVX-512'}), {torch.get_num_threads()} threads")
     result = {"machine": machine, "model": a.model, "steps": a.steps, "batch": a.batch,
-              "max_length": a.max_length, "train": []}
+              "max_length": a.max_length, "data": a.data, "train_on": a.train_on, "train": []}
     run = None
     skip = set(a.skip.split(","))
     if "train" not in skip:
         for method in a.methods.split(","):
             rows, method_run = train_bench(a.model, method.strip(), a.steps, a.batch, a.max_length,
-                                           repeats=a.repeats)
+                                           repeats=a.repeats, data=a.data, train_on=a.train_on)
             result["train"] += rows
             run = run or method_run
-        print(f"Training, {a.model} on {machine}: {a.steps} steps, batch {a.batch}, max length {a.max_length}")
+        print(f"Training, {a.model} on {machine}: {a.data or 'the bundled sample'}, loss on "
+              f"{'every token' if a.train_on == 'all' else 'the answers'}, {a.steps} steps, batch {a.batch}, "
+              f"max length {a.max_length}")
         print(table(result["train"]))
+        print("\nLoss at each step:\n" + curves(result["train"]))
         for row in result["train"]:
             for note in row.get("notes", []):
                 print(f"note: {note}.")
