@@ -350,7 +350,8 @@ def test_a_restarted_app_follows_a_run_it_did_not_start_and_marks_it_interrupted
 
 def test_padding_free_batches_give_the_loss_of_padded_ones(tiny_model, runs_dir):
     base = dict(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=4, batch_size=4, max_length=64,
-                learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, lora_dropout=0.0)  # dropout masks differ
+                learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, lora_dropout=0.0,  # dropout masks differ
+                fast_step=False)  # trl's own step, padded and padding-free (the studio's: tests/test_fast_step.py)
     padded = _train(RunConfig(**base))
     packed = _train(RunConfig(**base, padding_free=True))
     assert padded.status() == packed.status() == "finished"

@@ -1,0 +1,107 @@
+"""The studio's faster SFT step (engine/train/fast_step.py) trains what trl's own step trains: the same loss at
+every step and the same adapter in fp32, within the tolerance the README states in bf16; the per-example
+attention equals each example run alone; the chunked head equals one projection; and the plan says where
+the step is trl's own."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import SAMPLE, train
+from engine.train import fast_step
+from engine.train.config import RunConfig
+
+BF16_TOLERANCE = 0.02  # README "Training speed": the faster step's loss against trl's own step in bf16
+
+
+def _losses(run) -> list[float]:
+    return [e.loss for e in run.state().losses()]
+
+
+def _adapter(run) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run.adapter / "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_faster_step_trains_what_trls_own_step_trains(tiny_model, runs_dir, precision):
+    base = dict(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=4, batch_size=4, max_length=96,
+                learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, lora_dropout=0.0,  # dropout draws differ
+                precision=precision, force_precision=True)
+    trl_step = train(RunConfig(**base, fast_step=False))
+    studio = train(RunConfig(**base))
+    assert trl_step.status() == studio.status() == "finished"
+    assert trl_step.state().first_started.step == "trl's own step (fast_step: false)"
+    assert studio.state().first_started.step == ("loss at trained positions only; examples end to end, each "
+                                                 "attending to itself")
+    a, b = _losses(trl_step), _losses(studio)
+    assert len(a) == 4 and a[-1] < a[0]
+    tolerance = 1e-5 if precision == "fp32" else BF16_TOLERANCE
+    assert all(abs(x - y) <= tolerance * abs(x) for x, y in zip(a, b)), (a, b)
+    if precision == "fp32":  # the same adapter, not only the same losses
+        theirs, ours = _adapter(trl_step), _adapter(studio)
+        assert theirs.keys() == ours.keys()
+        gap = (sum((theirs[k] - ours[k]).norm() ** 2 for k in theirs) / sum(v.norm() ** 2 for v in theirs.values())) ** 0.5
+        assert gap < 1e-3  # Adam's normalised steps carry rounding further than the losses show
+        assert any(ours[k].abs().max() > 0 for k in ours if "lora_B" in k)  # it did train
+
+
+def test_each_example_attends_to_itself_alone(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    a, b = torch.tensor([[5, 6, 7, 8, 9]]), torch.tensor([[10, 11, 12]])
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=a, use_cache=False).logits, model(input_ids=b, use_cache=False).logits], 1)
+        fast_step.register()
+        model.set_attn_implementation(fast_step.ATTENTION)
+        packed = model(input_ids=torch.cat([a, b], dim=1), position_ids=torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2]]),
+                       cu_seq_lens_q=torch.tensor([0, 5, 8], dtype=torch.int32), use_cache=False).logits
+        assert torch.allclose(packed, alone, atol=1e-5)
+        # a padded batch never reaches it: that would be a bug of the studio, said as one
+        with pytest.raises(RuntimeError, match="^Bug: the per-example attention"):
+            model(input_ids=torch.cat([a[:, :3], b], 0), use_cache=False)
+
+
+def test_the_head_in_chunks_gives_one_projections_loss_and_gradients(tiny_model, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    ids = torch.randint(3, model.config.vocab_size, (2, 12))
+    labels = ids.clone()
+    labels[0, :4] = -100  # a prompt not trained
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+    def loss_and_grad():
+        model.zero_grad()
+        loss, hits, trained = fast_step.trained_positions_loss(model, inputs)
+        loss.backward()
+        return loss.item(), trained, model.model.layers[0].mlp.up_proj.weight.grad.clone()
+
+    one, trained, grad = loss_and_grad()
+    reference = model(**inputs, use_cache=False).loss.item()  # transformers' own loss of the same batch
+    assert trained == 2 * 11 - 3 and abs(one - reference) < 1e-5 * reference
+    monkeypatch.setattr(fast_step, "MAX_LOGITS", 5 * model.config.vocab_size)  # chunks of 5 positions
+    chunked, _, chunked_grad = loss_and_grad()
+    assert abs(chunked - one) < 1e-6 * one and torch.allclose(chunked_grad, grad, atol=1e-6)
+
+
+def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_model):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    cfg = RunConfig(model=tiny_model)
+    assert fast_step.plan(cfg, config, on_gpu=False) == fast_step.Plan(True, True)
+    assert "GPU" in fast_step.plan(cfg, config, on_gpu=True).why_not
+    assert fast_step.plan(RunConfig(model=tiny_model, fast_step=False), config, False).describe() == \
+        "trl's own step (fast_step: false)"
+    assert not fast_step.plan(RunConfig(model=tiny_model, method="prompt-tuning"), config, False).compact_loss
+    assert not fast_step.plan(SimpleNamespace(fast_step=True, objective="dpo"), config, False).compact_loss
+    sliding = AutoConfig.from_pretrained(tiny_model)
+    sliding.layer_types = ["sliding_attention"] * sliding.num_hidden_layers
+    assert fast_step.plan(cfg, sliding, False) == fast_step.Plan(True, False, "not every layer attends to the "
+                                                                               "whole sequence")
