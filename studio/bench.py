@@ -33,9 +33,9 @@ baseline's, and the largest step-by-step gap to the baseline; the curves are pri
 dropout draws its masks over the batch's tensor, which has no padding in the studio's step, so the curves
 agree within dropout's noise rather than to the last digit; tests/test_fast_step.py holds the step to
 trl's own at dropout 0.)
-MFU: achieved FLOP/s (4N per token with adapters, whose frozen weights get no weight gradients; 6N
-for full fine-tuning; N = the model's parameters) over the matrix-multiply peak measured here at the
-precision used, at the model's layer shapes (engine/capability.py: the figures `precision: auto`
+MFU: achieved FLOP/s, counted on the FLOPs the step needs (4 per parameter of the layers per token with
+adapters, whose frozen weights get no weight gradients, 6 for full fine-tuning; the LM head's only at the
+tokens the loss is on), over the matrix-multiply peak measured here at the precision used, at the model's layer shapes (engine/capability.py: the figures `precision: auto`
 reads). The bf16 variant is left out, with the measured ratio, where bf16 runs slower than fp32.
 Compare (on the run trained here, or --run): the studio's batched Compare against a plain
 sequential transformers + peft loop in fp32 doing the same generations (same prompts, greedy, same
@@ -91,7 +91,7 @@ def _summary(name: str, losses: list[float], records: list[dict], peak_mb: float
              precision: str) -> dict:
     return {"variant": name, "precision": precision, "tokens_per_s": _throughput(records), "peak_mb": peak_mb,
             "final_loss": sum(losses[-5:]) / len(losses[-5:]) if losses else None, "losses": losses,
-            "params": params, "flops_per_token": flops_per_token(params, method)}
+            "params": params}
 
 
 # ---- the baseline: a bare TRL script ---------------------------------------------------------
@@ -187,6 +187,25 @@ def completion_rows(source: str, folder: Path) -> Path:
     return path
 
 
+def needed_flops_per_token(model: str, params: int, method: str, data: str, train_on: str,
+                           max_length: int) -> float:
+    """Training FLOPs a token of `data` needs: the layers' (4 or 6 per parameter, engine/advise/estimate.py)
+    for every token, the LM head's only for the share of tokens the loss is on (the studio's step projects
+    nothing else; the embedding lookup is no product)."""
+    from engine.data.dataset import load_examples, tokenize_example
+    from engine.models import shape_of
+
+    shape = shape_of(model)
+    head = shape.vocab * shape.hidden
+    layers = params - head - (0 if shape.tied else head)
+    tok = load_tokenizer(model)
+    trained = total = 0
+    for ex in load_examples([data])[:2000]:
+        mask = tokenize_example(ex, tok, train_on)["assistant_masks"][:max_length]
+        trained, total = trained + sum(mask[1:]), total + len(mask)  # the first token is never predicted
+    return flops_per_token(layers, method) + flops_per_token(head, method) * trained / max(total, 1)
+
+
 def train_bench(model: str, method: str, steps: int, batch: int, max_length: int, lr: float = 2e-4,
                 seed: int = 42, root: Path | None = None, repeats: int = 1, data: str | None = None,
                 train_on: str = "all") -> tuple[list[dict], object]:
@@ -231,11 +250,13 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
                 best[row["variant"]] = row
     rows = list(best.values())
     base = rows[0]
+    needed = needed_flops_per_token(model, base["params"], method, data, train_on, max_length)
     for row in rows:
         p = row["precision"] if peaks.get(row["precision"]) else "fp32"
         row["peak_gflops"] = round(peaks[p])
         rate = row["tokens_per_s"]
-        row["mfu"] = rate * row["flops_per_token"] / (peaks[p] * 1e9) if rate else None
+        row["flops_per_token"] = needed
+        row["mfu"] = rate * needed / (peaks[p] * 1e9) if rate else None
         row["speedup"] = rate / base["tokens_per_s"] if rate and base["tokens_per_s"] else None
         # Step by step only where a step holds the same examples as the baseline's (not when packed).
         gaps = [abs(a - b) / abs(b) for a, b in zip(row["losses"], base["losses"]) if b]

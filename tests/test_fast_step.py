@@ -36,8 +36,9 @@ def test_the_faster_step_trains_what_trls_own_step_trains(tiny_model, runs_dir, 
     studio = train(RunConfig(**base))
     assert trl_step.status() == studio.status() == "finished"
     assert trl_step.state().first_started.step == "trl's own step (fast_step: false)"
+    held = "; frozen weights held in bf16" if precision == "bf16" else ""
     assert studio.state().first_started.step == ("loss at trained positions only; examples end to end, each "
-                                                 "attending to itself")
+                                                 "attending to itself" + held)
     a, b = _losses(trl_step), _losses(studio)
     assert len(a) == 4 and a[-1] < a[0]
     tolerance = 1e-5 if precision == "fp32" else BF16_TOLERANCE
@@ -105,3 +106,21 @@ def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_mode
     sliding.layer_types = ["sliding_attention"] * sliding.num_hidden_layers
     assert fast_step.plan(cfg, sliding, False) == fast_step.Plan(True, False, "not every layer attends to the "
                                                                                "whole sequence")
+
+
+def test_frozen_weights_held_in_bf16_give_autocasts_very_products(tiny_model):
+    """Under CPU autocast a frozen fp32 weight is rounded to bf16 at every call; rounded once and kept, the
+    outputs are the same to the bit."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False))
+    ids = torch.randint(3, model.config.vocab_size, (2, 10))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(input_ids=ids, use_cache=False).logits
+        changed = fast_step.hold_frozen_in_bf16(model)
+        after = model(input_ids=ids, use_cache=False).logits
+    assert changed == sum(1 for n, _ in model.named_modules() if n.endswith(".base_layer"))
+    assert torch.equal(before, after)
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)  # adapters stay fp32

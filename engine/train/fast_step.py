@@ -44,16 +44,26 @@ class Plan:
     compact_loss: bool
     varlen: bool
     why_not: str = ""
+    bf16_weights: bool = False  # bf16 under autocast: the frozen layers' weights held in bf16, cast once
 
     def describe(self) -> str:
         parts = (["loss at trained positions only"] if self.compact_loss else []) + \
-                (["examples end to end, each attending to itself"] if self.varlen else [])
+                (["examples end to end, each attending to itself"] if self.varlen else []) + \
+                (["frozen weights held in bf16"] if self.bf16_weights else [])
         said = "; ".join(parts) or "trl's own step"
         return said + (f" ({self.why_not})" if self.why_not else "")
 
 
-def plan(cfg, model_config, on_gpu: bool, processes: int = 1) -> Plan:
-    """Which parts of the faster step this run uses, and why not the others (one clause)."""
+def plan(cfg, model_config, on_gpu: bool, processes: int = 1, precision: str = "fp32") -> Plan:
+    """Which parts of the faster step this run uses, and why not the others (one clause). `precision`: the
+    run's (preflight's choice for `auto`)."""
+    found = _plan(cfg, model_config, on_gpu, processes)
+    if found.compact_loss and precision == "bf16" and cfg.method in ("lora", "rslora"):
+        return Plan(found.compact_loss, found.varlen, found.why_not, bf16_weights=True)
+    return found
+
+
+def _plan(cfg, model_config, on_gpu: bool, processes: int) -> Plan:
     if not getattr(cfg, "fast_step", True):
         return Plan(False, False, "fast_step: false")
     if cfg.objective != "sft":
@@ -95,6 +105,28 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
                                     dropout=dropout, scaling=scaling, is_causal=True, **kwargs)[0]
              for s, e in zip(edges[:-1], edges[1:]) if e > s]
     return torch.cat(parts, dim=1), None
+
+
+def hold_frozen_in_bf16(model) -> int:
+    """Store the frozen weight of each LoRA layer's base linear in bf16; the number of layers changed.
+
+    Under CPU autocast a frozen fp32 weight is cast to bf16 again at every call (autocast caches the casts
+    of trained leaves only); rounded once here, the product is the very same (the same rounding of the same
+    unchanging numbers) without the per-call cast, and the weights take half the memory. The adapters, the
+    embeddings, the norms and the head stay as they are."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    changed = 0
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        if isinstance(module, LoraLayer) and isinstance(base, torch.nn.Linear) and \
+                base.weight.dtype == torch.float32 and not base.weight.requires_grad:
+            base.weight.data = base.weight.data.to(torch.bfloat16)
+            if base.bias is not None and not base.bias.requires_grad:
+                base.bias.data = base.bias.data.to(torch.bfloat16)
+            changed += 1
+    return changed
 
 
 def register() -> None:

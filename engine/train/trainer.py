@@ -364,9 +364,11 @@ def datasets_for(cfg: RunConfig, tokenizer, padding_free: bool | None = None):
     return build(train_ex), build(val_ex)
 
 
-def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, sampler=None) -> str:
+def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, sampler=None,
+          callbacks: tuple = ()) -> str:
     """Train `cfg` in this process. `sampler(cfg, base)`: a rollout_func for trl's GRPOTrainer, or None where
-    it does not apply (then trl samples with the model's `generate`)."""
+    it does not apply (then trl samples with the model's `generate`); `callbacks`: more trainer callbacks
+    (studio/step_profile.py's)."""
     import torch
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
@@ -385,7 +387,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, s
         print(f"warning: running the model's own code from {cfg.model} at revision {cfg.revision}", flush=True)
     model = load_causal_lm(base, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
                            **methods.model_kwargs(cfg, preflight.precision(cfg), torch.cuda.is_available()), **({"quantization_config": quant} if quant else {}))
-    step = fast_step.plan(cfg, model.config, torch.cuda.is_available(), distributed.world_size())
+    step = fast_step.plan(cfg, model.config, torch.cuda.is_available(), distributed.world_size(),
+                          preflight.precision(cfg))
     padding_free = cfg.padding_free or cfg.packing or step.varlen
     if step.varlen:  # each example attends to itself alone (and transformers builds no mask for it)
         fast_step.register()
@@ -426,11 +429,13 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, s
         eval_dataset=val_set,
         processing_class=tokenizer,
         peft_config=methods.peft_config(cfg, steps),
-        callbacks=[callback] + ([methods.adalora_callback()] if cfg.method == "adalora" else [])
+        callbacks=[callback, *callbacks] + ([methods.adalora_callback()] if cfg.method == "adalora" else [])
         + ([EarlyStoppingCallback(cfg.early_stopping_patience)] if val_set is not None
            and cfg.early_stopping_patience > 0 else []),
     )
     _install_fault(trainer)
+    if step.bf16_weights:
+        fast_step.hold_frozen_in_bf16(trainer.model)
     if rollouts is not None:
         rollouts.time_generation(trainer.model)
     if cfg.objective in ("orpo", "simpo"):
