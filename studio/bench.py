@@ -62,7 +62,8 @@ from pathlib import Path
 from engine.advise.estimate import flops_per_token
 from engine.capability import capability, cpu_features, cpu_model
 from engine.infer.chat import run_answerers, run_here
-from engine.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer, resolve_model
+from engine.data.dataset import load_examples, tokenize_example
+from engine.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer, resolve_model, shape_of
 from engine.train.config import RunConfig, SAMPLE_EVAL, SAMPLE_TRAIN
 from engine.train.preflight import create_run
 from engine.train.runs import Run, launch, runs_root
@@ -176,8 +177,6 @@ def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
 def completion_rows(source: str, folder: Path) -> Path:
     """`source` (any file the studio reads) as trl's conversational prompt / completion rows, one answer each:
     the file both the baseline and the studio read when the loss is on the answers only."""
-    from engine.data.dataset import load_examples
-
     path = folder / "prompt-completion.jsonl"
     with open(path, "w", encoding="utf-8") as out:
         for ex in load_examples([source]):
@@ -192,9 +191,6 @@ def needed_flops_per_token(model: str, params: int, method: str, data: str, trai
     """Training FLOPs a token of `data` needs: the layers' (4 or 6 per parameter, engine/advise/estimate.py)
     for every token, the LM head's only for the share of tokens the loss is on (the studio's step projects
     nothing else; the embedding lookup is no product)."""
-    from engine.data.dataset import load_examples, tokenize_example
-    from engine.models import shape_of
-
     shape = shape_of(model)
     head = shape.vocab * shape.hidden
     layers = params - head - (0 if shape.tied else head)

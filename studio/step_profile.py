@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from engine.models import DEFAULT_MODEL
+from engine.train import trainer
 from engine.train.config import SAMPLE_TRAIN, RunConfig
 from engine.train.events import EventLog
 from engine.train.preflight import create_run
@@ -44,8 +45,6 @@ def profile_step(cfg: RunConfig, steps_measured: int) -> dict[str, float]:
     """Seconds per step in each group, from the steps after the first."""
     import torch
     from torch.profiler import ProfilerActivity, profile, schedule
-
-    from engine.train import trainer
 
     run = create_run(cfg, Path(tempfile.mkdtemp(prefix="step-profile-")))
     totals: dict[str, float] = {}

@@ -206,9 +206,10 @@ def gpus_needed(shape: ModelShape, gpu_gb: float, method: str, zero_stage: int =
     return 0
 
 
-# Share of the matrix-product peak that LoRA training reaches on SmolLM2-135M on a 2-core CPU (measured by
-# `studio bench`: 25-35%; the LM head and the loss over a 49k vocabulary take much of the rest).
-TRAINING_UTILISATION = 0.3
+# Share of the matrix-product peak that LoRA training reaches on SmolLM2-135M on a 2-core CPU with the
+# studio's step (engine/train/fast_step.py; measured by `studio bench`, 2026-12-06: 39% on instructions with
+# the loss on the answers, 43% on the sample; trl's own step reached 12-31%).
+TRAINING_UTILISATION = 0.4
 
 
 def flops_per_token(params: int, method: str, objective: str = "sft") -> float:
