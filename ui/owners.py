@@ -196,7 +196,9 @@ def may_start(asker) -> str | None:
     cap = max(limit, WAIT_CAP) if mode == "wait" else limit
     if len(mine) >= cap:
         return (f"You already have {len(mine)} run{'s' if len(mine) > 1 else ''} queued or training "
-                f"({', '.join(r.id for r in mine)}); stop it or wait until it ends, then start the next.")
+                f"({', '.join(r.id for r in mine)}); "
+                + ("stop it or wait until it ends" if len(mine) == 1 else "stop one or wait until one ends")
+                + ", then start the next.")
     return None
 
 
