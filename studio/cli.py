@@ -38,7 +38,7 @@
     studio rag index PATH [PATH ...] --name NAME    add documents to a saved collection
     studio rag search NAME "question" [--k K]       the top passages with scores
     studio rag bench [--sizes 10000,100000]         ingest cost and query latency / recall
-    studio bench [--methods lora,full] [--steps N] [--run RUN_ID] [--json FILE]
+    studio bench [--methods lora,full] [--steps N] [--data FILE --train-on assistant] [--run RUN_ID] [--json FILE]
                                             training speed against a bare TRL script, MFU, Compare
                                             against a sequential loop, app start (see studio/bench.py)
     studio eval [RUN_ID] [--questions FILE] [--limit N] [--batch N] [--summary-csv FILE]
