@@ -204,9 +204,10 @@ def needed_flops_per_token(model: str, params: int, method: str, data: str, trai
 
 def train_bench(model: str, method: str, steps: int, batch: int, max_length: int, lr: float = 2e-4,
                 seed: int = 42, root: Path | None = None, repeats: int = 1, data: str | None = None,
-                train_on: str = "all") -> tuple[list[dict], object]:
+                train_on: str = "all", only: tuple[str, ...] | None = None) -> tuple[list[dict], object]:
     """The variants of one method; returns their summaries (baseline first) and the studio run. `data`: the
-    sample's chats when None; `train_on: assistant`: the loss on the answers only (prompt / completion rows)."""
+    sample's chats when None; `train_on: assistant`: the loss on the answers only (prompt / completion rows);
+    `only`: these variants besides the baseline (default: all)."""
     root = root or Path(tempfile.mkdtemp(prefix="bench-runs-"))
     if data is None:
         data = str(SAMPLE_TRAIN)
@@ -225,11 +226,12 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
     variants = [("studio", {"precision": "fp32"}), ("trl's step", {"fast_step": False, "precision": "fp32"}),
                 ("packed", {"packing": True, "batch_size": 1, "precision": "fp32"})]
     skipped = []
-    if method not in ("full", "freeze"):
+    if method not in ("full", "freeze") and (only is None or "bf16" in only):
         if cap.faster("bf16"):
             variants.append(("bf16", {"precision": "bf16"}))
         else:  # the studio refuses it here, and a 180x slower run would take the benchmark hours
             skipped.append(f"bf16 left out: {cap.describe('bf16')}")
+    variants = [v for v in variants if only is None or v[0] in only]
     best: dict[str, dict] = {}
     run = None
     # The same work can run 20% faster or slower from one minute to the next on a shared machine: each

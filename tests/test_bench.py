@@ -14,16 +14,13 @@ def test_throughput_leaves_out_the_warm_up_steps():
 def test_the_studio_and_a_bare_trl_script_train_alike_and_the_ratios_are_measured(tiny_model, tmp_path):
     from engine.capability import capability
 
-    cap = capability(tiny_model)  # bf16 is benchmarked only where this machine runs it faster than fp32
-    # the loss on the answers only: both read the sample as prompt / completion rows (the realistic bench's way)
+    cap = capability(tiny_model)
+    # the loss on the answers only: both read the sample as prompt / completion rows (the realistic bench's way);
+    # bf16 is left out here (tests/test_fast_step.py holds its loss to trl's own bf16 step)
     rows, run = train_bench(tiny_model, "lora", steps=6, batch=4, max_length=96, lr=5e-2, root=tmp_path,
-                            train_on="assistant")
-    if not cap.faster("bf16"):
-        assert [r["variant"] for r in rows] == ["baseline", "studio", "trl's step", "packed"]
-        assert rows[0]["notes"] == [f"bf16 left out: {cap.describe('bf16')}"]
-        rows.append({**rows[1], "max_loss_gap": 0.0})  # nothing to compare: the checks below hold for fp32
-    assert [r["variant"] for r in rows][:4] == ["baseline", "studio", "trl's step", "packed"]
-    base, studio, trl_step, packed, bf16 = rows
+                            train_on="assistant", only=("studio", "trl's step", "packed"))
+    assert [r["variant"] for r in rows] == ["baseline", "studio", "trl's step", "packed"]
+    base, studio, trl_step, packed = rows
     assert all(r["tokens_per_s"] > 0 and r["peak_mb"] > 0 for r in rows)
     # Utilisation against the peak measured here at the model's shapes, in each row's own precision.
     assert all(0 < r["mfu"] < 1 and r["peak_gflops"] == round(cap.peak(r["precision"])) for r in rows)
@@ -33,7 +30,7 @@ def test_the_studio_and_a_bare_trl_script_train_alike_and_the_ratios_are_measure
     assert studio["max_loss_gap"] < 0.02  # same data, seed and settings as the TRL script: the same curve
     # at the first step the adapters add nothing yet (B = 0), so dropout cannot differ: the same loss, to rounding
     assert abs(studio["losses"][0] - base["losses"][0]) < 1e-5 * base["losses"][0], (studio["losses"], base["losses"])
-    assert trl_step["max_loss_gap"] < 0.02 and bf16["max_loss_gap"] < 0.05
+    assert trl_step["max_loss_gap"] < 0.02
     assert packed["max_loss_gap"] is None and packed["losses"][-1] < packed["losses"][0]  # it learns too
     assert run.adapter is not None
     assert "| lora | trl's step | fp32 |" in table(rows)

@@ -227,13 +227,15 @@ def test_a_download_that_is_not_the_pinned_one_is_not_unpacked(monkeypatch, tmp_
 
 
 def test_cli_exports_gguf_and_says_where(lora_run):
-    done = subprocess.run([sys.executable, "-m", "studio.cli", "export", lora_run.id, "--gguf", "--quant", "q8_0"],
+    # f16: this random tiny model's q8_0 rounding moves its logits by up to 2.5 (measured), enough to flip a
+    # token of some trained adapters; q8_0 is checked on the default model (the slow test below)
+    done = subprocess.run([sys.executable, "-m", "studio.cli", "export", lora_run.id, "--gguf", "--quant", "f16"],
                           capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "STUDIO_RUNS": str(lora_run.dir.parent)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "GGUF:" in done.stdout and "round trip:" in done.stdout and "ollama create" in done.stdout
     folder = lora_run.dir / "gguf"
-    assert (folder / f"{lora_run.id}-q8_0.gguf").exists() and (folder / "Modelfile").exists()
+    assert (folder / f"{lora_run.id}-f16.gguf").exists() and (folder / "Modelfile").exists()
 
 
 @pytest.mark.slow

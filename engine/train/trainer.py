@@ -288,7 +288,9 @@ def _install_fault(trainer) -> None:
     """STUDIO_FAULT=nan@STEP makes that step's loss NaN; oom@STEP raises out-of-memory there; slow@SECONDS
     makes every training step last at least SECONDS (a step that is slow for certain, for the Stop tests).
 
-    A forward hook on the model, so the trainer itself is trl's, unchanged.
+    A forward hook on the model's backbone (the decoder every step runs, whichever computes the loss after
+    it: trl's head, the studio's faster step, a preference trainer), so the trainer itself is unchanged; a
+    NaN there makes the loss NaN.
     """
     fault = _fault()
     if fault is None:
@@ -307,12 +309,11 @@ def _install_fault(trainer) -> None:
         if module.training and trainer.state.global_step + 1 == step and (kind == "oom" or torch.is_grad_enabled()):
             if kind == "oom":
                 raise torch.OutOfMemoryError("out of memory: tried to allocate 2.00 GiB (injected by STUDIO_FAULT)")
-            keys = [k for k in ("loss", "log_probs") if output.get(k) is not None]  # trl's SFT: log_probs
-            for key in keys or ["logits"]:  # preference trainers build their loss from the logits
-                output[key] = output[key] * float("nan")
+            output["last_hidden_state"] = output["last_hidden_state"] * float("nan")
         return output
 
-    trainer.model.register_forward_hook(hook, with_kwargs=True)
+    causal = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    causal.base_model.register_forward_hook(hook, with_kwargs=True)
 
 
 def _starting_weights(cfg: RunConfig, run_dir: Path) -> str:
