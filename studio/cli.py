@@ -35,6 +35,14 @@
     studio data export FILE [FILE ...] -o OUT.jsonl
                                             the cleaned examples as chat JSONL for hosted services
     studio data bench [--rows N]            rows per second the validator reads
+    studio data generate DOCS... -o OUT.jsonl [--phrasings 2] [--held-out 0.2] [--raft]
+                         [--teacher URL --teacher-model NAME]
+                                            question-answer pairs with their evidence quotes from documents,
+                                            offline by rules or by a teacher endpoint; a held-out split by
+                                            chunk and a report of what was dropped and why (rag/generate.py)
+    studio decide DOCS... [--questions FILE] [--budget-minutes N]
+                                            fine-tune, RAG, or both? generate, train plain and RAFT, score the
+                                            grid with intervals and say which (studio/decide.py)
     studio rag index PATH [PATH ...] --name NAME    add documents to a saved collection
     studio rag search NAME "question" [--k K]       the top passages with scores
     studio rag bench [--sizes 10000,100000]         ingest cost and query latency / recall
@@ -87,6 +95,7 @@ from engine.train.events import Event, Failed, Finished, Interrupted, Logged, St
 from engine.train.preflight import create_run
 from engine.train.runs import ACTIVE, Run, launch, list_runs, runs_root, stop, storage_problem
 from rag.bench import main as rag_bench
+from rag.generate import Options as GenerateOptions, generate as generate_pairs
 from studio import sharing
 from rag.embeddings import ServedEmbedder
 from rag.evaluate import (evaluate, format_confidence, format_summary, load_questions, write_csv, write_json,
@@ -309,7 +318,7 @@ def _mapping(text: str | None) -> dict | None:
 
 def cmd_data(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="studio data")
-    p.add_argument("action", choices=["check", "export", "bench"])
+    p.add_argument("action", choices=["check", "export", "bench", "generate"])
     p.add_argument("files", nargs="*")
     p.add_argument("--model", help="count tokens with this model's tokenizer")
     p.add_argument("--max-length", type=int, default=RunConfig.max_length)
@@ -324,9 +333,26 @@ def cmd_data(argv: list[str]) -> int:
                    help="grpo: the tokens each completion gets; the prompt gets max length minus this")
     p.add_argument("-o", "--output", help="export: the chat JSONL to write")
     p.add_argument("--rows", type=int, default=100_000, help="bench: rows in the generated file")
+    g = p.add_argument_group("generate (documents in, question-answer pairs out)")
+    g.add_argument("--phrasings", type=int, default=GenerateOptions.phrasings, help="questions kept per fact")
+    g.add_argument("--held-out", type=float, default=GenerateOptions.held_out,
+                   help="share of chunks never trained on (their questions are held out)")
+    g.add_argument("--round-trip-k", type=int, default=GenerateOptions.round_trip_k,
+                   help="a question must retrieve its own chunk among this many passages")
+    g.add_argument("--raft", action="store_true", help="also write OUT.raft.jsonl: each question in the \"+ RAG\" "
+                                                       "prompt with its chunk among hard distractors (RAFT)")
+    g.add_argument("--raft-p", type=float, default=GenerateOptions.raft_p, help="RAFT: share of prompts with the oracle chunk")
+    g.add_argument("--raft-k", type=int, default=GenerateOptions.raft_k, help="RAFT: passages per prompt")
+    g.add_argument("--teacher", default="", help="an OpenAI-compatible endpoint (.../v1) to write the pairs "
+                                                 "(default: the offline rules)")
+    g.add_argument("--teacher-model", default="", help="the model name the teacher serves")
+    g.add_argument("--teacher-key-env", default=GenerateOptions.teacher_key_env,
+                   help="the environment variable holding the teacher's API key")
     a = p.parse_args(argv)
     if a.action == "bench":
         return data_bench(a.rows)
+    if a.action == "generate":
+        return _generate(a)
     if not a.files:
         raise ConfigError(f"studio data {a.action}: name at least one file.")
     report = check_files(a.files, _mapping(a.map), objective=a.objective)
@@ -369,6 +395,23 @@ def cmd_data(argv: list[str]) -> int:
         n = export_chat_jsonl(report.examples, a.output)
         print(f"wrote {n} chat examples to {a.output}")
     return 0
+
+
+def _generate(a) -> int:
+    if not a.files:
+        raise ConfigError("studio data generate: name the documents (files or folders).")
+    if not a.output:
+        raise ConfigError("studio data generate: give the output file with -o OUT.jsonl.")
+    options = GenerateOptions(phrasings=a.phrasings, held_out=a.held_out, round_trip_k=a.round_trip_k, raft=a.raft,
+                              raft_p=a.raft_p, raft_k=a.raft_k, teacher=a.teacher, teacher_model=a.teacher_model,
+                              teacher_key_env=a.teacher_key_env)
+    report = generate_pairs(a.files, a.output, options,
+                            progress=lambda i, n, w: print(f"\r{i}/{n} chunks {w[:50]:<50}", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    print("\n".join(report.lines()))
+    for kind, path in report.files.items():
+        print(f"wrote {kind}: {path}")
+    return 0 if report.train else 1
 
 
 def cmd_rag(argv: list[str]) -> int:
