@@ -42,7 +42,7 @@ from typing import Callable
 
 from rag.documents import Chunk
 from rag.errors import RagError
-from rag.evaluate import content_words, normalise
+from rag.evaluate import contains_reference, content_words, normalise
 from rag.pipeline import RagPipeline
 from rag.rules import Fact, Reader
 from rag.store import Hit
@@ -71,6 +71,7 @@ TEACHER_SCHEMA = {"type": "object", "required": ["pairs"], "properties": {"pairs
 class Options:
     phrasings: int = 2          # questions kept per fact (paraphrases)
     held_out: float = 0.2       # share of chunks never trained on
+    hold_phrasings: bool = True  # hold out one phrasing of every other trained fact ("seen" questions)
     round_trip_k: int = 3       # a question must retrieve its own chunk among this many
     raft: bool = False
     raft_p: float = 0.8         # RAFT: the oracle chunk is in the prompt with this probability
@@ -372,7 +373,7 @@ def split(kept: list[Pair], o: Options) -> tuple[list[Pair], list[Pair]]:
                 p.seen = False
                 held.append(p)
             continue
-        if len(pairs) >= 2:
+        if len(pairs) >= 2 and o.hold_phrasings:
             several += 1
             if several % 2 == 0:
                 held.append(pairs[-1])
@@ -384,11 +385,30 @@ def split(kept: list[Pair], o: Options) -> tuple[list[Pair], list[Pair]]:
 def raft_rows(train: list[Pair], pipeline: RagPipeline, by_id: dict[str, Chunk], o: Options) -> list[dict]:
     """The training pairs in the "+ RAG" prompt: the oracle chunk (with probability raft_p) among hard
     distractors, the nearest other chunks to the question; the answer cites the oracle when it is there."""
+    return _raft(train, [by_id[p.chunk] for p in train], pipeline, o)
+
+
+def raft_rows_for_examples(rows: list[dict], pipeline: RagPipeline, o: Options) -> list[dict]:
+    """RAFT rows for chat examples written by hand (no chunk of their own): the oracle is the retrieved chunk
+    that holds the answer (the first of the top 10 that does), else the top one."""
+    pairs, oracles = [], []
+    for r in rows:
+        user = next((m["content"] for m in r["messages"] if m["role"] == "user"), "")
+        answer = r["messages"][-1]["content"]
+        hits = pipeline.retrieve(user, k=10)
+        if not user or not hits:
+            continue
+        oracle = next((h.chunk for h in hits if contains_reference(h.chunk.text, answer)), hits[0].chunk)
+        pairs.append(Pair(user, answer, "", Path(oracle.source).name, "", "", "given"))
+        oracles.append(oracle)
+    return _raft(pairs, oracles, pipeline, o)
+
+
+def _raft(train: list[Pair], oracles: list[Chunk], pipeline: RagPipeline, o: Options) -> list[dict]:
     rng = random.Random(o.seed + 1)
     rows = []
     vectors = pipeline.embedder.embed([p.question for p in train]) if train else []
-    for p, v in zip(train, vectors):
-        oracle = by_id[p.chunk]
+    for p, v, oracle in zip(train, vectors, oracles):
         distractors = [h for h in pipeline.store.search(v, o.raft_k + 1) if h.chunk is not oracle][: o.raft_k]
         with_oracle = rng.random() < o.raft_p
         hits = distractors[: o.raft_k - 1] + [Hit(oracle, 1.0)] if with_oracle else distractors[: o.raft_k]

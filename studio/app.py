@@ -44,7 +44,7 @@ class AppDidNotStart(RuntimeError):
 def end_runs(runs: Path) -> None:
     """Kill the process group of every run under `runs` that is still going (a test or a benchmark that
     ends, or fails, must leave no trainer behind: a second torch process slows the next work 15-40x)."""
-    for pid_file in runs.glob("*/pid"):
+    for pid_file in [*runs.glob("*/pid"), *runs.glob("decisions/*/pid")]:  # runs, and measured decisions
         try:
             os.killpg(int(pid_file.read_text()), signal.SIGKILL)
         except (ValueError, ProcessLookupError, PermissionError, OSError):

@@ -95,6 +95,7 @@ from engine.train.events import Event, Failed, Finished, Interrupted, Logged, St
 from engine.train.preflight import create_run
 from engine.train.runs import ACTIVE, Run, launch, list_runs, runs_root, stop, storage_problem
 from rag.bench import main as rag_bench
+from studio.decide import main as decide_main
 from rag.generate import Options as GenerateOptions, generate as generate_pairs
 from studio import sharing
 from rag.embeddings import ServedEmbedder
@@ -586,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(rest)
         if command == "rag":
             return cmd_rag(rest)
+        if command == "decide":
+            return decide_main(rest)
         if command == "bench":
             from studio.bench import main as bench  # deferred: it imports the UI, and with it gradio
 

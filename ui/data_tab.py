@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -24,7 +25,9 @@ from engine.train.runs import measured_throughput
 from engine.data.uploads import UploadError
 from engine.errors import StudioError
 from ui import owners
-from ui.files import accept
+from ui.files import accept, generated_folder
+from rag.documents import SUFFIXES as DOC_SUFFIXES
+from rag.generate import Options, generate
 from ui.notify import refuse
 
 SHOWN = 10  # problems listed on the page per kind; the CLI lists more
@@ -135,6 +138,32 @@ def use_saved(request: gr.Request = None):
     return read_data([str(path)], "", "", "", 0.0, None, "assistant", request)
 
 
+def from_documents(files, phrasings, raft, request: gr.Request = None, progress=gr.Progress()):
+    """Question-answer pairs from this person's documents (rag/generate.py), into their own folder."""
+    if not files:
+        return refuse("Add documents first (.txt, .md, .html, .pdf, .docx, or text columns of .jsonl / .csv)."), ""
+    try:
+        docs = accept([str(f) for f in files], request, DOC_SUFFIXES)
+        out = generated_folder(request) / time.strftime("%Y%m%d-%H%M%S") / "pairs.jsonl"
+        report = generate(docs, out, Options(phrasings=int(phrasings), raft=bool(raft)),
+                          progress=lambda i, n, w: progress(i / max(n, 1), desc=w))
+    except (UploadError, StudioError, OSError) as err:
+        return refuse(err), ""
+    lines = report.lines()
+    text = f"**{lines[0]}**\n\n" + "\n".join(f"- {line.strip()}" for line in lines[1:])
+    text += (f"\n\nThe held-out questions (for Compare or `studio eval --questions`): `{report.files['heldout']}`. "
+             + ("Training on the RAFT prompts below." if raft else ""))
+    if not report.train:
+        return refuse("No pair passed the checks; the report above says why.") + "\n\n" + text, ""
+    return text, report.files["raft" if raft else "train"]
+
+
+def read_generated(path: str, request: gr.Request = None):
+    if not path:
+        return (gr.update(),) * 8
+    return read_data([path], "", "", "", 0.0, None, "assistant", request)
+
+
 def token_view(dataset, model, max_length):
     if not dataset:
         return "", pd.DataFrame({"tokens": [], "examples": []})
@@ -216,6 +245,21 @@ def build_data_tab(model, max_len):
             val_fraction = gr.Slider(0, 0.5, value=0.0, step=0.05, label="Validation split",
                                      info="Share held out (seeded) to measure evaluation loss")
             val_file = gr.File(label="...or a validation file", file_types=list(SUFFIXES), type="filepath")
+    with gr.Accordion("From documents: write questions and answers with their evidence", open=False):
+        gr.Markdown("Only documents? The studio writes question-answer pairs from them, each with a quote from "
+                    "the passage it comes from, and keeps only the pairs that pass its checks (the report says "
+                    "what was dropped and why). Some passages are held out, never trained on, to test with.")
+        with gr.Row():
+            docs = gr.File(label="Documents", file_count="multiple", file_types=list(DOC_SUFFIXES),
+                           type="filepath", elem_id="gen-docs")
+            with gr.Column():
+                phrasings = gr.Slider(1, 3, value=2, step=1, label="Phrasings of each question",
+                                      elem_id="gen-phrasings")
+                raft = gr.Checkbox(False, label="Train with retrieval (RAFT): the passage among distractors in "
+                                                "each prompt", elem_id="gen-raft")
+                gen_btn = gr.Button("Write questions and answers", elem_id="gen-start")
+        gen_status = gr.Markdown(elem_id="gen-status")
+        gen_file = gr.State("")
     with gr.Row(visible=False) as mapping_row:
         prompt_col = gr.Dropdown(label="Column with the question / prompt", choices=[], allow_custom_value=True)
         completion_col = gr.Dropdown(label="Column with the answer", choices=[], allow_custom_value=True)
@@ -248,5 +292,7 @@ def build_data_tab(model, max_len):
     sample_btn.click(use_sample, None, read_outputs).then(**after).then(**view)
     saved_btn.click(use_saved, None, read_outputs).then(**after).then(**view)
     index.change(**view)
+    gen_btn.click(from_documents, [docs, phrasings, raft], [gen_status, gen_file]).then(
+        read_generated, gen_file, read_outputs).then(**after).then(**view)
     export_btn.click(export, dataset, export_file)
     return dataset, (use_sample, read_outputs, after, view)

@@ -9,6 +9,7 @@ name any path on the server in a file field, and Gradio passes it on (see engine
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -32,9 +33,15 @@ def upload_folder() -> Path:
 
 
 def trusted(request: gr.Request | None = None) -> list[Path]:
-    """Files the studio itself wrote or ships, readable without an upload: the samples and the chat
-    examples this person saved from the Chat tab."""
-    return [*SAMPLES, examples_path(owners.person(request).owner)]
+    """Files the studio itself wrote or ships, readable without an upload: the samples, the chat
+    examples this person saved from the Chat tab, and the pairs written from their documents."""
+    return [*SAMPLES, examples_path(owners.person(request).owner), generated_folder(request)]
+
+
+def generated_folder(request: gr.Request | None = None) -> Path:
+    """Where the Data tab writes the question-answer pairs made from this person's documents."""
+    owner = owners.person(request).owner
+    return runs_root().parent / "generated" / hashlib.sha256(owner.encode()).hexdigest()[:12]
 
 
 def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list[str]:

@@ -21,6 +21,7 @@ from engine.train.config import choices
 from engine.models import ShapeError
 from engine.train.methods import METHODS
 from ui import owners
+from ui.decide_panel import build_decide_panel
 from ui.notify import refuse
 
 PARTS = ("weights", "gradients", "optimizer", "activations", "overhead")
@@ -142,6 +143,7 @@ def build_method_tab(model, dataset, method_out, tabs):
                                  label=advisor.QUESTIONS["prompting"])
         advice = gr.Markdown(elem_id="advice")
         compare_btn = gr.Button("Check it on your own questions in Compare", elem_id="to-compare", size="sm")
+        build_decide_panel(model)
     scenarios = gr.CheckboxGroup([(text, key) for key, (text, _) in advisor.SCENARIOS.items()],
                                  value=["domain", "chatbot", "memory"], label="Your scenarios", elem_id="scenarios")
     with gr.Row():

@@ -21,6 +21,7 @@ from ui import owners
 from ui.files import servable
 from ui.notify import refuse
 from engine.train.runs import ACTIVE, config_diff, curves, history, stop
+from engine.advise.decisions import list_decisions
 
 COLUMNS = ["run", "status", "model", "method", "objective", "data", "final loss", "steps", "minutes"]
 
@@ -143,6 +144,20 @@ def give_run(run_id, new_owner, request: gr.Request):
     return None, f"Run {run.id} is now {new_owner}'s."
 
 
+def decision_ids(request: gr.Request = None):
+    """The person's saved decision reports, newest first, with their status."""
+    found = list_decisions(owners.person(request).owner)
+    return gr.update(choices=[(f"{d.id} ({d.status()})", d.id) for d in found], value=found[0].id if found else None)
+
+
+def decision_markdown(decision_id: str | None, request: gr.Request = None) -> str:
+    mine = {d.id: d for d in list_decisions(owners.person(request).owner)}
+    d = mine.get(decision_id or "")
+    if d is None:
+        return ""
+    return d.markdown() or f"{d.id} is {d.status()}; its report is written when it ends."
+
+
 def build_runs_tab():
     """The Runs tab's layout and events; returns (Open-in-Compare button, run picked for export) and
     (the history function, its outputs) for the page to wire."""
@@ -178,6 +193,11 @@ def build_runs_tab():
     file = gr.File(label="Download", elem_id="export-file")
     done = gr.Markdown(elem_id="export-status")
     serve = gr.Markdown(serve_command(None), elem_id="serve-command")
+    with gr.Accordion("Measured decisions: fine-tune, RAG, or both? (Method tab)", open=False):
+        decisions = gr.Dropdown([], label="Decision", elem_id="decisions-picked")
+        decision_report = gr.Markdown(elem_id="decision-report")
+    refresh.click(decision_ids, None, decisions)
+    decisions.change(decision_markdown, decisions, decision_report)
 
     refresh.click(history_view, None, [table, picked, one])
     picked.change(overlay, picked, [plot, diff, note])

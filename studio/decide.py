@@ -1,0 +1,446 @@
+"""Fine-tune, RAG, or both? Measured on a person's own documents, within a time budget.
+
+    studio decide DOCS... [--budget-minutes 20] [--questions FILE] [--train FILE] [--model M] [--json OUT]
+
+Stages, each timed (progress, log and report in `<runs>/decisions/<id>/`, engine/advise/decisions.py):
+
+1. data: question-answer pairs with evidence from the documents (rag/generate.py, the offline writer), with
+   questions held out by chunk (unseen) and by phrasing (seen), and the same training questions in the
+   "+ RAG" prompt among hard distractors (RAFT). `--train FILE` trains on your examples instead and
+   `--questions FILE` scores on your questions (no seen / unseen split then).
+2. train plain: LoRA on the pairs with the machine's defaults (precision auto, the faster CPU step).
+3. train RAFT: LoRA on the RAFT prompts, the same number of epochs where the budget allows.
+4. evaluate: base, fine-tuned and RAFT-fine-tuned, each closed-book and with retrieval (the Compare tab's
+   pipeline, the same prompt the RAFT rows were written in), on the held-out questions: token F1 per cell
+   with its 95% bootstrap interval, on all, seen and unseen questions; retrieval recall@1 and @k.
+5. forgetting: general questions outside the documents (assets/tasks/general_mc), before and after each
+   fine-tune, through the evaluation harness.
+6. verdict: the best of RAG (base + retrieval), fine-tuning (the better fine-tune, closed-book) and both
+   (the better fine-tune with retrieval), compared with the other two by paired bootstrap differences; it
+   names one only when its interval clears both, else it says "cannot tell" and which are tied.
+
+The budget: training gets what is left after the data and a share kept for evaluating; the epochs (at most
+5) come from the tokens of the data and the training speed measured here (an earlier run of the model, else
+the matrix-product peak), and the RAFT run is re-sized from the plain run's measured speed. A budget that
+cannot buy one epoch of each is refused before anything trains, in one sentence. Stop (the page's button,
+a `stop` file, Ctrl-C) ends at the next check: the runs keep their checkpoints and the report says what was
+measured so far.
+
+    python -m studio.decide DOCS... --out FOLDER     # what the page starts in the background
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine import owners
+from engine.advise.decisions import Decision, Progress, new_folder
+from engine.advise.estimate import throughput_from_peak
+from engine.capability import auto_precision, capability
+from engine.data.dataset import load_examples
+from engine.errors import StudioError
+from engine.infer import benchmarks
+from engine.infer.chat import run_answerers
+from engine.models import DEFAULT_MODEL, load_tokenizer, shape_of
+from engine.train.config import RunConfig
+from engine.train.preflight import create_run
+from engine.train.runs import Run, launch, measured_throughput, stop as stop_run
+from rag.compare import COLUMNS
+from rag.evaluate import bootstrap_interval, contains_reference, evaluate, load_questions
+from rag.generate import Options, generate, raft_rows_for_examples
+from rag.pipeline import RagPipeline
+
+MAX_EPOCHS = 5
+EVAL_SHARE = 0.35        # of the budget, kept for evaluating and the forgetting check
+DEFAULT_BUDGET = 20.0    # minutes; what it buys on the 2-core CPU is in the README
+ROWS = ("base", "fine-tuned", "RAFT")
+OPTIONS = {"RAG": ("base + RAG",), "fine-tuning": ("fine-tuned", "RAFT"), "both": ("fine-tuned + RAG", "RAFT + RAG")}
+
+
+class DecideError(StudioError):
+    """A decision that cannot be measured as asked (a budget too small, no pairs), in one sentence."""
+
+
+class StopAsked(Exception):
+    pass
+
+
+def cell_name(row: str, retrieval: bool) -> str:
+    return f"{row} + RAG" if retrieval else row
+
+
+# ---- the budget -------------------------------------------------------------------------------------------
+
+def chat_tokens(rows: list[dict], tokenizer) -> int:
+    return sum(len(tokenizer.apply_chat_template(r["messages"], tokenize=True)) for r in rows)
+
+
+def speed_here(model: str) -> tuple[float, str]:
+    measured = measured_throughput(model)
+    if measured:
+        return measured, "measured by an earlier run of this model"
+    precision = auto_precision(model)[0]
+    peak = capability(model).peak(precision)
+    return throughput_from_peak(shape_of(model), "lora", peak), f"estimated from {peak:.0f} GFLOP/s in {precision}"
+
+
+def epochs_for(budget_s: float, tokens: int, speed: float) -> float:
+    """Epochs (at most MAX_EPOCHS, in halves) that `tokens` per epoch fit in `budget_s` at `speed` tokens/s."""
+    return min(MAX_EPOCHS, math.floor(budget_s * speed / max(tokens, 1) * 2) / 2)
+
+
+# ---- training ---------------------------------------------------------------------------------------------
+
+def train(data: Path, model: str, epochs: float, max_length: int, owner: str, progress: Progress,
+          decision: Decision, runs: dict, name: str) -> Run:
+    n = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
+    batch = 4
+    cfg = RunConfig(model=model, data=[str(data)], method="lora", max_steps=max(1, math.ceil(epochs * n / batch)),
+                    learning_rate=1e-3, batch_size=batch, max_length=max_length, lora_rank=16, lora_alpha=32,
+                    save_steps=10_000, report_to=[], seed=0)
+    run = create_run(cfg, owner=owner)
+    runs[name] = run.id  # in the report however the run ends
+    launch(run)
+    progress.step(0, cfg.max_steps, f"run {run.id}: {epochs:g} epochs of {n} examples")
+    try:
+        _follow(run, cfg.max_steps, progress, decision)
+    except KeyboardInterrupt:
+        stop_run(run, wait=True)
+        raise StopAsked(f"run {run.id}") from None
+    if run.adapter is None:
+        st = run.state()
+        reason = st.ended.reason if st.ended is not None else run.status()
+        raise DecideError(f"training run {run.id} ended {run.status()} without an adapter: {reason}")
+    return run
+
+
+def _follow(run: Run, total: int, progress: Progress, decision: Decision) -> None:
+    last = -1
+    while True:
+        status = run.status()
+        if decision.stop_asked():
+            stop_run(run, wait=True)
+            raise StopAsked(f"run {run.id}")
+        logged = run.logged()
+        step = logged[-1].step if logged else 0
+        if step != last:
+            last = step
+            speed = f", {logged[-1].tokens_per_s:.0f} tokens/s" if logged and logged[-1].tokens_per_s else ""
+            progress.step(step, total, f"run {run.id}{speed}" + (" (waiting for the training slot)"
+                                                                   if status == "queued" else ""))
+        if status in ("finished", "stopped", "failed", "interrupted"):
+            return
+        time.sleep(1.0)
+
+
+def run_speed(run: Run) -> float | None:
+    logged = [entry for entry in run.logged() if entry.tokens_per_s]
+    return logged[-1].tokens_per_s if logged else None
+
+
+# ---- scoring ----------------------------------------------------------------------------------------------
+
+def grid(rows: list[dict], seen: dict[str, bool | None]) -> dict:
+    """column -> split (all, seen, unseen) -> {mean, low, high, n} of token F1."""
+    out = {}
+    for row in ROWS:
+        for retrieval in (False, True):
+            column = cell_name(row, retrieval)
+            mine = [r for r in rows if r["column"] == column]
+            if not mine:
+                continue
+            out[column] = {}
+            for split, keep in (("all", lambda q: True), ("seen", lambda q: seen.get(q) is True),
+                                ("unseen", lambda q: seen.get(q) is False)):
+                values = [r["f1"] for r in mine if keep(r["question"])]
+                if values:
+                    ci = bootstrap_interval(values)
+                    out[column][split] = {"mean": float(np.mean(values)), "low": ci[0] if ci else None,
+                                          "high": ci[1] if ci else None, "n": len(values)}
+    return out
+
+
+def paired(rows: list[dict], a: str, b: str) -> dict | None:
+    va = {r["question"]: r["f1"] for r in rows if r["column"] == a}
+    vb = {r["question"]: r["f1"] for r in rows if r["column"] == b}
+    both = [q for q in va if q in vb]
+    if not both:
+        return None
+    diff = np.array([va[q] - vb[q] for q in both])
+    ci = bootstrap_interval(diff)
+    return {"a": a, "b": b, "difference": float(diff.mean()), "low": ci[0] if ci else None,
+            "high": ci[1] if ci else None, "questions": len(both)}
+
+
+def verdict(rows: list[dict], table: dict) -> dict:
+    """RAG, fine-tuning or both, when its paired interval clears the other two; else "cannot tell"."""
+    best_of = {}
+    for option, columns in OPTIONS.items():
+        present = [c for c in columns if c in table]
+        if present:
+            best_of[option] = max(present, key=lambda c: table[c]["all"]["mean"])
+    if len(best_of) < 3 or "base" not in table:
+        return {"choice": "cannot tell", "sentence": "Not every part was measured (stopped early), so no verdict.",
+                "differences": []}
+    ranked = sorted(best_of, key=lambda o: table[best_of[o]]["all"]["mean"], reverse=True)
+    top = ranked[0]
+    diffs = [paired(rows, best_of[top], best_of[o]) for o in ranked[1:]]
+    against_base = paired(rows, best_of[top], "base")
+    tied = [o for o, d in zip(ranked[1:], diffs) if d is None or d["low"] is None or d["low"] <= 0]
+    cell = table[best_of[top]]["all"]
+    measured = f"{best_of[top]} scores {cell['mean']:.2f} token F1"
+    if against_base is None or against_base["low"] is None or against_base["low"] <= 0:
+        choice, sentence = "cannot tell", (f"Cannot tell: the best cell, {measured}, is not clearly above the base "
+                                           f"model alone on these {cell['n']} questions.")
+    elif not tied:
+        choice = top
+        others = "; ".join(f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] over {d['b']}" for d in diffs)
+        sentence = f"{top.capitalize() if top != 'RAG' else 'RAG'}: {measured}, {others}."
+    else:
+        choice = "cannot tell"
+        ties = "; ".join(f"{best_of[o]} ({d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}])"
+                         if d and d["low"] is not None else best_of[o] for o, d in zip(ranked[1:], diffs) if o in tied)
+        simplest = next(o for o in ("RAG", "fine-tuning", "both") if o in [top] + tied)
+        sentence = (f"Cannot tell {top} from {' or '.join(tied)} on these {cell['n']} questions: {measured}, and the "
+                    f"intervals of its differences from {ties} include no difference. The simplest of them, "
+                    f"{simplest}, is the cheaper bet; more questions would tell them apart.")
+    return {"choice": choice, "best": best_of, "sentence": sentence,
+            "differences": [d for d in diffs if d] + ([against_base] if against_base else [])}
+
+
+def recall(questions: list[dict], pipeline: RagPipeline, k: int) -> dict:
+    """Share of the questions whose own chunk (generated) or reference (given) the top 1 and top k hold."""
+    out = {}
+    for depth in (1, k):
+        hits = []
+        for q in questions:
+            top = pipeline.retrieve(q["question"], k=depth)
+            if q.get("chunk"):
+                hits.append(any(f"{Path(h.chunk.source).name}" == q["source"] and q["evidence"] in h.chunk.text
+                                for h in top))
+            else:
+                hits.append(contains_reference(" ".join(h.chunk.text for h in top), str(q["answer"])))
+        out[f"recall@{depth}"] = float(np.mean(hits)) if hits else None
+    return out
+
+
+# ---- the report -------------------------------------------------------------------------------------------
+
+def _cell(c: dict | None) -> str:
+    if not c:
+        return "-"
+    ci = f" [{c['low']:.2f}, {c['high']:.2f}]" if c.get("low") is not None else ""
+    return f"{c['mean']:.2f}{ci} (n={c['n']})"
+
+
+def grid_lines(table: dict, split: str = "all") -> list[str]:
+    lines = [f"| {'model':<11}| {'closed-book':<27}| {'with retrieval':<27}|", f"|{'-' * 12}|{'-' * 28}|{'-' * 28}|"]
+    for row in ROWS:
+        if row in table or f"{row} + RAG" in table:
+            closed = table.get(row, {}).get(split)
+            rag = table.get(f"{row} + RAG", {}).get(split)
+            lines.append(f"| {row:<11}| {_cell(closed):<27}| {_cell(rag):<27}|")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    out = [f"# Fine-tune, RAG, or both? ({report['id']})", "",
+           f"**{report['verdict']['sentence']}**", "",
+           f"Documents: {', '.join(report['documents'])}. Model: {report['model']}. Status: {report['status']}.", ""]
+    for split, title in (("all", "All held-out questions"), ("seen", "Facts trained on, asked in other words"),
+                         ("unseen", "Chunks never trained on")):
+        if any(split in v for v in report["grid"].values()):
+            out += [f"## {title}: token F1, mean [95% interval]", ""] + grid_lines(report["grid"], split) + [""]
+    if report.get("retrieval"):
+        out += ["Retrieval: " + ", ".join(f"{k} {v:.2f}" for k, v in report["retrieval"].items() if v is not None), ""]
+    if report["verdict"].get("differences"):
+        out += ["## Paired differences (token F1)", ""] + [
+            f"- {d['a']} - {d['b']}: {d['difference']:+.3f}" + (f" [{d['low']:+.3f}, {d['high']:+.3f}]"
+                                                                  if d["low"] is not None else "")
+            + f" over {d['questions']} questions" for d in report["verdict"]["differences"]] + [""]
+    if report.get("forgetting"):
+        out += ["## Forgetting (general questions outside the documents)", ""] + [
+            f"- {name}: {line}" for name, line in report["forgetting"].items()] + [""]
+    out += ["## Time", ""] + [f"- {stage}: {s:.0f} s" for stage, s in report["times"].items()] + [
+        f"- total: {report['seconds']:.0f} s of a {report['budget_minutes']:g}-minute budget", ""]
+    if report.get("data"):
+        out += ["## Data", ""] + [f"- {line.strip()}" for line in report["data"]] + [""]
+    out += ["## Runs", ""] + [f"- {k}: {v}" for k, v in report["runs"].items()] + [""]
+    return "\n".join(out)
+
+
+# ---- the whole measurement --------------------------------------------------------------------------------
+
+def decide(docs: list[str], folder: Path, budget_minutes: float = DEFAULT_BUDGET, model: str = DEFAULT_MODEL,
+           train_file: str = "", questions_file: str = "", owner: str = owners.LOCAL, echo=print) -> dict:
+    budget_s = budget_minutes * 60
+    progress = Progress(folder, budget_s, echo)
+    decision = Decision(folder)
+    report = {"id": folder.name, "documents": [Path(d).name for d in docs], "model": model,
+              "budget_minutes": budget_minutes, "status": "running", "grid": {}, "runs": {}, "times": {},
+              "verdict": {"choice": "cannot tell", "sentence": "Not measured yet.", "differences": []}}
+    try:
+        _measure(docs, folder, budget_s, model, train_file, questions_file, owner, progress, decision, report)
+        report["status"] = "finished"
+    except (StopAsked, KeyboardInterrupt) as stopped:
+        report["status"] = "stopped"
+        report["verdict"]["sentence"] = f"Stopped during {progress.stage} ({stopped}); what was measured is kept."
+    except StudioError as exc:
+        report["status"] = "failed"
+        report["verdict"]["sentence"] = f"Failed during {progress.stage}: {exc}"
+        report["error"] = str(exc)
+    finally:
+        progress.finish()
+        report["times"] = progress.times
+        report["seconds"] = round(progress.elapsed(), 1)
+        (folder / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        (folder / "report.md").write_text(markdown(report), encoding="utf-8")
+    return report
+
+
+def _measure(docs, folder, budget_s, model, train_file, questions_file, owner, progress, decision, report):
+    def check_stop():
+        if decision.stop_asked():
+            raise StopAsked("before the next stage")
+
+    progress.enter("data", "reading the documents and writing question-answer pairs")
+    pipeline = RagPipeline()
+    data = folder / "data"
+    tokenizer = load_tokenizer(model)
+    if train_file:
+        pipeline.index(docs)
+        if not len(pipeline.store):
+            raise DecideError("none of the documents could be read; see `studio rag index` for the reason.")
+        examples = load_examples(train_file)
+        plain = [e.to_chat() for e in examples]
+        data.mkdir(exist_ok=True)
+        _write(data / "pairs.jsonl", plain)
+        _write(data / "pairs.raft.jsonl", raft_rows_for_examples(plain, pipeline, Options()))
+        held = load_questions(questions_file) if questions_file else []
+        if not held:
+            raise DecideError("--train needs --questions: the held-out questions to score on.")
+        report["data"] = [f"{len(plain)} training examples from {Path(train_file).name}, "
+                          f"{len(held)} questions from {Path(questions_file).name}"]
+    else:
+        # with your own questions to score on, every chunk and every phrasing is trained on
+        options = Options(raft=True, held_out=0.0, hold_phrasings=False) if questions_file else Options(raft=True)
+        made = generate(docs, data / "pairs.jsonl", options, pipeline=pipeline,
+                        progress=lambda i, n, w: progress.step(i, n, w))
+        report["data"] = made.lines()
+        if made.train < 4:
+            raise DecideError(f"only {made.train} question-answer pairs could be written from these documents, too "
+                              "few to fine-tune on; give more text, a teacher (studio data generate --teacher), or "
+                              "your own examples (--train).")
+        held = load_questions(questions_file) if questions_file else \
+            [json.loads(line) for line in (data / "pairs.heldout.jsonl").read_text().splitlines() if line.strip()]
+        plain = [json.loads(line) for line in (data / "pairs.jsonl").read_text().splitlines() if line.strip()]
+    raft = [json.loads(line) for line in (data / "pairs.raft.jsonl").read_text().splitlines() if line.strip()]
+
+    speed, source = speed_here(model)
+    spent = progress.elapsed()
+    training_s = (budget_s - spent) * (1 - EVAL_SHARE)
+    plain_tokens, raft_tokens = chat_tokens(plain, tokenizer), chat_tokens(raft, tokenizer)
+    epochs = epochs_for(training_s, plain_tokens + raft_tokens, speed)
+    report["budget"] = {"speed_tokens_per_s": round(speed, 1), "speed_source": source,
+                        "tokens_per_epoch": {"plain": plain_tokens, "RAFT": raft_tokens}, "epochs": epochs}
+    if epochs < 1:
+        need = (plain_tokens + raft_tokens) / speed / (1 - EVAL_SHARE) / 60 + spent / 60
+        raise DecideError(f"a budget of {budget_s / 60:g} minutes is too small to train: one epoch of both runs is "
+                          f"{plain_tokens + raft_tokens} tokens, at about {speed:.0f} tokens/s here ({source}) it "
+                          f"needs about {math.ceil(need)} minutes; raise --budget-minutes.")
+    check_stop()
+    progress.enter("train plain", f"{epochs:g} epochs at about {speed:.0f} tokens/s ({source})")
+    started = time.monotonic()
+    plain_run = train(data / "pairs.jsonl", model, epochs, 256, owner, progress, decision, report["runs"],
+                      "fine-tuned")
+    measured = run_speed(plain_run) or speed
+    check_stop()
+    left = training_s - (time.monotonic() - started)
+    raft_epochs = min(epochs, max(0.5, epochs_for(left, raft_tokens, measured)))
+    report["budget"]["raft_epochs"] = raft_epochs
+    progress.enter("train RAFT", f"{raft_epochs:g} epochs" + (" (fewer than the plain run: the budget)"
+                                                               if raft_epochs < epochs else ""))
+    raft_run = train(data / "pairs.raft.jsonl", model, raft_epochs, 512, owner, progress, decision, report["runs"],
+                     "RAFT")
+    check_stop()
+
+    progress.enter("evaluate", f"{len(held)} questions x 6 cells")
+    seen = {q["question"]: q.get("seen") for q in held}
+    rows = []
+    for run, rename, columns in ((plain_run, {}, COLUMNS),
+                                 (raft_run, {"fine-tuned": "RAFT", "fine-tuned + RAG": "RAFT + RAG"},
+                                  ("fine-tuned", "fine-tuned + RAG"))):
+        answer = run_answerers(run)
+        result = evaluate(held, pipeline, answer, columns=columns, fit=(answer.chat.tokenizer,
+                                                                        answer.chat.max_prompt_tokens()),
+                          progress=lambda i, n, r=run: progress.step(i, n, f"answers of {r.id}"))
+        for r in result["rows"]:
+            r["column"] = rename.get(r["column"], r["column"])
+            rows.append(r)
+        report["grid"] = grid(rows, seen)
+        check_stop()
+    report["retrieval"] = recall(held, pipeline, pipeline.k)
+    _write(folder / "answers.jsonl", rows)
+
+    progress.enter("forgetting", "general questions before and after, through the evaluation harness")
+    report["forgetting"] = {}
+    if progress.elapsed() > budget_s:
+        report["forgetting"]["skipped"] = "the budget was spent before this check"
+    else:
+        for name, run in (("fine-tuned", plain_run), ("RAFT", raft_run)):
+            check_stop()
+            changes = benchmarks.compare(run, ["general_mc"]).forgetting
+            report["forgetting"][name] = changes[0].sentence() if changes else "not measured"
+            progress.step(0, 0, f"{name}: {report['forgetting'][name]}")
+    progress.enter("verdict")
+    report["verdict"] = verdict(rows, report["grid"])
+    progress.step(0, 0, report["verdict"]["sentence"])
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="studio decide", description=__doc__.splitlines()[0])
+    p.add_argument("docs", nargs="+", help="documents or folders (.txt .md .html .pdf .docx, .jsonl / .csv text)")
+    p.add_argument("--budget-minutes", type=float, default=DEFAULT_BUDGET, help="time for the whole measurement")
+    p.add_argument("--questions", default="", help="your held-out questions with answers (JSONL or CSV) to score on")
+    p.add_argument("--train", default="", help="your training examples instead of the generated pairs")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the model to fine-tune (default: the embedded default)")
+    p.add_argument("--out", default="", help="the decision's folder (default: a new one under <runs>/decisions)")
+    p.add_argument("--owner", default=owners.LOCAL, help=argparse.SUPPRESS)
+    p.add_argument("--json", default="", help="also write the report here")
+    a = p.parse_args(argv)
+    if a.budget_minutes <= 0:
+        raise DecideError("--budget-minutes must be above 0.")
+    for path in a.docs + [x for x in (a.questions, a.train) if x]:
+        if not Path(path).exists():
+            raise DecideError(f"{path}: no such file or folder.")
+    folder = Path(a.out) if a.out else new_folder(a.owner)
+    folder.mkdir(parents=True, exist_ok=True)
+    report = decide(a.docs, folder, a.budget_minutes, a.model, a.train, a.questions, a.owner)
+    if report["status"] == "failed":  # what the person can change, in one sentence; the report is kept
+        raise DecideError(report["error"])
+    print()
+    print("\n".join(grid_lines(report["grid"])))
+    print(report["verdict"]["sentence"])
+    print(f"report: {folder / 'report.md'} and report.json")
+    if a.json:
+        shutil.copyfile(folder / "report.json", a.json)
+    return {"finished": 0, "stopped": 130}.get(report["status"], 1)
+
+
+if __name__ == "__main__":
+    from studio.cli import run as run_cli  # deferred: only when started as a process, for its error handling
+
+    sys.exit(run_cli(["decide", *sys.argv[1:]]))
