@@ -81,12 +81,13 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def contains_reference(passages: str, reference: str) -> bool:
+def contains_reference(passages: str, reference: str, share: float = 0.6) -> bool:
+    """Whether the passages hold the reference: every number of it and `share` of its content words."""
     words, have = content_words(reference), set(normalise(passages))
     if not words:
         return False
     numbers = [w for w in words if any(ch.isdigit() for ch in w)]
-    return all(n in have for n in numbers) and sum(w in have for w in words) / len(words) >= 0.6
+    return all(n in have for n in numbers) and sum(w in have for w in words) / len(words) >= share
 
 
 def groundedness(answer: str, passages: str) -> float:

@@ -81,6 +81,7 @@ class Options:
     teacher_model: str = ""
     teacher_key_env: str = "STUDIO_TEACHER_KEY"
     teacher_pairs: int = 4      # facts asked of the teacher per chunk
+    teacher_max_tokens: int = 0  # the length of its answer (0: the server's default)
 
 
 @dataclass
@@ -164,10 +165,11 @@ class TeacherWriter:
     """An OpenAI-compatible chat endpoint asked for JSON pairs per chunk (response_format where it takes one)."""
     name = "teacher"
 
-    def __init__(self, url: str, model: str, key_env: str = "STUDIO_TEACHER_KEY", pairs: int = 4, timeout: float = 300):
+    def __init__(self, url: str, model: str, key_env: str = "STUDIO_TEACHER_KEY", pairs: int = 4, timeout: float = 300,
+                 max_tokens: int = 0):
         import httpx
 
-        self.url, self.model, self.pairs = url.rstrip("/"), model, pairs
+        self.url, self.model, self.pairs, self.max_tokens = url.rstrip("/"), model, pairs, max_tokens
         key = os.environ.get(key_env, "")
         self.client = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
         self.schema = True
@@ -191,11 +193,16 @@ class TeacherWriter:
             raise RagError(f"the teacher at {self.url} has no /chat/completions or no model {self.model!r} "
                            f"({r.status_code}: {r.text[:120]}).")
         if r.status_code >= 400:
-            raise RagError(f"the teacher at {self.url} answered {r.status_code}: {r.text[:200]}")
+            try:
+                said = r.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                said = r.text[:200]
+            hint = " (--teacher-max-tokens sets the answer's length)" if "context" in said.lower() else ""
+            raise RagError(f"the teacher at {self.url} answered {r.status_code}: {said}{hint}")
         return r.json()
 
     def __call__(self, chunk: Chunk, phrasings: int) -> list[Fact] | None:
-        body = {"model": self.model, "temperature": 0.3, "max_tokens": 300 * self.pairs,
+        body = {"model": self.model, "temperature": 0.3, **({"max_tokens": self.max_tokens} if self.max_tokens else {}),
                 "messages": [{"role": "system", "content": TEACHER_SYSTEM.format(n=self.pairs, p=phrasings)},
                              {"role": "user", "content": f"Passage ({chunk.source}, {chunk.location()}):\n{chunk.text}"}]}
         if self.schema:
@@ -233,19 +240,17 @@ def quote_in_chunk(quote: str, chunk: Chunk) -> bool:
 
 
 def supported(answer: str, quote: str) -> bool:
-    words, have = content_words(answer), set(normalise(quote))
-    if not words:
-        return False
-    numbers = [w for w in words if any(ch.isdigit() for ch in w)]
-    return all(n in have for n in numbers) and sum(w in have for w in words) / len(words) >= 0.8
+    """The quote holds the answer: its numbers and 80% of its content words."""
+    return contains_reference(quote, answer, share=0.8)
 
 
 def gives_away(question: str, key: str) -> bool:
-    """Whether the question holds what it asks for: the key's numbers, or every content word of it."""
+    """Whether the question holds what it asks for: every number of the key (a name such as "T2" counts, so
+    one that also names the subject does not give the answer away alone), or every content word of it."""
     asked, words = set(normalise(question)), content_words(key)
     numbers = [w for w in words if any(ch.isdigit() for ch in w)]
     if numbers:
-        return any(n in asked for n in numbers)
+        return all(n in asked for n in numbers)
     return bool(words) and all(w in asked for w in words)
 
 
@@ -276,7 +281,8 @@ def generate(paths, out: str | Path, options: Options | None = None, pipeline: R
     if not chunks:
         why = "; ".join(report.skipped) or "they hold no text"
         raise RagError(f"no text to write questions from: {why}.")
-    writer = TeacherWriter(o.teacher, o.teacher_model, o.teacher_key_env, o.teacher_pairs) if o.teacher \
+    writer = TeacherWriter(o.teacher, o.teacher_model, o.teacher_key_env, o.teacher_pairs,
+                           max_tokens=o.teacher_max_tokens) if o.teacher \
         else RuleWriter(chunks)
     report.writer = writer.name
     chunk_ids, ordinal = {}, Counter()

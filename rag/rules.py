@@ -56,6 +56,8 @@ TIME_UNITS = {"hours", "hour", "minutes", "minute", "seconds", "second", "days",
 WHEN_WORDS = re.compile(r"\b(1[89]\d\d|20\d\d|january|february|march|april|may|june|july|august|september|"
                         r"october|november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
                         r"daily|weekly|monthly|every (?:day|week|month|year))\b", re.I)
+MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december"}
 NUMBER = re.compile(r"^[+-]?\d[\d,.]*%?$")
 NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"}
 
@@ -301,8 +303,10 @@ class Reader:
         asks = []
         when = WHEN_WORDS.search(tail)
         if when:
-            asks.append(([f"When {aux} {subject} {part}?", f"At what time {aux} {subject} {part}?"], when.group(),
-                         "when"))
+            w = when.group().lower()
+            other = ("In which year" if w.isdigit() else "On which day" if w.endswith("day") else
+                     "In which month" if w in MONTHS else "How often")
+            asks.append(([f"When {aux} {subject} {part}?", f"{other} {aux} {subject} {part}?"], when.group(), "when"))
         by = re.search(r"\bby ([A-Z][\w-]+(?: [A-Z][\w-]+| and [A-Z][\w-]+)*)", tail)
         if by:
             asks.append(([f"Who {aux} {subject} {part} by?", f"By whom {aux} {subject} {part}?"], by.group(1), "who"))
@@ -380,7 +384,8 @@ class Reader:
                 name = QUANTITIES.get(unit) or (" ".join(head) if head and not NUMBER.match(_bare(head[0])) else "")
                 if name:
                     return [([f"{nxt.capitalize()} what {name} does {subject}{not_} {lemma}?",
-                              f"What is the {name} {nxt} which {subject} does{not_} {lemma}?"],
+                              f"What is the {name} {nxt} which {subject} "
+                              + (f"does not {lemma}?" if negated else f"{surface or lemma}?")],
                              " ".join(after[1:number_at + 3]), "at what")]
             if negated:
                 return []

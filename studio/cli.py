@@ -349,6 +349,8 @@ def cmd_data(argv: list[str]) -> int:
     g.add_argument("--teacher-model", default="", help="the model name the teacher serves")
     g.add_argument("--teacher-key-env", default=GenerateOptions.teacher_key_env,
                    help="the environment variable holding the teacher's API key")
+    g.add_argument("--teacher-max-tokens", type=int, default=0,
+                   help="the length of the teacher's answers in tokens (default: the server's own)")
     a = p.parse_args(argv)
     if a.action == "bench":
         return data_bench(a.rows)
@@ -405,10 +407,12 @@ def _generate(a) -> int:
         raise ConfigError("studio data generate: give the output file with -o OUT.jsonl.")
     options = GenerateOptions(phrasings=a.phrasings, held_out=a.held_out, round_trip_k=a.round_trip_k, raft=a.raft,
                               raft_p=a.raft_p, raft_k=a.raft_k, teacher=a.teacher, teacher_model=a.teacher_model,
-                              teacher_key_env=a.teacher_key_env)
-    report = generate_pairs(a.files, a.output, options,
-                            progress=lambda i, n, w: print(f"\r{i}/{n} chunks {w[:50]:<50}", end="", file=sys.stderr))
-    print(file=sys.stderr)
+                              teacher_key_env=a.teacher_key_env, teacher_max_tokens=a.teacher_max_tokens)
+    try:
+        report = generate_pairs(a.files, a.output, options, progress=lambda i, n, w: print(
+            f"\r{i}/{n} chunks {w[:50]:<50}", end="", file=sys.stderr, flush=True))
+    finally:
+        print(file=sys.stderr)  # the progress line ends before anything else is said
     print("\n".join(report.lines()))
     for kind, path in report.files.items():
         print(f"wrote {kind}: {path}")

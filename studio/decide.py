@@ -1,6 +1,7 @@
 """Fine-tune, RAG, or both? Measured on a person's own documents, within a time budget.
 
-    studio decide DOCS... [--budget-minutes 20] [--questions FILE] [--train FILE] [--model M] [--json OUT]
+    studio decide DOCS... [--budget-minutes 20] [--questions FILE] [--train FILE] [--model M] [--epochs N]
+                          [--json OUT]
 
 Stages, each timed (progress, log and report in `<runs>/decisions/<id>/`, engine/advise/decisions.py):
 
@@ -80,7 +81,9 @@ def cell_name(row: str, retrieval: bool) -> str:
 # ---- the budget -------------------------------------------------------------------------------------------
 
 def chat_tokens(rows: list[dict], tokenizer) -> int:
-    return sum(len(tokenizer.apply_chat_template(r["messages"], tokenize=True)) for r in rows)
+    """Tokens of the rows as the model is trained on them, chat template included."""
+    texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in rows]
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
 def speed_here(model: str) -> tuple[float, str]:
@@ -280,7 +283,8 @@ def markdown(report: dict) -> str:
 # ---- the whole measurement --------------------------------------------------------------------------------
 
 def decide(docs: list[str], folder: Path, budget_minutes: float = DEFAULT_BUDGET, model: str = DEFAULT_MODEL,
-           train_file: str = "", questions_file: str = "", owner: str = owners.LOCAL, echo=print) -> dict:
+           train_file: str = "", questions_file: str = "", owner: str = owners.LOCAL, echo=print,
+           epochs: float = 0.0) -> dict:
     budget_s = budget_minutes * 60
     progress = Progress(folder, budget_s, echo)
     decision = Decision(folder)
@@ -288,7 +292,8 @@ def decide(docs: list[str], folder: Path, budget_minutes: float = DEFAULT_BUDGET
               "budget_minutes": budget_minutes, "status": "running", "grid": {}, "runs": {}, "times": {},
               "verdict": {"choice": "cannot tell", "sentence": "Not measured yet.", "differences": []}}
     try:
-        _measure(docs, folder, budget_s, model, train_file, questions_file, owner, progress, decision, report)
+        _measure(docs, folder, budget_s, model, train_file, questions_file, owner, progress, decision, report,
+                 epochs)
         report["status"] = "finished"
     except (StopAsked, KeyboardInterrupt) as stopped:
         report["status"] = "stopped"
@@ -306,7 +311,8 @@ def decide(docs: list[str], folder: Path, budget_minutes: float = DEFAULT_BUDGET
     return report
 
 
-def _measure(docs, folder, budget_s, model, train_file, questions_file, owner, progress, decision, report):
+def _measure(docs, folder, budget_s, model, train_file, questions_file, owner, progress, decision, report,
+             fixed_epochs):
     def check_stop():
         if decision.stop_asked():
             raise StopAsked("before the next stage")
@@ -348,10 +354,10 @@ def _measure(docs, folder, budget_s, model, train_file, questions_file, owner, p
     spent = progress.elapsed()
     training_s = (budget_s - spent) * (1 - EVAL_SHARE)
     plain_tokens, raft_tokens = chat_tokens(plain, tokenizer), chat_tokens(raft, tokenizer)
-    epochs = epochs_for(training_s, plain_tokens + raft_tokens, speed)
+    epochs = fixed_epochs or epochs_for(training_s, plain_tokens + raft_tokens, speed)
     report["budget"] = {"speed_tokens_per_s": round(speed, 1), "speed_source": source,
                         "tokens_per_epoch": {"plain": plain_tokens, "RAFT": raft_tokens}, "epochs": epochs}
-    if epochs < 1:
+    if epochs_for(training_s, plain_tokens + raft_tokens, speed) < 1:
         need = (plain_tokens + raft_tokens) / speed / (1 - EVAL_SHARE) / 60 + spent / 60
         raise DecideError(f"a budget of {budget_s / 60:g} minutes is too small to train: one epoch of both runs is "
                           f"{plain_tokens + raft_tokens} tokens, at about {speed:.0f} tokens/s here ({source}) it "
@@ -364,7 +370,7 @@ def _measure(docs, folder, budget_s, model, train_file, questions_file, owner, p
     measured = run_speed(plain_run) or speed
     check_stop()
     left = training_s - (time.monotonic() - started)
-    raft_epochs = min(epochs, max(0.5, epochs_for(left, raft_tokens, measured)))
+    raft_epochs = fixed_epochs or min(epochs, max(0.5, epochs_for(left, raft_tokens, measured)))
     report["budget"]["raft_epochs"] = raft_epochs
     progress.enter("train RAFT", f"{raft_epochs:g} epochs" + (" (fewer than the plain run: the budget)"
                                                                if raft_epochs < epochs else ""))
@@ -417,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--questions", default="", help="your held-out questions with answers (JSONL or CSV) to score on")
     p.add_argument("--train", default="", help="your training examples instead of the generated pairs")
     p.add_argument("--model", default=DEFAULT_MODEL, help="the model to fine-tune (default: the embedded default)")
+    p.add_argument("--epochs", type=float, default=0.0,
+                   help="train both runs exactly this many epochs (default 0: as many as the budget buys, at most 5)")
     p.add_argument("--out", default="", help="the decision's folder (default: a new one under <runs>/decisions)")
     p.add_argument("--owner", default=owners.LOCAL, help=argparse.SUPPRESS)
     p.add_argument("--json", default="", help="also write the report here")
@@ -428,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
             raise DecideError(f"{path}: no such file or folder.")
     folder = Path(a.out) if a.out else new_folder(a.owner)
     folder.mkdir(parents=True, exist_ok=True)
-    report = decide(a.docs, folder, a.budget_minutes, a.model, a.train, a.questions, a.owner)
+    if a.epochs < 0:
+        raise DecideError("--epochs must be 0 (from the budget) or more.")
+    report = decide(a.docs, folder, a.budget_minutes, a.model, a.train, a.questions, a.owner, epochs=a.epochs)
     if report["status"] == "failed":  # what the person can change, in one sentence; the report is kept
         raise DecideError(report["error"])
     print()
@@ -441,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from studio.cli import run as run_cli  # deferred: only when started as a process, for its error handling
-
-    sys.exit(run_cli(["decide", *sys.argv[1:]]))
+    try:
+        sys.exit(main())
+    except StudioError as exc:  # what the person can change; a bug keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -68,10 +68,9 @@ def chart_frame(report: dict | None) -> pd.DataFrame:
     for column, splits in (report or {}).get("grid", {}).items():
         cell = splits.get("all")
         if cell:
-            model, _, rag = column.partition(" + ")
-            rows.append({"model": model, "setting": "with retrieval" if rag else "closed-book",
+            rows.append({"cell": column, "setting": "with retrieval" if column.endswith("RAG") else "closed-book",
                          "token F1": round(cell["mean"], 3)})
-    return pd.DataFrame(rows, columns=["model", "setting", "token F1"])
+    return pd.DataFrame(rows, columns=["cell", "setting", "token F1"])
 
 
 def view(request: gr.Request = None):
@@ -108,7 +107,7 @@ def build_decide_panel(model):
                 start_btn = gr.Button("Measure it on my documents", variant="primary", elem_id="decide-start")
                 stop_btn = gr.Button("Stop the measurement", elem_id="decide-stop")
     status = gr.Markdown(elem_id="decide-status")
-    chart = gr.BarPlot(x="model", y="token F1", color="setting", title="Token F1 on held-out questions",
+    chart = gr.BarPlot(x="cell", y="token F1", color="setting", title="Token F1 on held-out questions",
                        height=260, elem_id="decide-chart")
     report = gr.Markdown(elem_id="decide-report")
     timer = gr.Timer(2.0)
