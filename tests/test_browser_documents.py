@@ -58,5 +58,4 @@ def test_documents_become_pairs_and_the_measured_answer_in_the_browser(app, brow
     # Runs: the saved report is listed and opens.
     page.get_by_role("tab", name="6 · Runs and export").click()
     page.get_by_text("Measured decisions: fine-tune, RAG, or both? (Method tab)").click()
-    page.locator("#runs-refresh").click()
     expect(page.locator("#decision-report")).to_contain_text("Fine-tune, RAG, or both?", timeout=30000)

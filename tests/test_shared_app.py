@@ -211,6 +211,7 @@ def test_one_run_at_a_time_per_person_and_the_admin_stops_anyones(signed_in):
         carol.locator("#runs-refresh").click()
         carol.locator("#export-run input").click()
         carol.get_by_role("option", name=run, exact=True).click()
+        expect(carol.locator("#export-run input")).to_have_value(run)  # the pick stands before Stop is pressed
         carol.locator("#runs-stop").click()
         expect(carol.locator("#export-status")).to_contain_text(f"Run {run} is stopping", timeout=20000)
     expect(alice.locator("#run-status")).to_contain_text(f"Run {alice_run} · stopped", timeout=180000)

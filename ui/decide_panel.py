@@ -74,11 +74,17 @@ def chart_frame(report: dict | None) -> pd.DataFrame:
 
 
 def view(request: gr.Request = None):
-    """(progress line, report Markdown, chart) of the person's newest decision."""
+    """(progress line, report Markdown, chart, the poll timer) of the person's newest decision; the timer
+    runs only while it does, so an idle page asks nothing."""
     d = newest(request)
     if d is None:
-        return "No measurement yet.", "", chart_frame(None)
-    status, p = d.status(), d.progress()
+        return "No measurement yet.", "", chart_frame(None), gr.Timer(active=False)
+    status = d.status()
+    return (*_shown(d, status), gr.Timer(active=status in ("running", "starting")))
+
+
+def _shown(d: Decision, status: str):
+    p = d.progress()
     if status in ("running", "starting"):
         stage = p.get("stage") or "starting"
         n = STAGES.index(stage) + 1 if stage in STAGES else 0
@@ -110,8 +116,9 @@ def build_decide_panel(model):
     chart = gr.BarPlot(x="cell", y="token F1", color="setting", title="Token F1 on held-out questions",
                        height=260, elem_id="decide-chart")
     report = gr.Markdown(elem_id="decide-report")
-    timer = gr.Timer(2.0)
-    start_btn.click(start, [docs, budget, model], status).then(view, None, [status, report, chart])
+    timer = gr.Timer(2.0)  # its first tick shows the newest decision after a page load, then it stops if idle
+    shown = [status, report, chart, timer]
+    start_btn.click(start, [docs, budget, model], status).then(view, None, shown)
     stop_btn.click(stop, None, status)
-    timer.tick(view, None, [status, report, chart])
+    timer.tick(view, None, shown)
     return docs, budget, start_btn, stop_btn, status, report

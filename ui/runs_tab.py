@@ -193,10 +193,10 @@ def build_runs_tab():
     file = gr.File(label="Download", elem_id="export-file")
     done = gr.Markdown(elem_id="export-status")
     serve = gr.Markdown(serve_command(None), elem_id="serve-command")
-    with gr.Accordion("Measured decisions: fine-tune, RAG, or both? (Method tab)", open=False):
+    with gr.Accordion("Measured decisions: fine-tune, RAG, or both? (Method tab)", open=False) as decided:
         decisions = gr.Dropdown([], label="Decision", elem_id="decisions-picked")
         decision_report = gr.Markdown(elem_id="decision-report")
-    refresh.click(decision_ids, None, decisions)
+    decided.expand(decision_ids, None, decisions)  # read when opened (Refresh stays the runs' own)
     decisions.change(decision_markdown, decisions, decision_report)
 
     refresh.click(history_view, None, [table, picked, one])
