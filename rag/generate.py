@@ -308,7 +308,6 @@ def generate(paths, out: str | Path, options: Options | None = None, pipeline: R
 
     kept: list[Pair] = []
     seen_questions: list[set] = []
-    per_fact = Counter()
     for pair, key in proposed:
         chunk = by_id[pair.chunk]
         if not quote_in_chunk(pair.quote, chunk):
@@ -321,7 +320,6 @@ def generate(paths, out: str | Path, options: Options | None = None, pipeline: R
             report.drop("duplicate", pair.question)
         else:
             seen_questions.append(words)
-            per_fact[pair.fact] += 1
             kept.append(pair)
     if kept:  # the round trip: one batch of question vectors
         vectors = pipeline.embedder.embed([p.question for p in kept])
@@ -332,7 +330,6 @@ def generate(paths, out: str | Path, options: Options | None = None, pipeline: R
                 still.append(p)
             else:
                 report.drop("round trip", p.question)
-                per_fact[p.fact] -= 1
         kept = still
     report.kept = len(kept)
     for p in kept:

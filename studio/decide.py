@@ -401,10 +401,10 @@ def _measure(docs, folder, budget_s, model, train_file, questions_file, owner, p
     if progress.elapsed() > budget_s:
         report["forgetting"]["skipped"] = "the budget was spent before this check"
     else:
-        for name, run in (("fine-tuned", plain_run), ("RAFT", raft_run)):
-            check_stop()
-            changes = benchmarks.compare(run, ["general_mc"]).forgetting
-            report["forgetting"][name] = changes[0].sentence() if changes else "not measured"
+        check_stop()  # one endpoint for the base and both runs, the base scored once
+        compared = benchmarks.compare_many([plain_run, raft_run], ["general_mc"])
+        for name, scored in zip(("fine-tuned", "RAFT"), compared):
+            report["forgetting"][name] = scored.forgetting[0].sentence() if scored.forgetting else "not measured"
             progress.step(0, 0, f"{name}: {report['forgetting'][name]}")
     progress.enter("verdict")
     report["verdict"] = verdict(rows, report["grid"])

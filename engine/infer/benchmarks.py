@@ -242,29 +242,41 @@ def compare(run: Run, tasks: list[str], tasks_dir: str | Path | None = None, lim
             url: str | None = None, api_key: str | None = None) -> Report:
     """The tasks scored on the run's base (adapter off) and the run, through the endpoint: the studio's own,
     started here for the two, or `url` serving the base under its name and the run under its id."""
-    if run.weights is None:
-        raise BenchmarkError(f"{run.no_weights()}; train it to the end first.")
+    return compare_many([run], tasks, tasks_dir, limit, url, api_key)[0]
+
+
+def compare_many(runs: list[Run], tasks: list[str], tasks_dir: str | Path | None = None, limit: int | None = None,
+                 url: str | None = None, api_key: str | None = None) -> list[Report]:
+    """`compare` for several runs of one base on one endpoint, the base scored once (`studio decide`)."""
+    for run in runs:
+        if run.weights is None:
+            raise BenchmarkError(f"{run.no_weights()}; train it to the end first.")
     include = task_folder(tasks_dir)
-    base, tokenizer = run.base_model, str(run.weights)
+    base = runs[0].base_model
     if url is None:
-        models = load_models([run.id], root=run.dir.parent)
+        models = load_models([r.id for r in runs], root=runs[0].dir.parent)
         port = free_port()
         server = start(models, port=port)
         url = f"http://127.0.0.1:{port}/v1"
-        base = next(m for m in models if m != run.id)
+        base = next(m for m in models if m not in {r.id for r in runs})
     else:
         server = None
     try:
-        before = through_endpoint(url, base, tokenizer, tasks, include, limit, api_key)
-        after = through_endpoint(url, run.id, tokenizer, tasks, include, limit, api_key)
+        before = through_endpoint(url, base, str(runs[0].weights), tasks, include, limit, api_key)
+        afters = [through_endpoint(url, r.id, str(r.weights), tasks, include, limit, api_key) for r in runs]
     finally:
         if server is not None:
             server.should_exit = True
-    report = Report(run.id, base, tasks, {"base": scores(before), "fine-tuned": scores(after)})
-    docs_before, docs_after = per_document(before), per_document(after)
-    for s in report.scores["base"]:
-        if (s.task, s.metric) in docs_before:
-            b, a, low, high = paired_change(docs_before[(s.task, s.metric)], docs_after.get((s.task, s.metric), {}))
-            report.changes.append(Change(s.task, s.metric, b, a, low, high))
-    report.forgetting = [c for c in report.changes if c.task in FORGETTING and c.metric == "acc"]
-    return report
+    reports = []
+    docs_before = per_document(before)
+    for run, after in zip(runs, afters):
+        report = Report(run.id, base, tasks, {"base": scores(before), "fine-tuned": scores(after)})
+        docs_after = per_document(after)
+        for s in report.scores["base"]:
+            if (s.task, s.metric) in docs_before:
+                b, a, low, high = paired_change(docs_before[(s.task, s.metric)],
+                                                docs_after.get((s.task, s.metric), {}))
+                report.changes.append(Change(s.task, s.metric, b, a, low, high))
+        report.forgetting = [c for c in report.changes if c.task in FORGETTING and c.metric == "acc"]
+        reports.append(report)
+    return reports
