@@ -156,12 +156,26 @@ def available_tasks(tasks_dir: str | Path | None = None) -> list[str]:
     return names
 
 
+_managers: dict = {}  # the last include folder's harness TaskManagers: {"folder": ..., "local": ..., "all": ...}
+
+
 def _harness(model: str, model_args: dict, tasks: list[str], include: Path, limit: int | None) -> dict:
     # deferred: the harness imports datasets, evaluate and torch: seconds the CLI should not pay at start
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(include))
+    global _managers
+    # the harness's own ~10,000 task YAMLs take seconds to index each time: read only the local folder
+    # unless a task asked for is not in it (a built-in task, whose data the harness then fetches)
+    managers = _managers if _managers.get("folder") == str(include) else {"folder": str(include)}
+    if "local" not in managers:
+        managers["local"] = TaskManager(include_path=str(include), include_defaults=False)
+    manager = managers["local"]
+    if any(t not in manager.all_tasks for t in tasks):
+        if "all" not in managers:
+            managers["all"] = TaskManager(include_path=str(include))
+        manager = managers["all"]
+    _managers = managers  # one folder's at a time (each evaluation makes its own), rebound whole for threads
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         known = sorted(t for t in manager.all_tasks if (include / f"{t}.yaml").exists())
