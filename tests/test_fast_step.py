@@ -27,9 +27,23 @@ def _adapter(run) -> dict[str, torch.Tensor]:
     return load_file(str(run.adapter / "adapter_model.safetensors"))
 
 
+def _pad_is_end_of_turn(model: str, out) -> str:
+    """The tiny model with the default model's choice of padding: the end-of-turn token, which the data has."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(model, out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_the_faster_step_trains_what_trls_own_step_trains(tiny_model, runs_dir, precision):
-    base = dict(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=4, batch_size=4, max_length=96,
+def test_the_faster_step_trains_what_trls_own_step_trains(tiny_model, runs_dir, tmp_path, precision):
+    model = _pad_is_end_of_turn(tiny_model, tmp_path / "model")
+    base = dict(model=model, data=str(SAMPLE / "train.jsonl"), max_steps=4, batch_size=4, max_length=96,
                 learning_rate=1e-2, warmup_ratio=0.0, save_steps=100, lora_dropout=0.0,  # dropout draws differ
                 precision=precision, force_precision=True)
     trl_step = train(RunConfig(**base, fast_step=False))
@@ -41,6 +55,9 @@ def test_the_faster_step_trains_what_trls_own_step_trains(tiny_model, runs_dir, 
                                                  "attending to itself" + held)
     a, b = _losses(trl_step), _losses(studio)
     assert len(a) == 4 and a[-1] < a[0]
+    # the same tokens counted: the padded batches' attention mask, every token of the end-to-end ones
+    # (not those equal to the pad id, which is the model's end of turn)
+    assert trl_step.logged()[-1].tokens == studio.logged()[-1].tokens > 0
     tolerance = 1e-5 if precision == "fp32" else BF16_TOLERANCE
     assert all(abs(x - y) <= tolerance * abs(x) for x, y in zip(a, b)), (a, b)
     if precision == "fp32":  # the same adapter, not only the same losses

@@ -89,6 +89,10 @@ def sft_config(cfg: RunConfig, output_dir: Path, has_eval: bool = False, ds_conf
 
         return objectives.trainer_class_and_args(cfg, common)[1]
     padding_free = cfg.padding_free if padding_free is None else padding_free
+    if padding_free or cfg.packing:
+        # no padding in such batches, and "non_padding" would skip every token equal to the pad id (the
+        # default model's end of turn): each token counts
+        common["include_num_input_tokens_seen"] = "all"
     return SFTConfig(
         **common,
         # Padding-free batches are cut to max_length when tokenized (trl does not cut them itself); packed
