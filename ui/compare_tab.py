@@ -23,7 +23,8 @@ from engine.infer.chat import run_answerers
 from engine.infer.preference import add_to_evaluation, append_summary_rows, preference_accuracy
 from engine.infer.reward_scores import reward_scores
 from engine.data.pairs import OBJECTIVES as PREFERENCE
-from engine.train.config import SAMPLE_PROMPTS_EVAL
+from engine.train.config import (SAMPLE_EVAL as SAMPLE_QUESTIONS, SAMPLE_PAIRS_EVAL as SAMPLE_PAIRS,
+                                 SAMPLE_PROMPTS_EVAL)
 from engine.data.uploads import UploadError
 from engine.errors import StudioError
 from ui import owners
@@ -38,8 +39,6 @@ from ui.owners import SAMPLE_COLLECTION
 
 STREAM_EVERY_S = 0.15  # how often the page redraws the growing answers
 ASK_CONCURRENCY = 8  # questions answered together at most: 8 x 4 columns = the batcher's 32 rows
-SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "sample" / "eval.jsonl"
-SAMPLE_PAIRS = SAMPLE_QUESTIONS.with_name("preference-eval.jsonl")  # held back from preference.jsonl
 METRIC_NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic",
                 "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
 

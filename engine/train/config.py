@@ -30,6 +30,7 @@ SAMPLE_TRAIN = ASSETS / "sample" / "train.jsonl"
 SAMPLE_EVAL = ASSETS / "sample" / "eval.jsonl"  # held-back questions with reference answers
 SAMPLE_PROMPTS = ASSETS / "sample" / "grpo.jsonl"  # GRPO: sums to answer inside <answer> tags, with their answers
 SAMPLE_PROMPTS_EVAL = ASSETS / "sample" / "grpo-eval.jsonl"  # 16 more, held back
+SAMPLE_PAIRS_EVAL = ASSETS / "sample" / "preference-eval.jsonl"  # preference pairs held back from preference.jsonl
 
 
 
