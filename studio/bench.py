@@ -1,7 +1,8 @@
 """Performance benchmark: the studio's training against a bare TRL script, MFU, Compare and app start.
 
     studio bench [--model M] [--methods lora,full] [--steps 30] [--batch 4] [--max-length 256]
-                 [--data FILE --train-on assistant] [--repeats 2] [--skip train,compare,app,tick]
+                 [--data FILE --train-on assistant] [--repeats 2] [--variants studio,bf16]
+                 [--skip train,compare,app,tick]
                  [--run RUN_ID] [--questions 20] [--json bench.json]
 
     studio bench --skip compare,app,tick                       the sample: 61-token chats, loss on every token
@@ -64,7 +65,7 @@ from engine.capability import capability, cpu_features, cpu_model
 from engine.infer.chat import run_answerers, run_here
 from engine.data.dataset import load_examples, tokenize_example
 from engine.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer, resolve_model, shape_of
-from engine.train.config import RunConfig, SAMPLE_EVAL, SAMPLE_TRAIN
+from engine.train.config import ConfigError, RunConfig, SAMPLE_EVAL, SAMPLE_TRAIN
 from engine.train.preflight import create_run
 from engine.train.runs import Run, launch, runs_root
 from engine.train.trainer import peak_memory_mb
@@ -446,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-on", choices=("all", "assistant"), default="all",
                    help="the loss on every token (default), or on the answers only")
     p.add_argument("--repeats", type=int, default=2, help="runs of each variant, in turn; the fastest counts")
+    p.add_argument("--variants", default="", help="comma list of the variants to run beside the baseline "
+                                                  "(studio, trl's step, packed, bf16; default: all)")
     p.add_argument("--skip", default="", help="comma list of parts to leave out: train, compare, app, tick")
     p.add_argument("--run", default=None, help="the finished run Compare is measured on (default: the one trained here)")
     p.add_argument("--questions", type=int, default=20, help="sample questions of the Compare evaluation part")
@@ -463,10 +466,14 @@ def main(argv: list[str] | None = None) -> int:
               "max_length": a.max_length, "data": a.data, "train_on": a.train_on, "train": []}
     run = None
     skip = set(a.skip.split(","))
+    only = tuple(v.strip() for v in a.variants.split(",") if v.strip()) or None
+    unknown = set(only or ()) - {"studio", "trl's step", "packed", "bf16"}
+    if unknown:
+        raise ConfigError(f"--variants: {', '.join(sorted(unknown))} is not one of studio, trl's step, packed, bf16.")
     if "train" not in skip:
         for method in a.methods.split(","):
             rows, method_run = train_bench(a.model, method.strip(), a.steps, a.batch, a.max_length,
-                                           repeats=a.repeats, data=a.data, train_on=a.train_on)
+                                           repeats=a.repeats, data=a.data, train_on=a.train_on, only=only)
             result["train"] += rows
             run = run or method_run
         print(f"Training, {a.model} on {machine}: {a.data or 'the bundled sample'}, loss on "

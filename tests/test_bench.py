@@ -27,7 +27,11 @@ def test_the_studio_and_a_bare_trl_script_train_alike_and_the_ratios_are_measure
     assert studio["speedup"] == studio["tokens_per_s"] / base["tokens_per_s"]
     assert len(base["losses"]) == len(studio["losses"]) == 6
     assert base["losses"][-1] < base["losses"][0] and studio["losses"][-1] < studio["losses"][0]
-    assert studio["max_loss_gap"] < 0.02  # same data, seed and settings as the TRL script: the same curve
+    # same data, seed and settings as the TRL script: the same curve within dropout's noise (the studio's masks
+    # are other draws: tensors without padding, masks from random bits; 2-6% apart over seeds 0-3 at this
+    # learning rate, as with torch's own dropout over the padding-free tensors; tests/test_fast_step.py holds
+    # the step to trl's own at dropout 0)
+    assert studio["max_loss_gap"] < 0.1
     # at the first step the adapters add nothing yet (B = 0), so dropout cannot differ: the same loss, to rounding
     assert abs(studio["losses"][0] - base["losses"][0]) < 1e-5 * base["losses"][0], (studio["losses"], base["losses"])
     assert trl_step["max_loss_gap"] < 0.02

@@ -113,7 +113,9 @@ def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_mode
 
     config = AutoConfig.from_pretrained(tiny_model)
     cfg = RunConfig(model=tiny_model)
-    assert fast_step.plan(cfg, config, on_gpu=False) == fast_step.Plan(True, True)
+    assert fast_step.plan(cfg, config, on_gpu=False) == fast_step.Plan(True, True, dropout_bits=True)
+    assert fast_step.plan(RunConfig(model=tiny_model, lora_dropout=0.0), config, False) == fast_step.Plan(True, True)
+    assert not fast_step.plan(RunConfig(model=tiny_model, method="ia3"), config, False).dropout_bits
     assert "GPU" in fast_step.plan(cfg, config, on_gpu=True).why_not
     assert fast_step.plan(RunConfig(model=tiny_model, fast_step=False), config, False).describe() == \
         "trl's own step (fast_step: false)"
@@ -122,7 +124,7 @@ def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_mode
     sliding = AutoConfig.from_pretrained(tiny_model)
     sliding.layer_types = ["sliding_attention"] * sliding.num_hidden_layers
     assert fast_step.plan(cfg, sliding, False) == fast_step.Plan(True, False, "not every layer attends to the "
-                                                                               "whole sequence")
+                                                                               "whole sequence", dropout_bits=True)
 
 
 def test_frozen_weights_held_in_bf16_give_autocasts_very_products(tiny_model):
@@ -141,3 +143,35 @@ def test_frozen_weights_held_in_bf16_give_autocasts_very_products(tiny_model):
     assert changed == sum(1 for n, _ in model.named_modules() if n.endswith(".base_layer"))
     assert torch.equal(before, after)
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)  # adapters stay fp32
+
+
+def test_dropout_masks_from_random_bits_keep_with_dropouts_probability_and_scale(tiny_model):
+    """The faster masks are dropout's distribution: each value kept with probability 1 - p (p to 1/65536),
+    independently, kept values scaled to keep the mean; seeded by torch's generator; off in eval mode."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    p, n = 0.05, 1_000_003  # not a multiple of four: the last draw's lanes are cut
+    torch.manual_seed(0)
+    mask = fast_step.dropout_mask((n,), p)
+    torch.manual_seed(0)
+    assert torch.equal(mask, fast_step.dropout_mask((n,), p))  # the generator's seed decides it
+    sigma = (p * (1 - p) / n) ** 0.5
+    assert abs((1 - mask.float().mean().item()) - p) < 5 * sigma
+    for lane in range(4):  # each lane of a 64-bit draw (its sign bit too), and neighbours independent
+        assert abs((1 - mask[lane::4].float().mean().item()) - p) < 5 * sigma * 4 ** 0.5
+    both = (~mask[:-1] & ~mask[1:]).float().mean().item()
+    assert abs(both - p * p) < 5 * (p * p / n) ** 0.5
+    assert not fast_step.dropout_mask((1000,), 0.0).logical_not().any()
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.3))
+    assert fast_step.faster_dropout(model) == 7 * model.config.num_hidden_layers
+    drop = model.base_model.model.model.layers[0].self_attn.q_proj.lora_dropout["default"]
+    x = torch.ones(400, 500, requires_grad=True)
+    y = drop.train()(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01 and torch.allclose(y[kept], torch.tensor(1 / 0.7), atol=1e-4)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient goes through the kept values, scaled alike
+    assert torch.equal(drop.eval()(x), x)

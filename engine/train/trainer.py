@@ -441,6 +441,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, s
     _install_fault(trainer)
     if step.bf16_weights:
         fast_step.hold_frozen_in_bf16(trainer.model)
+    if step.dropout_bits:
+        fast_step.faster_dropout(trainer.model)
     if rollouts is not None:
         rollouts.time_generation(trainer.model)
     if cfg.objective in ("orpo", "simpo"):
