@@ -69,7 +69,7 @@ def test_batched_compare_answers_equal_one_at_a_time_on_the_default_model(runs_d
     chat = ChatModel(DEFAULT_MODEL, adapter, precision="fp32")
     pipe = sample_pipeline()
     fit = (chat.tokenizer, chat.max_prompt_tokens())
-    for question in ("How heavy is the Tilly T2?", "What does error E31 mean?"):
+    for question in ("What does error E31 mean?",):  # more questions: tests/test_batching.py, tiny model
         batched = compare(question, pipe, Answerers(Answerer(chat, False), Answerer(chat, True), 48), fit=fit)
         alone = compare(question, pipe, one_by_one(lambda m: chat.generate(m, False, 48),
                                                    lambda m: chat.generate(m, True, 48)), fit=fit)

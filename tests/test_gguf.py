@@ -239,16 +239,16 @@ def test_cli_exports_gguf_and_says_where(lora_run):
 
 
 @pytest.mark.slow
-def test_default_model_lora_run_exports_f16_and_q8_gguf(runs_dir):
+def test_default_model_lora_run_exports_q8_gguf(runs_dir):
+    """The real weights through the quantisation most people run (Ollama's); f16 is checked on the tiny model
+    above, and both are measured on the default model by `python -m studio.gguf_bench` (README)."""
     cfg = RunConfig(data=str(SAMPLE / "train.jsonl"), max_steps=4, batch_size=4, learning_rate=1e-3,
                     max_length=128, save_steps=100)
     run = train(cfg)
     assert run.status() == "finished"
-    for quant in ("f16", "q8_0"):
-        path, check = gguf.export_gguf(run, quant)
-        assert check.passed and path.exists(), check.failures
-        if quant == "f16":
-            assert check.same == check.positions and check.max_logit_diff < gguf.TOLERANCE["f16"]
+    path, check = gguf.export_gguf(run, "q8_0")
+    assert check.passed and path.exists(), check.failures
+    assert check.positions > 0  # it read answers (passed: each position the same token, or a near tie)
     assert "<|im_start|>assistant" in (run.dir / "gguf" / "Modelfile").read_text()
 
 

@@ -280,21 +280,6 @@ def test_long_prompts_are_cut_to_max_prompt_length_from_their_start(tiny_model):
     assert fit_prompt(turns[:2], tok, 10_000) == turns[:2]  # a prompt that fits is left alone
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("objective", ["orpo", "dpo"])
-def test_default_model_trains_orpo_and_dpo_with_reward_metrics(runs_dir, objective):
-    from engine.train.runs import launch
-
-    run = create_run(RunConfig(data=str(PAIRS), objective=objective, max_steps=4, batch_size=2, learning_rate=2e-4,
-                               max_length=192, max_prompt_length=96, save_steps=100))
-    launch(run)
-    assert run.wait(600) == "finished", (run.dir / "train.log").read_text()[-3000:]
-    logged = [e for e in run.events.read() if e["event"] == "logged"]
-    assert len(logged) == 4 and all(e.get("rewards_margin") is not None for e in logged)
-    assert all(e.get("rewards_accuracy") is not None for e in logged)
-    assert (objective == "orpo") == all(e.get("log_odds_ratio") is not None for e in logged)
-
-
 def test_probe_runs_a_preference_objective_and_refuses_sft_data_for_it(tiny_model, runs_dir):
     from engine.advise.probe import probe
 
