@@ -27,8 +27,8 @@ process at a time:
                final loss is compared
   bf16         the studio with `precision: bf16` (adapters and optimizer stay fp32)
 Each variant runs --repeats times, in turn with the others, and its fastest run counts (the same
-work varies by 20% from minute to minute here). Tokens per second: non-padding input tokens over the wall
-time from the end of step 2 to the end of the last step (the first steps warm up). Peak memory: the
+work varies by 20% from minute to minute here). Tokens per second: input tokens (a padded batch's attention
+mask, every token of a padding-free one) over the wall time from the end of step 2 to the end of the last step (the first steps warm up). Peak memory: the
 process's maximum resident set (GPU: allocated). Loss: mean of the last 5 logged losses, its gap to the
 baseline's, and the largest step-by-step gap to the baseline; the curves are printed side by side. (LoRA's
 dropout draws its masks over the batch's tensor, which has no padding in the studio's step, so the curves
@@ -175,6 +175,11 @@ def _run_studio(name: str, cfg: RunConfig, root: Path) -> tuple[dict, object]:
                     cfg.method, started.precision), run
 
 
+# What the studio runs beside the baseline, and the settings each changes (bf16 last: left out where slower)
+VARIANTS = (("studio", {"precision": "fp32"}), ("trl's step", {"fast_step": False, "precision": "fp32"}),
+            ("packed", {"packing": True, "batch_size": 1, "precision": "fp32"}), ("bf16", {"precision": "bf16"}))
+
+
 def completion_rows(source: str, folder: Path) -> Path:
     """`source` (any file the studio reads) as trl's conversational prompt / completion rows, one answer each:
     the file both the baseline and the studio read when the loss is on the answers only."""
@@ -224,12 +229,11 @@ def train_bench(model: str, method: str, steps: int, batch: int, max_length: int
     # `batch` padded rows when max_length is about batch x the typical example (the sample: ~61 tokens).
     # In fp32, as the baseline: the studio and the bare script must train the very same thing. (`auto` may pick
     # bf16 here; the bf16 row shows what that gives.)
-    variants = [("studio", {"precision": "fp32"}), ("trl's step", {"fast_step": False, "precision": "fp32"}),
-                ("packed", {"packing": True, "batch_size": 1, "precision": "fp32"})]
+    variants = [v for v in VARIANTS if v[0] != "bf16"]
     skipped = []
     if method not in ("full", "freeze") and (only is None or "bf16" in only):
         if cap.faster("bf16"):
-            variants.append(("bf16", {"precision": "bf16"}))
+            variants.append(VARIANTS[-1])
         else:  # the studio refuses it here, and a 180x slower run would take the benchmark hours
             skipped.append(f"bf16 left out: {cap.describe('bf16')}")
     variants = [v for v in variants if only is None or v[0] in only]
@@ -467,9 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     run = None
     skip = set(a.skip.split(","))
     only = tuple(v.strip() for v in a.variants.split(",") if v.strip()) or None
-    unknown = set(only or ()) - {"studio", "trl's step", "packed", "bf16"}
+    names = [name for name, _ in VARIANTS]
+    unknown = set(only or ()) - set(names)
     if unknown:
-        raise ConfigError(f"--variants: {', '.join(sorted(unknown))} is not one of studio, trl's step, packed, bf16.")
+        raise ConfigError(f"--variants: {', '.join(sorted(unknown))} is not one of {', '.join(names)}.")
     if "train" not in skip:
         for method in a.methods.split(","):
             rows, method_run = train_bench(a.model, method.strip(), a.steps, a.batch, a.max_length,
