@@ -50,7 +50,8 @@ def test_the_faster_step_trains_what_trls_own_step_trains(tiny_model, runs_dir, 
     studio = train(RunConfig(**base))
     assert trl_step.status() == studio.status() == "finished"
     assert trl_step.state().first_started.step == "trl's own step (fast_step: false)"
-    held = "; frozen weights held in bf16" if precision == "bf16" else ""
+    held = "; frozen weights held in bf16" if precision == "bf16" else \
+        "; frozen layers' products through oneDNN" if fast_step.onednn_available() else ""
     assert studio.state().first_started.step == ("loss at trained positions only; examples end to end, each "
                                                  "attending to itself" + held)
     a, b = _losses(trl_step), _losses(studio)
@@ -113,8 +114,11 @@ def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_mode
 
     config = AutoConfig.from_pretrained(tiny_model)
     cfg = RunConfig(model=tiny_model)
-    assert fast_step.plan(cfg, config, on_gpu=False) == fast_step.Plan(True, True, dropout_bits=True)
-    assert fast_step.plan(RunConfig(model=tiny_model, lora_dropout=0.0), config, False) == fast_step.Plan(True, True)
+    on = fast_step.onednn_available()
+    assert fast_step.plan(cfg, config, on_gpu=False) == fast_step.Plan(True, True, dropout_bits=True, onednn=on)
+    assert fast_step.plan(RunConfig(model=tiny_model, lora_dropout=0.0), config, False) == \
+        fast_step.Plan(True, True, onednn=on)
+    assert not fast_step.plan(cfg, config, False, precision="bf16").onednn  # bf16 keeps autocast's products
     assert not fast_step.plan(RunConfig(model=tiny_model, method="ia3"), config, False).dropout_bits
     assert "GPU" in fast_step.plan(cfg, config, on_gpu=True).why_not
     assert fast_step.plan(RunConfig(model=tiny_model, fast_step=False), config, False).describe() == \
@@ -124,7 +128,8 @@ def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_mode
     sliding = AutoConfig.from_pretrained(tiny_model)
     sliding.layer_types = ["sliding_attention"] * sliding.num_hidden_layers
     assert fast_step.plan(cfg, sliding, False) == fast_step.Plan(True, False, "not every layer attends to the "
-                                                                               "whole sequence", dropout_bits=True)
+                                                                               "whole sequence", dropout_bits=True,
+                                                                               onednn=on)
 
 
 def test_frozen_weights_held_in_bf16_give_autocasts_very_products(tiny_model):
@@ -175,3 +180,39 @@ def test_dropout_masks_from_random_bits_keep_with_dropouts_probability_and_scale
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # the gradient goes through the kept values, scaled alike
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.skipif(not fast_step.onednn_available(), reason="this torch has no oneDNN linear")
+def test_frozen_layers_through_onednn_give_the_same_outputs_and_input_gradients(tiny_model):
+    """The frozen linear layers' products through oneDNN: the same logits and the same gradients (fp32
+    rounding apart) as torch's own product, no gradient for the frozen weights, the trained ones untouched,
+    and a weight changed in place (a merge) read at the next call."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False))
+    ids = torch.randint(3, model.config.vocab_size, (2, 10))
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        logits = model(input_ids=ids, use_cache=False).logits
+        logits.logsumexp(-1).sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    before, grads_before = run()
+    frozen = sum(1 for n, _ in model.named_modules() if n.endswith(".base_layer")) + 1  # and the tied head
+    assert fast_step.onednn_frozen_linears(model) == frozen
+    after, grads_after = run()
+    assert torch.allclose(before, after, rtol=1e-5, atol=1e-5)
+    assert grads_before.keys() == grads_after.keys() and all("lora_" in n for n in grads_after)
+    for n in grads_before:
+        assert torch.allclose(grads_before[n], grads_after[n], rtol=1e-4, atol=1e-6), n
+    q = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
+    x = torch.randn(3, q.in_features)
+    with torch.no_grad():
+        q.weight.mul_(2)  # as a merge writes into the weight
+        assert torch.allclose(q(x), x @ q.weight.T, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps torch's own (bf16) product
+            assert q(x).dtype == torch.bfloat16

@@ -443,6 +443,8 @@ def train(cfg: RunConfig, run_dir: Path, events: EventLog, stop: _StopRequest, s
         fast_step.hold_frozen_in_bf16(trainer.model)
     if step.dropout_bits:
         fast_step.faster_dropout(trainer.model)
+    if step.onednn:
+        fast_step.onednn_frozen_linears(trainer.model)
     if rollouts is not None:
         rollouts.time_generation(trainer.model)
     if cfg.objective in ("orpo", "simpo"):
