@@ -28,7 +28,8 @@ from engine.train.events import EventLog
 from engine.train.preflight import create_run
 
 GROUPS = (
-    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmm_")),
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmm_",
+                         "mkldnn::_linear_pointwise")),
     ("attention", ("scaled_dot_product", "aten::_flash_attention", "aten::_efficient_attention")),
     ("dropout masks", ("aten::bernoulli", "aten::native_dropout")),
     ("softmax and cross-entropy", ("softmax", "nll_loss", "cross_entropy", "aten::argmax")),
