@@ -1,4 +1,5 @@
-"""Shared test fixtures: offline mode, a tiny model built on the spot, a private runs folder."""
+"""Shared test fixtures: offline mode, a tiny model built on the spot, a private runs folder, the app and the
+browser the browser tests drive."""
 
 import json
 import os
@@ -7,6 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "assets" / "sample"
 PEER_DATA = ROOT.parent / "shared" / "peer-data"
+SHOTS = ROOT / "test-artifacts"  # the browser tests' screenshots (git ignores them)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+APP_SECRET = "hf_appSecretNeverShown77"  # the browser tests' app's Hub token: no page, log or run file may show it
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,33 @@ def browser():
         b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def studio_app(tiny_model, tmp_path_factory):
+    """The studio started the way the README starts it, on the tiny model, with a Hub token, shared by the
+    browser test modules (one start): `url`, `home` (its runs and saved examples) and `fault`, a file whose
+    fault the next run it starts reads (STUDIO_FAULT=@FILE)."""
+    from studio.app import running_app
+
+    home = tmp_path_factory.mktemp("app")
+    env = {"STUDIO_MODEL": tiny_model, "HF_TOKEN": APP_SECRET, "STUDIO_FAULT": f"@{home / 'fault'}"}
+    with running_app(env, home=home) as app:
+        yield SimpleNamespace(url=app.url, home=home, fault=home / "fault")
+
+
+@pytest.fixture
+def app_url(studio_app, request):
+    """The shared app's address. After the test its pages close (open pages poll the app every second
+    beside the next test's run) and no run it started goes on (a test that fails mid-run must not leave
+    its trainer going)."""
+    yield studio_app.url
+    from studio.app import end_runs
+
+    if "browser" in request.fixturenames:
+        for context in request.getfixturevalue("browser").contexts:
+            context.close()
+    end_runs(studio_app.home / "runs")
 
 
 def start_on_page(page, max_steps: int, timeout_ms: int = 60000):

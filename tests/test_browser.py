@@ -3,57 +3,21 @@
 Path: load the sample -> train a few LoRA steps (the curve grows while the run is going,
 and a reload shows the same run) -> four non-empty answers in Compare, with sources.
 Runs on the tiny test model so it takes seconds; the app is started the way the README
-starts it, with STUDIO_MODEL pointing the form at that model.
+starts it, with STUDIO_MODEL pointing the form at that model (tests/conftest.py `studio_app`, one app
+shared with test_browser_files.py and test_browser_objectives.py).
 """
 
 import json
 import re
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE, start_on_page
+from conftest import SAMPLE, SHOTS
 
 
 pytestmark = pytest.mark.browser
-
-SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-SECRET = "hf_appSecretNeverShown77"
-APP: dict = {}  # the running app's files: "fault" is read by the next run it starts (STUDIO_FAULT=@FILE)  # the app's Hub token: no page, log or run file may show it
-
-
-@pytest.fixture(scope="module")
-def app_url(tiny_model, tmp_path_factory):
-    from studio.app import running_app
-
-    home = tmp_path_factory.mktemp("app")
-    env = {"STUDIO_MODEL": tiny_model, "HF_TOKEN": SECRET,
-           "STUDIO_FAULT": f"@{home / 'fault'}"}  # a test writes a fault there for the next run it starts
-    APP["fault"], APP["home"] = home / "fault", home
-    with running_app(env, home=home) as app:
-        yield app.url
-
-
-@pytest.fixture(autouse=True)
-def no_run_outlives_its_browser_test(app_url):
-    """A test that fails mid-run must not leave its trainer going beside the next test."""
-    yield
-    from studio.app import end_runs
-
-    end_runs(APP["home"] / "runs")
-
-
-@pytest.fixture(autouse=True)
-def no_page_outlives_its_browser_test(request):
-    """Each test's pages close with it: open pages poll the app every second beside the next test's run."""
-    yield
-    if "browser" in request.fixturenames:
-        for context in request.getfixturevalue("browser").contexts:
-            context.close()
 
 
 def _plot_points(page) -> int:
@@ -209,136 +173,6 @@ def test_sample_train_compare_in_the_browser(app_url, browser, tmp_path):
     assert not errors, errors
 
 
-@pytest.mark.parametrize("route", [
-    "/gradio_api/file=/etc/passwd", "/gradio_api/file=../../../../etc/passwd",
-    "/gradio_api/file=%2Fetc%2Fpasswd", "/gradio_api/file=..%2F..%2F..%2F..%2Fetc%2Fpasswd",
-    "/gradio_api/file=/proc/self/environ", "/file=/etc/passwd", "/gradio_api/file=//etc/passwd",
-    "/static/../../../../etc/passwd", "/assets/..%2f..%2f..%2f..%2fetc%2fpasswd",
-    "/gradio_api/file={runs}/../../../../etc/passwd", "/gradio_api/file={runs}",
-])
-def test_file_routes_serve_nothing_outside_the_allowed_folders(app_url, route):
-    """Path-traversal requests against the app's file routes get no file from outside its folders."""
-    import urllib.error
-
-    runs = str(APP["home"] / "runs")
-    url = app_url.rstrip("/") + route.format(runs=runs)
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url), timeout=10) as resp:
-            body = resp.read()
-    except urllib.error.HTTPError as err:
-        assert err.code in (400, 403, 404, 405), (route, err.code)
-        return
-    assert b"root:" not in body and b"HF_HUB_OFFLINE" not in body and b"PATH=" not in body, route
-
-
-SERVER_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".html", ".parquet", ".pdf", ".docx")
-
-
-def _file_endpoints(app_url) -> list[tuple[str, list[dict], list[int]]]:
-    """(api name, parameters, indexes of the file parameters) of every endpoint that takes a file, read from
-    the app's own API description: an endpoint added later is covered the day it is added."""
-    import httpx
-
-    out = []
-    for name, info in httpx.get(app_url + "gradio_api/info", timeout=30).json()["named_endpoints"].items():
-        params = info["parameters"]
-        files = [i for i, p in enumerate(params) if "FileData" in json.dumps(p.get("type", {}))]
-        if files:
-            out.append((name, params, files))
-    return out
-
-
-def _call(app_url, name: str, args: list, session: str) -> str:
-    """One raw HTTP call of an endpoint (no client that would upload a local path first); its whole answer."""
-    import httpx
-
-    r = httpx.post(f"{app_url}gradio_api/call{name}", json={"data": args, "session_hash": session}, timeout=30)
-    if r.status_code != 200:
-        return r.text
-    with httpx.stream("GET", f"{app_url}gradio_api/call{name}/{r.json()['event_id']}", timeout=300) as resp:
-        return resp.read().decode()
-
-
-def _server_file(folder: Path, suffix: str, secret: str) -> Path:
-    """A file of `suffix` on the server that holds `secret` and was never uploaded."""
-    path = folder / f"server-secret{suffix}"
-    if suffix == ".parquet":
-        import pandas as pd
-
-        pd.DataFrame({"prompt": [secret] * 3, "completion": [secret] * 3}).to_parquet(path)
-    elif suffix in (".jsonl", ".json"):
-        row = json.dumps({"messages": [{"role": "user", "content": secret}, {"role": "assistant", "content": secret}]})
-        path.write_text(row + "\n" if suffix == ".jsonl" else f"[{row}]")
-    elif suffix in (".csv", ".tsv"):
-        sep = "," if suffix == ".csv" else "\t"
-        path.write_text(f"question{sep}answer\n{secret}{sep}{secret}\n")
-    else:
-        path.write_text(f"{secret}\n\n{secret} is the secret.\n")
-    return path
-
-
-def test_no_endpoint_that_takes_a_file_reads_a_server_file_it_was_not_sent(app_url, tmp_path):
-    """Every file endpoint, called over HTTP with a server path of each suffix and the app's own README: each
-    is refused before it is read, and nothing of them comes back."""
-    endpoints = _file_endpoints(app_url)
-    assert {"/read_data", "/index_documents", "/run_evaluation"} <= {name for name, _, _ in endpoints}
-    secret = "Quokka-7731-never-uploaded"
-    paths = [_server_file(tmp_path, suffix, secret) for suffix in SERVER_FILE_SUFFIXES]
-    paths.append(Path(__file__).resolve().parent.parent / "README.md")
-    for name, params, files in endpoints:
-        for path in paths:
-            args = [p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
-            for i in files:
-                data = {"path": str(path), "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
-                args[i] = [data] if "array" in json.dumps(params[i].get("type", {})) else data
-            shown = _call(app_url, name, args, session="prober")
-            assert secret not in shown and "Fine-tuning studio" not in shown, (name, path.name, shown[:400])
-            assert "passages from" not in shown and "examples** in" not in shown, (name, path.name, shown[:400])
-
-
-def test_a_file_uploaded_in_one_session_is_not_read_by_another(app_url, tmp_path):
-    import httpx
-
-    secret = "Wombat-4410-owned-by-one-session"
-    path = _server_file(tmp_path, ".jsonl", secret)
-    with open(path, "rb") as fh:  # uploaded as a browser uploads, to the app's upload folder
-        uploaded = httpx.post(app_url + "gradio_api/upload", files={"files": (path.name, fh)}, timeout=30).json()[0]
-    data = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}]
-    args = [data, "", "", "", 0.0, None, "assistant"]
-    assert secret in _call(app_url, "/read_data", args, session="owner")
-    refused = _call(app_url, "/read_data", args, session="someone-else")
-    assert secret not in refused and "was uploaded in another session" in refused
-
-
-def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, browser):
-    """The app runs with HF_TOKEN set: this test trains a short run through the page and has it answer in
-    Compare, then no page, API description, log or run file shows the token."""
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(app_url)
-    status = start_on_page(page, 3, timeout_ms=30000)
-    expect(status).to_contain_text(re.compile(r"Run \S+ · finished"), timeout=180000)
-    run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
-    page.get_by_role("tab", name="4 · Compare").click()
-    expect(page.locator("#run-pick input")).to_have_value(run_id, timeout=20000)
-    page.locator("#question textarea").fill("How heavy is the Tilly T2?")
-    page.locator("#ask").click()
-    for i in range(4):
-        expect(page.locator(f"#answer-{i}")).to_contain_text("answer tokens", timeout=120000)
-    shown = [page.content()]
-    for route in ("config", "gradio_api/info"):
-        with urllib.request.urlopen(app_url + route, timeout=10) as resp:
-            shown.append(resp.read().decode())
-    page.close()
-    for text in shown:
-        assert SECRET not in text
-    files = [p for p in APP["home"].rglob("*") if p.is_file()]
-    assert any(p.name == "events.jsonl" and run_id in str(p) for p in files)  # the run's own records are read
-    for path in files:
-        assert SECRET.encode() not in path.read_bytes(), path
-
-
 def _pick(page, dropdown: str, option: str) -> None:
     page.locator(f"{dropdown} input").click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -359,7 +193,7 @@ def _wait_step_above(status, step: int, timeout_s: float = 120) -> int:
     raise AssertionError(f"the step did not pass {step}: {status.inner_text()}")
 
 
-def test_stop_during_a_slow_step_saves_it_and_resume_continues_from_the_checkpoint(app_url, browser):
+def test_stop_during_a_slow_step_saves_it_and_resume_continues_from_the_checkpoint(app_url, browser, studio_app):
     """Stop in a step slower than the old fixed 8 s grace (STUDIO_FAULT=slow@9): the step is finished and
     saved, not killed; Resume continues from that checkpoint; a Stop while it starts again ends it at once."""
     from playwright.sync_api import expect
@@ -371,13 +205,13 @@ def test_stop_during_a_slow_step_saves_it_and_resume_continues_from_the_checkpoi
     expect(page.locator("#data-status")).to_contain_text("68 examples", timeout=30000)
     page.get_by_role("tab", name="3 · Train").click()
     page.locator("#max-steps input").fill("100000")
-    APP["fault"].write_text("slow@9")
+    studio_app.fault.write_text("slow@9")
     try:
         page.locator("#start").click()
         status = page.locator("#run-status")
         expect(status).to_contain_text(re.compile(r"running · step [1-9]"), timeout=120000)
     finally:
-        APP["fault"].unlink()  # only this run is slow; it read the file when it started
+        studio_app.fault.unlink()  # only this run is slow; it read the file when it started
     run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
     page.locator("#stop").click()
     expect(status).to_contain_text(re.compile(r"stopping: finishing step \d+ and saving a checkpoint"), timeout=10000)
@@ -472,7 +306,7 @@ def test_the_readme_shows_the_screenshots_the_walkthrough_takes():
     assert all((root / "assets" / "screenshots" / name).is_file() for name in shown)
 
 
-def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url, browser, tiny_model):
+def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url, browser, tiny_model, studio_app):
     """Chat with a finished run, greedy: adapter on and off give different answers on the same weights; a
     collection adds its sources; a saved exchange lands in a chat JSONL the Data tab reads. The Runs tab
     shows the serve command and refuses a GGUF of a tokenizer llama.cpp does not know, in a sentence."""
@@ -483,7 +317,7 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     from engine.data.dataset import check_files
 
     run = train(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), max_steps=8, learning_rate=1e-2,
-                          batch_size=8, max_length=96, save_steps=100), APP["home"] / "runs")
+                          batch_size=8, max_length=96, save_steps=100), studio_app.home / "runs")
     assert run.status() == "finished"
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     errors = []
@@ -509,7 +343,7 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     expect(log).to_contain_text("How heavy is the Tilly T2?")
     page.locator("#chat-save").click()
     expect(page.locator("#chat-saved")).to_contain_text("now holds 1", timeout=20000)
-    saved = APP["home"] / "chat-examples.jsonl"
+    saved = studio_app.home / "chat-examples.jsonl"
     first = json.loads(saved.read_text().splitlines()[0])["messages"]
     assert [m["role"] for m in first] == ["user", "assistant"] and first[1]["content"].strip()
     report = check_files([str(saved)])
@@ -543,105 +377,4 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     page.locator("#export-gguf").click()
     expect(page.locator("#export-status")).to_contain_text("does not recognise this model's tokenizer",
                                                           timeout=120000)
-    assert not errors, errors
-
-
-def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser):
-    """Data (pairs) -> Train (DPO, with its reward plots) -> Compare (preference accuracy before and after)."""
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport={"width": 1280, "height": 1100})
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(app_url)
-    # the page opens on the bundled sample (its token statistics included): upload once that has finished
-    expect(page.locator("#token-stats")).to_contain_text("tokens per epoch", timeout=30000)
-    page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / "preference.jsonl"))
-    expect(page.locator("#data-status")).to_contain_text("56 examples (56 pairs)", timeout=20000)
-    expect(page.locator("#token-stats")).to_contain_text("rejected", timeout=30000)
-    page.get_by_text("What gets trained").click()
-    expect(page.locator("#trained-view")).to_contain_text("the same prompt, answered instead with", timeout=20000)
-
-    page.get_by_role("tab", name="3 · Train").click()
-    page.get_by_text("Objective: supervised, from preferences").click()
-    page.locator("#objective input").click()
-    page.get_by_role("option", name="dpo", exact=True).click()
-    # a preference objective starts from a fifth of the supervised rate (engine/train/methods.py)
-    expect(page.locator("#learning-rate input")).to_have_value("0.0002", timeout=10000)
-    page.locator("#max-steps input").fill("30")
-    page.locator("#max-prompt-length input").fill("64")
-    page.locator("#start").click()
-    status = page.locator("#run-status")
-    expect(status).to_contain_text(re.compile(r"finished · step 30/30"), timeout=240000)
-    run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
-    assert run_id.endswith("-lora-dpo")
-    expect(page.locator("#rewards-plot")).to_be_visible(timeout=20000)
-    expect(page.locator("#reward-accuracy-plot")).to_be_visible()
-    expect(page.locator("#log-odds-plot")).to_be_hidden()  # ORPO's alone
-    events = [json.loads(line) for line in (APP["home"] / "runs" / run_id / "events.jsonl").read_text().splitlines()]
-    assert any(e.get("rewards_accuracy") is not None for e in events if e["event"] == "logged")
-
-    page.get_by_role("tab", name="4 · Compare").click()
-    expect(page.locator("#run-pick input")).to_have_value(run_id, timeout=20000)
-    page.get_by_text("Preference accuracy on held-out pairs").click()
-    page.locator("#score-pairs").click()
-    expect(page.locator("#preference-note")).to_contain_text("Preference accuracy on 12 held-out pairs",
-                                                             timeout=120000)
-    expect(page.locator("#preference-table")).to_contain_text("base (adapter off)")
-    page.screenshot(path=str(SHOTS / "preference.png"), full_page=True)
-    assert not errors, errors
-
-
-def test_prompts_train_grpo_with_reward_plots_and_score_in_compare(app_url, browser):
-    """Data (prompts with answers) -> Train (GRPO: rewards picked on the page, per-function reward plots and
-    sampled completions) -> Compare (the reward before and after on held-out prompts)."""
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport={"width": 1280, "height": 1100})
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(app_url)
-    # the page opens on the bundled sample (its token statistics included): upload once that has finished
-    expect(page.locator("#token-stats")).to_contain_text("tokens per epoch", timeout=30000)
-    page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / "grpo.jsonl"))
-    expect(page.locator("#data-status")).to_contain_text("64 examples (64 prompts)", timeout=20000)
-    expect(page.locator("#data-status")).to_contain_text("Read as prompts for GRPO (64 of 64 with a reference")
-    expect(page.locator("#token-stats")).to_contain_text("prompts over the prompt budget", timeout=30000)
-
-    page.get_by_role("tab", name="3 · Train").click()
-    page.get_by_text("Objective: supervised, from preferences").click()
-    page.locator("#objective input").click()
-    page.get_by_role("option", name="grpo", exact=True).click()
-    page.get_by_text("GRPO: learn from rewards a program checks").click()
-    page.locator("#reward-starter input").click()
-    page.get_by_role("option", name="a number, within a tolerance").click()
-    expect(page.locator("#rewards")).to_contain_text("numeric", timeout=10000)
-    page.locator("#num-generations input").fill("2")
-    page.locator("#max-completion-length input").fill("12")
-    page.locator("#sample-every input").fill("2")
-    page.locator("#max-steps input").fill("4")
-    page.get_by_text("The same run from the command line").click()
-    expect(page.locator("#config-preview")).to_contain_text("kind: numeric", timeout=10000)
-    page.locator("#start").click()
-    status = page.locator("#run-status")
-    expect(status).to_contain_text(re.compile(r"finished · step 4/4"), timeout=240000)
-    expect(status).to_contain_text("of the step generating")
-    run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
-    assert run_id.endswith("-lora-grpo")
-    expect(page.locator("#grpo-reward-plot")).to_be_visible(timeout=20000)
-    expect(page.locator("#completion-length-plot")).to_be_visible()
-    expect(page.locator("#kl-plot")).to_be_hidden()  # beta 0: no KL term
-    expect(page.locator("#grpo-samples")).to_contain_text("What is")
-    expect(page.locator("#rewards-plot")).to_be_hidden()  # the preference objectives' plots
-    events = [json.loads(line) for line in (APP["home"] / "runs" / run_id / "events.jsonl").read_text().splitlines()]
-    logged = [e for e in events if e["event"] == "logged"]
-    assert len(logged) == 4 and all(set(e["reward_functions"]) == {"format", "numeric"} for e in logged)
-
-    page.get_by_role("tab", name="4 · Compare").click()
-    expect(page.locator("#run-pick input")).to_have_value(run_id, timeout=20000)
-    page.get_by_text("Reward on held-out prompts (GRPO)").click()
-    page.locator("#score-rewards").click()
-    expect(page.locator("#reward-note")).to_contain_text("Total reward on 16 held-out prompts", timeout=120000)
-    expect(page.locator("#reward-table")).to_contain_text("base (adapter off)")
-    page.screenshot(path=str(SHOTS / "grpo.png"), full_page=True)
     assert not errors, errors

@@ -5,7 +5,6 @@ the step is trl's own."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -124,7 +123,11 @@ def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_mode
     assert fast_step.plan(RunConfig(model=tiny_model, fast_step=False), config, False).describe() == \
         "trl's own step (fast_step: false)"
     assert not fast_step.plan(RunConfig(model=tiny_model, method="prompt-tuning"), config, False).compact_loss
-    assert not fast_step.plan(SimpleNamespace(fast_step=True, objective="dpo"), config, False).compact_loss
+    dpo = fast_step.plan(RunConfig(model=tiny_model, objective="dpo"), config, False)
+    assert not dpo.compact_loss and dpo.onednn == on  # no loss of its own, but the same products
+    assert dpo.describe().startswith("trl's own step (objective dpo has its own trainer)")
+    assert not fast_step.plan(RunConfig(model=tiny_model, method="full"), config, False).onednn  # nothing frozen
+    assert not fast_step.plan(RunConfig(model=tiny_model, zero_stage=2), config, False).onednn
     sliding = AutoConfig.from_pretrained(tiny_model)
     sliding.layer_types = ["sliding_attention"] * sliding.num_hidden_layers
     assert fast_step.plan(cfg, sliding, False) == fast_step.Plan(True, False, "not every layer attends to the "

@@ -1,7 +1,7 @@
 """GRPO (issue 29): prompt data in the shapes people have, checked by line; the settings refused before a run;
 a run on the tiny model with its per-function rewards, samples, NaN stop and resume; the reward of a run on
 held-out prompts before and after; `studio data check --objective grpo`. The rewards themselves are
-tests/test_rewards.py; the browser walk Data -> Train (GRPO) -> Compare is in tests/test_browser.py."""
+tests/test_rewards.py; the browser walk Data -> Train (GRPO) -> Compare is in tests/test_browser_objectives.py."""
 
 from __future__ import annotations
 

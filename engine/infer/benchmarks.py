@@ -21,6 +21,7 @@ bootstrap over the same documents).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -156,26 +157,26 @@ def available_tasks(tasks_dir: str | Path | None = None) -> list[str]:
     return names
 
 
-_managers: dict = {}  # the last include folder's harness TaskManagers: {"folder": ..., "local": ..., "all": ...}
+@functools.lru_cache(maxsize=2)
+def _task_manager(include: str, builtins: bool):
+    """The harness's TaskManager over the folder `include`, and over its own ~10,000 task YAMLs too when
+    `builtins` (seconds to index each time), kept for the folder's next evaluations (each evaluation's folder
+    is its own, so two are kept)."""
+    # deferred: the harness imports datasets, evaluate and torch: seconds the CLI should not pay at start
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include, include_defaults=builtins)
 
 
 def _harness(model: str, model_args: dict, tasks: list[str], include: Path, limit: int | None) -> dict:
     # deferred: the harness imports datasets, evaluate and torch: seconds the CLI should not pay at start
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
-    global _managers
-    # the harness's own ~10,000 task YAMLs take seconds to index each time: read only the local folder
-    # unless a task asked for is not in it (a built-in task, whose data the harness then fetches)
-    managers = _managers if _managers.get("folder") == str(include) else {"folder": str(include)}
-    if "local" not in managers:
-        managers["local"] = TaskManager(include_path=str(include), include_defaults=False)
-    manager = managers["local"]
+    # only the local folder is indexed unless a task asked for is not in it (a built-in task, whose data the
+    # harness then fetches)
+    manager = _task_manager(str(include), False)
     if any(t not in manager.all_tasks for t in tasks):
-        if "all" not in managers:
-            managers["all"] = TaskManager(include_path=str(include))
-        manager = managers["all"]
-    _managers = managers  # one folder's at a time (each evaluation makes its own), rebound whole for threads
+        manager = _task_manager(str(include), True)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         known = sorted(t for t in manager.all_tasks if (include / f"{t}.yaml").exists())
@@ -282,9 +283,9 @@ def compare_many(runs: list[Run], tasks: list[str], tasks_dir: str | Path | None
         if server is not None:
             server.should_exit = True
     reports = []
-    docs_before = per_document(before)
+    docs_before, scored_before = per_document(before), scores(before)
     for run, after in zip(runs, afters):
-        report = Report(run.id, base, tasks, {"base": scores(before), "fine-tuned": scores(after)})
+        report = Report(run.id, base, tasks, {"base": scored_before, "fine-tuned": scores(after)})
         docs_after = per_document(after)
         for s in report.scores["base"]:
             if (s.task, s.metric) in docs_before:

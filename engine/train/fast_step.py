@@ -44,6 +44,8 @@ _LOGIT_FIELDS = ("final_logit_softcapping", "logit_scale", "output_multiplier", 
 _LORA_DROPOUT = ("lora", "rslora", "dora", "qlora", "lora-8bit")
 # Dropout's drop probability is rounded to this many levels (16 random bits a value)
 DROPOUT_LEVELS = 1 << 16
+# methods with no frozen fp32 linear layer (every weight trains, or the frozen ones are quantized)
+_NO_FROZEN_FP32 = ("full", "qlora", "lora-8bit")
 # peft methods whose forward adds to the model's own (virtual tokens, AdaLoRA's orthogonality loss)
 _OWN_FORWARD = ("prefix-tuning", "prompt-tuning", "p-tuning", "adalora")
 
@@ -63,7 +65,10 @@ class Plan:
                 (["frozen weights held in bf16"] if self.bf16_weights else []) + \
                 (["dropout masks from random bits"] if self.dropout_bits else []) + \
                 (["frozen layers' products through oneDNN"] if self.onednn else [])
-        said = "; ".join(parts) or "trl's own step"
+        if not self.compact_loss:
+            return "trl's own step" + (f" ({self.why_not})" if self.why_not else "") + \
+                ("; frozen layers' products through oneDNN" if self.onednn else "")
+        said = "; ".join(parts)
         return said + (f" ({self.why_not})" if self.why_not else "")
 
 
@@ -71,11 +76,13 @@ def plan(cfg, model_config, on_gpu: bool, processes: int = 1, precision: str = "
     """Which parts of the faster step this run uses, and why not the others (one clause). `precision`: the
     run's (preflight's choice for `auto`)."""
     found = _plan(cfg, model_config, on_gpu, processes)
+    # oneDNN's products for the frozen layers change no loss: every objective on one CPU process has them
+    onednn = precision == "fp32" and not on_gpu and processes == 1 and getattr(cfg, "fast_step", True) and \
+        getattr(cfg, "method", None) not in _NO_FROZEN_FP32 and not cfg.distributed() and onednn_available()
     if not found.compact_loss:
-        return found
+        return replace(found, onednn=onednn)
     return replace(found, bf16_weights=precision == "bf16" and cfg.method in ("lora", "rslora"),
-                   dropout_bits=cfg.method in _LORA_DROPOUT and cfg.lora_dropout > 0,
-                   onednn=precision == "fp32" and onednn_available())
+                   dropout_bits=cfg.method in _LORA_DROPOUT and cfg.lora_dropout > 0, onednn=onednn)
 
 
 def _plan(cfg, model_config, on_gpu: bool, processes: int) -> Plan:
