@@ -13,8 +13,8 @@ from conftest import SAMPLE, SHOTS
 pytestmark = pytest.mark.browser
 
 
-def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser, studio_app):
-    """Data (pairs) -> Train (DPO, with its reward plots) -> Compare (preference accuracy before and after)."""
+def _upload(browser, app_url, name: str):
+    """A new page on the app with the sample file `name` uploaded on the Data tab; (page, console errors)."""
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
@@ -23,7 +23,15 @@ def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser, studi
     page.goto(app_url)
     # the page opens on the bundled sample (its token statistics included): upload once that has finished
     expect(page.locator("#token-stats")).to_contain_text("tokens per epoch", timeout=30000)
-    page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / "preference.jsonl"))
+    page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / name))
+    return page, errors
+
+
+def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser, studio_app):
+    """Data (pairs) -> Train (DPO, with its reward plots) -> Compare (preference accuracy before and after)."""
+    from playwright.sync_api import expect
+
+    page, errors = _upload(browser, app_url, "preference.jsonl")
     expect(page.locator("#data-status")).to_contain_text("56 examples (56 pairs)", timeout=20000)
     expect(page.locator("#token-stats")).to_contain_text("rejected", timeout=30000)
     page.get_by_text("What gets trained").click()
@@ -64,13 +72,7 @@ def test_prompts_train_grpo_with_reward_plots_and_score_in_compare(app_url, brow
     sampled completions) -> Compare (the reward before and after on held-out prompts)."""
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1280, "height": 1100})
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(app_url)
-    # the page opens on the bundled sample (its token statistics included): upload once that has finished
-    expect(page.locator("#token-stats")).to_contain_text("tokens per epoch", timeout=30000)
-    page.locator("#data-upload input[type=file]").set_input_files(str(SAMPLE / "grpo.jsonl"))
+    page, errors = _upload(browser, app_url, "grpo.jsonl")
     expect(page.locator("#data-status")).to_contain_text("64 examples (64 prompts)", timeout=20000)
     expect(page.locator("#data-status")).to_contain_text("Read as prompts for GRPO (64 of 64 with a reference")
     expect(page.locator("#token-stats")).to_contain_text("prompts over the prompt budget", timeout=30000)
