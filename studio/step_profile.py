@@ -31,7 +31,7 @@ GROUPS = (
     ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmm_",
                          "mkldnn::_linear_pointwise")),
     ("attention", ("scaled_dot_product", "aten::_flash_attention", "aten::_efficient_attention")),
-    ("dropout masks", ("aten::bernoulli", "aten::native_dropout")),
+    ("dropout masks", ("aten::bernoulli", "aten::native_dropout", "aten::random_")),  # torch's, or the studio's draws
     ("softmax and cross-entropy", ("softmax", "nll_loss", "cross_entropy", "aten::argmax")),
     ("element-wise", ("aten::mul", "aten::add", "aten::sub", "aten::div", "aten::exp", "aten::silu", "aten::pow",
                       "aten::rsqrt", "aten::mean", "aten::neg", "aten::cat", "aten::copy_", "aten::fill_",

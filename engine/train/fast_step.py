@@ -21,6 +21,9 @@ computation:
   from a quarter of the generator's draws, where torch's `bernoulli_` took 13-20% of a CPU step. The
   masks differ from trl's step's draws, as the padding-free step's already do (its tensors have no
   padding); at dropout 0 (the exactness test) nothing changes.
+- In fp32, the frozen linear layers' products through oneDNN's linear (`onednn_frozen_linears`, every
+  objective of a one-process CPU run): torch's own fp32 product repacks the weight at every call and
+  measured 15-30% slower at the step's shapes; the same sums, in another order.
 
 `plan(cfg, model_config, on_gpu, processes)` says which of these a run uses and why not the others;
 `fast_step: false` in a run's config trains with trl's own step. On a GPU trl's step is kept (its
