@@ -5,7 +5,6 @@ the step is trl's own."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -207,13 +206,22 @@ def test_frozen_layers_through_onednn_give_the_same_outputs_and_input_gradients(
     before, grads_before = run()
     frozen = sum(1 for n, _ in model.named_modules() if n.endswith(".base_layer")) + 1  # and the tied head
     assert fast_step.onednn_frozen_linears(model) == frozen
-    after, grads_after = run()
+    with torch.profiler.profile() as prof:
+        after, grads_after = run()
+    ran = {e.key: e.count for e in prof.key_averages()}
+    assert ran.get("mkldnn::_linear_pointwise", 0) > frozen  # each forward, and the backwards, took oneDNN's
     assert torch.allclose(before, after, rtol=1e-5, atol=1e-5)
     assert grads_before.keys() == grads_after.keys() and all("lora_" in n for n in grads_after)
     for n in grads_before:
         assert torch.allclose(grads_before[n], grads_after[n], rtol=1e-4, atol=1e-6), n
     q = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
     x = torch.randn(3, q.in_features)
+    x.requires_grad_(True)
+    y = q(x)
+    y += 1  # a layer may add to its base layer's output in place (AdaLoRA's do)
+    y.sum().backward()
+    assert torch.allclose(x.grad, q.weight.sum(0).expand_as(x), rtol=1e-5, atol=1e-5)
+    x = x.detach()
     with torch.no_grad():
         q.weight.mul_(2)  # as a merge writes into the weight
         assert torch.allclose(q(x), x @ q.weight.T, rtol=1e-5, atol=1e-5)

@@ -207,8 +207,9 @@ def gpus_needed(shape: ModelShape, gpu_gb: float, method: str, zero_stage: int =
 
 
 # Share of the matrix-product peak that LoRA training reaches on SmolLM2-135M on a 2-core CPU with the
-# studio's step (engine/train/fast_step.py; measured by `studio bench`, 2026-12-06: 39% on instructions with
-# the loss on the answers, 43% on the sample; trl's own step reached 12-31%).
+# studio's step (engine/train/fast_step.py; measured by `studio bench`, 2026-12-06: 47-52% on instructions
+# with the loss on the answers, 42-48% on the sample; trl's own step reached 12-31%), rounded down: an
+# estimate of the time to budget for, on CPUs that reach less.
 TRAINING_UTILISATION = 0.4
 
 

@@ -215,19 +215,19 @@ def _frozen_linear_function():
     linear = torch.ops.mkldnn._linear_pointwise
 
     class FrozenLinear(torch.autograd.Function):
+        """On rows (2-D): its output is no view, so a caller may add to it in place (AdaLoRA's layers do)."""
+
         @staticmethod
-        def forward(ctx, x, weight, bias):
+        def forward(ctx, rows, weight, bias):
             ctx.save_for_backward(weight)
-            flat = x.reshape(-1, x.shape[-1]).contiguous()
-            return linear(flat, weight, bias, "none", [], "").view(*x.shape[:-1], weight.shape[0])
+            return linear(rows.contiguous(), weight, bias, "none", [], "")
 
         @staticmethod
         def backward(ctx, grad):
             (weight,) = ctx.saved_tensors
             if not ctx.needs_input_grad[0]:
                 return None, None, None
-            flat = grad.reshape(-1, grad.shape[-1]).contiguous()
-            return linear(flat, weight.t(), None, "none", [], "").view(*grad.shape[:-1], weight.shape[1]), None, None
+            return linear(grad.contiguous(), weight.t(), None, "none", [], ""), None, None
 
     return FrozenLinear
 
@@ -250,7 +250,8 @@ def onednn_frozen_linears(model) -> int:
         w = self.weight
         if w.requires_grad or x.dtype != w.dtype or torch.is_autocast_enabled("cpu") or x.device.type != "cpu":
             return plain(x, w, self.bias)
-        return function.apply(x, w, self.bias)
+        rows = function.apply(x.reshape(-1, x.shape[-1]), w, self.bias)
+        return rows.view(*x.shape[:-1], w.shape[0])
 
     changed = 0
     for module in model.modules():
