@@ -45,34 +45,3 @@ def test_lora_on_the_default_model_trains_and_answers(runs_dir):
     assert "Paris" in base.text
     tuned = chat.generate([{"role": "user", "content": "How heavy is the Tilly T2?"}], max_new_tokens=16)
     assert tuned.text and tuned.answer_tokens > 0
-
-
-def test_batched_compare_answers_equal_one_at_a_time_on_the_default_model(runs_dir):
-    """fp32, greedy: a question's four columns in one batch (a real LoRA adapter, mixed with its base rows)
-    give token for token the answers each column gets alone."""
-    from peft import LoraConfig, get_peft_model
-
-    from engine.infer.chat import Answerer, Answerers, ChatModel
-    from engine.models import load_causal_lm
-    from rag.compare import compare, one_by_one
-    from rag.pipeline import sample_pipeline
-
-    import torch
-
-    torch.manual_seed(0)
-    adapter = runs_dir / "adapter"
-    peft_model = get_peft_model(load_causal_lm(DEFAULT_MODEL), LoraConfig(r=8, target_modules="all-linear"))
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:  # a small, real change of the answers
-            torch.nn.init.normal_(p, std=0.05)
-    peft_model.save_pretrained(adapter)
-    chat = ChatModel(DEFAULT_MODEL, adapter, precision="fp32")
-    pipe = sample_pipeline()
-    fit = (chat.tokenizer, chat.max_prompt_tokens())
-    for question in ("What does error E31 mean?",):  # more questions: tests/test_batching.py, tiny model
-        batched = compare(question, pipe, Answerers(Answerer(chat, False), Answerer(chat, True), 48), fit=fit)
-        alone = compare(question, pipe, one_by_one(lambda m: chat.generate(m, False, 48),
-                                                   lambda m: chat.generate(m, True, 48)), fit=fit)
-        assert [a.text for a in batched] == [a.text for a in alone]
-        assert [a.answer_tokens for a in batched] == [a.answer_tokens for a in alone]
-        assert batched[0].text != batched[2].text  # the adapter rows are the adapter's
