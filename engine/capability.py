@@ -280,6 +280,14 @@ def slowdown(precision: str, model: str | None = None) -> str | None:
     return None if precision != "bf16" or cap.faster("bf16") else cap.describe("bf16")
 
 
+def onednn_available() -> bool:
+    """Whether this torch has oneDNN's linear: the inference path's packed layers (engine/infer/kernels.py) and
+    the training step's frozen products (engine/train/fast_step.py) use it."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     model = argv[0] if argv else None
@@ -294,3 +302,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from engine.capability import onednn_available
+
 
 class PackedLinear:
     """Builds a module that computes `linear` with its weight packed once for oneDNN (CPU, fp32)."""
@@ -49,7 +51,7 @@ def pack_linears(model) -> str:
                and child.weight.device.type == "cpu"]
     if not linears:
         return "plain linear layers"
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+    if not onednn_available():
         return "plain linear layers (this torch has no oneDNN linear)"
     size = sum(c.weight.numel() * 4 for _, _, c in linears)
     if size > psutil.virtual_memory().available / 4:

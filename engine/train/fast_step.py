@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from engine.capability import onednn_available
+
 ATTENTION = "studio_varlen"
 # Logits made at once before the projection is chunked (and recomputed in backward): 2^27 floats, 512 MB in fp32
 MAX_LOGITS = 1 << 27
@@ -63,16 +65,15 @@ class Plan:
     onednn: bool = False  # fp32: the frozen linear layers' products through oneDNN (`onednn_frozen_linears`)
 
     def describe(self) -> str:
-        parts = (["loss at trained positions only"] if self.compact_loss else []) + \
+        why = f" ({self.why_not})" if self.why_not else ""
+        extra = ["frozen layers' products through oneDNN"] if self.onednn else []
+        if not self.compact_loss:
+            return "; ".join(["trl's own step" + why] + extra)
+        parts = ["loss at trained positions only"] + \
                 (["examples end to end, each attending to itself"] if self.varlen else []) + \
                 (["frozen weights held in bf16"] if self.bf16_weights else []) + \
-                (["dropout masks from random bits"] if self.dropout_bits else []) + \
-                (["frozen layers' products through oneDNN"] if self.onednn else [])
-        if not self.compact_loss:
-            return "trl's own step" + (f" ({self.why_not})" if self.why_not else "") + \
-                ("; frozen layers' products through oneDNN" if self.onednn else "")
-        said = "; ".join(parts)
-        return said + (f" ({self.why_not})" if self.why_not else "")
+                (["dropout masks from random bits"] if self.dropout_bits else [])
+        return "; ".join(parts + extra) + why
 
 
 def plan(cfg, model_config, on_gpu: bool, processes: int = 1, precision: str = "fp32") -> Plan:
@@ -199,12 +200,6 @@ def faster_dropout(model) -> int:
                     module.lora_dropout[name] = BitsDropout(drop.p).train(drop.training)
                     changed += 1
     return changed
-
-
-def onednn_available() -> bool:
-    import torch
-
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def _frozen_linear_function():
