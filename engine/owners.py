@@ -10,7 +10,7 @@ Owner ids, one per person:
     anon:HEX         one browser on a public demo without sign-in (a random key kept in that browser)
 Who is asking is worked out by the page (ui/owners.py) from the request, never from a value the page sends.
 
-    from engine.owners import owner_of, claim
+    from engine.owners import owner_of, claim, owner_of_path
 """
 
 from __future__ import annotations
@@ -53,3 +53,22 @@ def describe(owner: str) -> str:
     """An owner's name as the page shows it to that person: the account or Hugging Face name."""
     kind, _, name = owner.partition(":")
     return {"local": "this machine's owner", "anon": "an anonymous visitor"}.get(kind, name)
+
+
+def owner_of_path(path: str | Path, roots: list[Path]) -> str | None:
+    """Whose is the thing `path` names, when it lies inside one of the studio's own folders `roots` (runs,
+    collections, uploads, decisions): the owner recorded by the nearest folder at or above it, up to that root
+    (the local owner where none records one); None when it lies in none of them. Links and `..` are followed
+    first, so a link in one's own folder to another's run is the other's."""
+    real = Path(path).expanduser().resolve()
+    for root in roots:
+        root = Path(root).expanduser().resolve()
+        if not real.is_relative_to(root):
+            continue
+        for folder in [real, *real.parents]:
+            if (folder / FILE).is_file():
+                return owner_of(folder)
+            if folder == root:
+                break
+        return LOCAL
+    return None

@@ -3,9 +3,10 @@
     studio                                  start the web UI (http://127.0.0.1:7860)
     studio --auth [--admin NAME ...]        the web UI behind sign-in with the accounts below; each person
                                             sees only their own work, an admin every run
-    studio ... [--runs-per-person N] [--over-limit refuse|wait]
+    studio ... [--runs-per-person N] [--over-limit refuse|wait] [--models-dir DIR ...]
                                             a person's runs queued or training at once (default 1), and
-                                            whether one more is refused or waits behind others' (sharing.py)
+                                            whether one more is refused or waits behind others' (sharing.py);
+                                            folders of models everyone of a shared page may load
     studio users add NAME [--admin]         make an account (password from a prompt or standard input)
     studio users list | remove NAME         the accounts; take one away
     studio train CONFIG.yaml [--field value ...]

@@ -1,7 +1,7 @@
 """The commands of a studio several people share: the page's sign-in and fair-use options, the accounts,
 and handing runs over.
 
-    studio [--auth [--admin NAME ...]] [--runs-per-person N] [--over-limit refuse|wait]
+    studio [--auth [--admin NAME ...]] [--runs-per-person N] [--over-limit refuse|wait] [--models-dir DIR ...]
     studio users add NAME [--admin] | list | remove NAME
     studio runs [give RUN_ID OWNER]
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from pathlib import Path
 
 from engine import accounts, owners
 from engine.errors import RunError, StudioError
@@ -30,14 +31,21 @@ def cmd_page(argv: list[str]) -> int:
                    help="runs a person may hold queued or training at once (default 1; 0: no limit)")
     p.add_argument("--over-limit", choices=("refuse", "wait"), default=None,
                    help="a run past the limit is refused (default), or waits behind everyone else's")
+    p.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of models every person of a shared page may load (repeatable; also "
+                        "STUDIO_MODELS_DIRS); otherwise only hub ids, the default and each person's own runs")
     a = p.parse_args(argv)
+    for folder in a.models_dir:
+        if not Path(folder).expanduser().is_dir():
+            raise StudioError(f"--models-dir {folder}: there is no such folder.")
     if a.admin and not a.auth:
         raise StudioError("--admin names an account of --auth; add --auth.")
     if a.runs_per_person is not None and a.runs_per_person < 0:
         raise StudioError(f"--runs-per-person is {a.runs_per_person}: it takes 0 (no limit) or more.")
     from ui.app import main as ui_main  # deferred: gradio, which the other commands do not need
 
-    return ui_main(auth=a.auth, admins=tuple(a.admin), runs_per_person=a.runs_per_person, over_limit=a.over_limit)
+    return ui_main(auth=a.auth, admins=tuple(a.admin), runs_per_person=a.runs_per_person, over_limit=a.over_limit,
+                   models_dirs=tuple(a.models_dir))
 
 
 def cmd_runs(argv: list[str] | None = None) -> int:

@@ -342,7 +342,7 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     assert "adapter on" in ask("How heavy is the Tilly T2?", "adapter on")
     expect(log).to_contain_text("How heavy is the Tilly T2?")
     page.locator("#chat-save").click()
-    expect(page.locator("#chat-saved")).to_contain_text("now holds 1", timeout=20000)
+    expect(page.locator("#chat-saved")).to_contain_text("you have 1 saved", timeout=20000)
     saved = studio_app.home / "chat-examples.jsonl"
     first = json.loads(saved.read_text().splitlines()[0])["messages"]
     assert [m["role"] for m in first] == ["user", "assistant"] and first[1]["content"].strip()
@@ -353,7 +353,7 @@ def test_chat_tab_streams_switches_adapter_retrieves_and_saves_examples(app_url,
     page.locator("#chat-adapter input").uncheck()
     assert "adapter off" in ask("How heavy is the Tilly T2?", "adapter off")
     page.locator("#chat-save").click()
-    expect(page.locator("#chat-saved")).to_contain_text("now holds 2", timeout=20000)
+    expect(page.locator("#chat-saved")).to_contain_text("you have 2 saved", timeout=20000)
     second = json.loads(saved.read_text().splitlines()[1])["messages"]
     assert second[1]["content"] != first[1]["content"]  # the base answered, not the adapter
 

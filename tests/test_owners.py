@@ -95,7 +95,7 @@ def _request(session="s1", username=None, oauth=None):
 def page_settings(monkeypatch, runs_dir):
     from ui import owners as page
 
-    monkeypatch.setattr(page, "SETTINGS", {"auth": False, "admins": set()})
+    monkeypatch.setattr(page, "SETTINGS", {"auth": False, "admins": set(), "models_dirs": []})
     monkeypatch.setattr(page, "_SESSIONS", {})
     for name in ("STUDIO_DEMO", "OAUTH_CLIENT_ID", "STUDIO_OAUTH", "SPACE_AUTHOR_NAME"):
         monkeypatch.delenv(name, raising=False)
@@ -242,3 +242,47 @@ def test_the_queue_is_fair_between_people_and_a_run_past_the_limit_waits_or_is_r
     monkeypatch.setenv("STUDIO_OVER_LIMIT", "later")
     with pytest.raises(StudioError, match="^STUDIO_OVER_LIMIT is 'later': it takes refuse or wait.$"):
         page.may_start(_request(session="alice"))
+
+
+def test_a_model_path_is_checked_against_who_asks_and_every_refusal_reads_the_same(page_settings, tiny_model,
+                                                                                   monkeypatch, tmp_path):
+    """Issue 40: the Model field loaded any server folder with a config.json. Now, on a shared page: a run of
+    one's own by id or path, the operator's model or folders, a hub id; another person's run by path, `..`, a
+    link or id, a guessed id and any other server folder all get the one sentence, which names no server path."""
+    import shutil
+
+    import gradio as gr
+
+    page = page_settings
+    monkeypatch.setenv("STUDIO_ACCOUNTS", str(tmp_path / "accounts.json"))
+    monkeypatch.delenv("STUDIO_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    alice_req, bob_req = _request(username="alice"), _request(username="bob")
+    alice_run = create_run(_config(tiny_model), owner="user:alice")
+    bob_run = create_run(_config(tiny_model), owner="user:bob")
+    shutil.copytree(tiny_model, alice_run.dir / "model")  # a full fine-tune's weights
+    (bob_run.dir / "hers").symlink_to(alice_run.dir / "model")
+    allowed = tmp_path / "operator-models"
+    shutil.copytree(tiny_model, allowed / "tiny")
+    page.SETTINGS.update(auth=True, models_dirs=[str(allowed)])
+    assert page.model_of(alice_req, alice_run.id) == str(alice_run.dir / "model")  # her run, by id
+    assert page.model_of(alice_req, str(alice_run.dir / "model")) == str((alice_run.dir / "model").resolve())
+    assert page.model_of(bob_req, str(allowed / "tiny")) == str((allowed / "tiny").resolve())
+    assert page.model_of(bob_req, "") == page.model_of(bob_req, None) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    guessed = alice_run.id[:-10] + "0123456789"
+    refusals = {}
+    for bad in (alice_run.id, guessed, str(alice_run.dir / "model"), str(bob_run.dir / ".." / alice_run.id / "model"),
+                str(bob_run.dir / "hers"), str(alice_run.dir), str(bob_run.dir.parent), tiny_model, "/etc",
+                str(allowed / ".." / "operator-models" / ".." / alice_run.dir.parent.name), "Qwen/Qwen2.5-0.5B",
+                "../../x", "a\x00b"):
+        with pytest.raises(gr.Error) as err:
+            page.model_of(bob_req, bad)
+        refusals[bad] = err.value.message
+    assert set(refusals.values()) == {page.NO_MODEL}, refusals  # missing, foreign or a server folder: one sentence
+    assert "/" not in page.NO_MODEL  # it names no path at all
+    with pytest.raises(gr.Error, match="has only an adapter"):  # her own LoRA run: said plainly, it is hers
+        page.model_of(bob_req, bob_run.id)
+    page.SETTINGS.update(auth=True, admins={"carol"})
+    assert page.model_of(_request(username="carol"), alice_run.id) == str(alice_run.dir / "model")  # the admin
+    page.SETTINGS.update(auth=False, admins=set())  # one person's own machine: any folder of theirs
+    assert page.model_of(_request(), tiny_model) == tiny_model

@@ -2,6 +2,7 @@
 and the dataset reader surviving a fuzz run."""
 
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_the_run_status_api_reads_only_listed_runs(runs_dir):
 
 
 def test_only_files_under_the_upload_folder_or_the_samples_are_read(tmp_path):
-    from engine.data.uploads import SessionFiles, check_origin
+    from engine.data.uploads import check_origin
 
     uploads, elsewhere = tmp_path / "uploads", tmp_path / "elsewhere"
     uploads.mkdir(), elsewhere.mkdir()
@@ -189,7 +190,33 @@ def test_only_files_under_the_upload_folder_or_the_samples_are_read(tmp_path):
     for bad in (server, uploads / "link.jsonl", uploads / ".." / "elsewhere" / "server.jsonl", "/etc/passwd"):
         with pytest.raises(UploadError, match="was not uploaded in this session, so it is not read"):
             check_origin(bad, [uploads])
-    sessions = SessionFiles()
-    assert sessions.claim(mine, "alice") == mine.resolve() and sessions.claim(mine, "alice") == mine.resolve()
-    with pytest.raises(UploadError, match="mine.jsonl: was uploaded in another session"):
-        sessions.claim(mine, "mallory")
+
+
+def _upload_again(path: Path, data: bytes) -> None:
+    """As Gradio stores an upload: a new file renamed over the path its bytes' hash names."""
+    fresh = path.with_name(".incoming")
+    fresh.write_bytes(data)
+    os.rename(fresh, path)
+
+
+def test_each_persons_upload_is_their_own_copy_and_the_same_bytes_from_two_people_are_two_uploads(tmp_path):
+    from engine.data.uploads import Uploads
+
+    shared = tmp_path / "gradio" / "3fa9" / "mine.jsonl"  # Gradio's folder: one path for the same bytes and name
+    shared.parent.mkdir(parents=True)
+    data = b'{"text": "alice wrote this"}\n'
+    _upload_again(shared, data)
+    uploads = Uploads(lambda: tmp_path / "home")
+    alice = uploads.take(shared, "user:alice")
+    assert alice.read_bytes() == data and not alice.is_relative_to(shared.parent)
+    assert uploads.take(shared, "user:alice") == alice  # taken again (a reload, a second event): her copy
+    with pytest.raises(UploadError, match="mine.jsonl: was not uploaded by you"):  # named, never uploaded
+        uploads.take(shared, "user:mallory")
+    _upload_again(shared, data)  # bob uploads the very same bytes under the same name
+    bob = uploads.take(shared, "user:bob")
+    assert bob != alice and bob.read_bytes() == data
+    assert Uploads(lambda: tmp_path / "home").take(shared, "user:alice") == alice  # after a restart: still hers
+    _upload_again(shared, data)  # alice uploads it again after a reload
+    assert uploads.take(shared, "user:alice") == alice
+    with pytest.raises(UploadError, match="was not uploaded by you"):
+        uploads.take(shared, "user:mallory")

@@ -52,6 +52,11 @@ def accounts_app(tiny_model, tmp_path_factory):
         cfg = RunConfig(model=tiny_model, data=str(data if name == "alice" else SAMPLE / "train.jsonl"), max_steps=1,
                         batch_size=8, max_length=64, report_to=[])
         made[name] = create_run(cfg, home / "runs", owner=f"user:{name}")
+    # alice's full fine-tune: whole weights with a config.json, which the Model field once loaded for anyone
+    made["alice_full"] = create_run(RunConfig(model=tiny_model, data=str(data), method="full", max_steps=1,
+                                              report_to=[]), home / "runs", owner="user:alice")
+    shutil.copytree(tiny_model, made["alice_full"].dir / "model")
+    (made["bob"].dir / "hers").symlink_to(made["alice_full"].dir / "model")  # a link in bob's own run
     doc = home / "dock.md"
     doc.write_text(f"# Dock\n\n{SECRET}.\n")
     env = {"STUDIO_MODEL": tiny_model, "STUDIO_ACCOUNTS": str(home / "accounts.json"),
@@ -74,6 +79,55 @@ def accounts_app(tiny_model, tmp_path_factory):
     studio = str(Path(sys.executable).with_name("studio"))
     with running_app(env, home=home, args=[studio, "--auth", "--admin", "carol"]) as app:
         yield app.url, made
+
+
+MODEL_REFUSED = "There is no such model of yours here"
+
+
+def _model_endpoints(client) -> dict[str, tuple[list, list[int]]]:
+    """The app's named endpoints that take the Model field: {name: (parameters, indexes of the Model field)}."""
+    from engine.train.config import LABELS
+
+    found = {}
+    for name, info in client.get("gradio_api/info").json()["named_endpoints"].items():
+        where = [i for i, p in enumerate(info["parameters"]) if p.get("label") == LABELS["model"]]
+        if where:
+            found[name] = (info["parameters"], where)
+    return found
+
+
+def test_nobody_answers_trains_or_views_with_another_persons_weights(accounts_app):
+    """Issue 40: as bob, every endpoint that takes the Model field, given alice's full fine-tune by path, by a
+    `..` path through bob's own run, by a link in bob's run, by her run id, and a guessed id: each gets the one
+    sentence, names no server path, and no run of bob's is made from her weights."""
+    url, made = accounts_app
+    bob, session = _client(url, "bob"), uuid.uuid4().hex
+    hers = made["alice_full"]
+    runs = hers.dir.parent
+    guessed = hers.id[:-10] + "0123456789"
+    tries = [str(hers.dir / "model"), f"{made['bob'].dir}/../{hers.id}/model", str(made["bob"].dir / "hers"),
+             hers.id, guessed, str(runs / guessed / "model")]
+    endpoints = _model_endpoints(bob)
+    # the eleven handlers of the issue, and the measurement's start
+    assert {"/respond", "/ask", "/run_evaluation", "/start", "/run_probe", "/estimate_view", "/matrix_html",
+            "/token_view", "/trained_view", "/preference_markdown", "/preview_of", "/start_1"} <= set(endpoints), \
+        sorted(endpoints)
+    before = {p.name for p in runs.iterdir()}
+    for name, (params, where) in endpoints.items():
+        for model in tries:
+            args = [p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
+            for i in where:
+                args[i] = model
+            for i, p in enumerate(params):
+                if p["parameter_name"] in ("question", "message"):
+                    args[i] = "Who are you?"
+            shown = _call(bob, name, args, session)
+            assert MODEL_REFUSED in shown, (name, model, shown[:600])
+            assert str(runs) not in shown.replace(model, ""), (name, model, shown[:600])  # no server path said
+    assert {p.name for p in runs.iterdir()} == before  # nothing trained or probed from her weights
+    # alice herself may name her own run by its id (the same check lets her through)
+    alice = _client(url, "alice")
+    assert MODEL_REFUSED not in _call(alice, "/preference_markdown", [[], hers.id], uuid.uuid4().hex)
 
 
 def _client(url: str, name: str):
@@ -168,7 +222,7 @@ def _runs_listed(page) -> set[str]:
     page.get_by_role("tab", name="6 · Runs and export").click()
     page.locator("#runs-refresh").click()
     expect(page.locator("#runs-table")).to_contain_text("lora", timeout=20000)
-    return set(re.findall(r"\d{8}-\d{6}-lora(?:-\d+)?", page.locator("#runs-table").inner_text()))
+    return set(re.findall(r"\d{8}-\d{6}-lora-[0-9a-f]{10}", page.locator("#runs-table").inner_text()))
 
 
 @pytest.fixture(scope="module")

@@ -128,13 +128,15 @@ def build() -> gr.Blocks:
 
 
 def main(auth: bool = False, admins: tuple[str, ...] = (), runs_per_person: int | None = None,
-         over_limit: str | None = None) -> int:
+         over_limit: str | None = None, models_dirs: tuple[str, ...] = ()) -> int:
     """Start the page. `auth`: sign-in with the accounts of `studio users add` (engine/accounts.py); `admins`:
     account names that see and may stop every run; `runs_per_person` / `over_limit`: the fair use of the
-    training slot (ui/owners.py `fair_use`; None: STUDIO_RUNS_PER_PERSON / STUDIO_OVER_LIMIT)."""
+    training slot (ui/owners.py `fair_use`; None: STUDIO_RUNS_PER_PERSON / STUDIO_OVER_LIMIT); `models_dirs`:
+    folders of models every person of a shared page may load (ui/owners.py `model_of`)."""
     if not hub_reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"  # fail fast instead of waiting on a hub that is not there
-    owners.SETTINGS.update(auth=auth, admins=set(admins), runs_per_person=runs_per_person, over_limit=over_limit)
+    owners.SETTINGS.update(auth=auth, admins=set(admins), runs_per_person=runs_per_person, over_limit=over_limit,
+                           models_dirs=list(models_dirs))
     try:
         owners.fair_use()  # a wrong STUDIO_OVER_LIMIT is said at start, not at the first Start
     except StudioError as err:

@@ -56,7 +56,7 @@ def respond(question, history, who, adapter_on, system, temperature, top_p, max_
     try:
         if who and who != BASE:
             owners.run_of(request, who)  # only a run of one's own
-        chat, use_adapter = chat_for(who, base_model, adapter_on)
+        chat, use_adapter = chat_for(who, owners.model_of(request, base_model), adapter_on)
         hits = []
         if collection and collection != NO_RETRIEVAL:
             hits = _pipeline(collection, 3, 0.0, 0.0, request=request).retrieve(question)
@@ -87,10 +87,11 @@ def stop_reply(request: gr.Request = None):
 
 def save(history, system, request: gr.Request = None):
     try:
-        path, count = save_exchange(list(history or []), system or "", examples_path(owners.person(request).owner))
+        _, count = save_exchange(list(history or []), system or "", examples_path(owners.person(request).owner))
     except (StudioError, OSError) as err:
         return refuse(err)
-    return f"Saved as a training example: `{path}` now holds {count}. Pick that file on the Data tab to train on it."
+    return (f"Saved as a training example: you have {count} saved. Train on them with the Data tab's "
+            "\"Use the chat examples saved from the Chat tab\".")
 
 
 def build_chat_tab(model):

@@ -77,15 +77,18 @@ def _describe(pipe: RagPipeline, name: str) -> str:
 
 
 def index_documents(files, name, column, request: gr.Request = None, progress=gr.Progress()):
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", (name or "").strip()) or "my-documents"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", str(name or "").strip()) or "my-documents"
     if not files:
         refuse("Choose documents to index first.")
         return gr.update(), gr.update(), gr.update()
     try:
-        files = accept(files, request, SUFFIXES)  # only what this session uploaded: any server path can be named
+        files = accept(files, request, SUFFIXES)  # only what this person uploaded: any server path can be named
+        folder = owners.collection_of(request, name, create=True)
     except (UploadError, OSError) as err:
         return gr.update(), refuse(err), gr.update()
-    pipe = RagPipeline.open(owners.collection_of(request, name, create=True))
+    except gr.Error as err:  # a name that cannot be a collection of theirs
+        return gr.update(), refuse(err.message), gr.update()
+    pipe = RagPipeline.open(folder)
     report = pipe.index(files, column=column or None,
                         progress=lambda i, n, f: progress((i, n), desc=f"reading {f}"))
     return (gr.update(choices=collections(request), value=name), f"{report.sentence()}\n\n{_describe(pipe, name)}",
@@ -138,7 +141,8 @@ def _column_markdown(answer, done: bool) -> str:
 
 
 def _answerers(run_id, model, request: gr.Request | None):
-    return run_answerers(owners.run_of(request, run_id), model)  # a name from the API, never a path
+    # both are names from the API: checked against who is asking, never taken as paths
+    return run_answerers(owners.run_of(request, run_id), owners.model_of(request, model))
 
 
 def ask(question, run_id, model, collection, k, min_score, mmr, reranker, request: gr.Request = None):
@@ -179,6 +183,8 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
         questions = load_questions(questions_file or SAMPLE_QUESTIONS)
         answer = _answerers(run_id, model, who)
         pipe = _pipeline(collection, k, min_score, mmr, reranker, who)
+    except gr.Error:  # a run, model or collection that is not theirs: the error its client receives
+        raise
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         refuse(str(err))
         return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()

@@ -133,7 +133,7 @@ def use_saved(request: gr.Request = None):
     """The exchanges this person saved from the Chat tab, as a dataset."""
     path = examples_path(owners.person(request).owner)
     if not path.exists():
-        return (None, refuse(f"No chat examples are saved yet ({path}); save some from the Chat tab first."), "",
+        return (None, refuse("No chat examples of yours are saved yet; save some from the Chat tab first."), "",
                 gr.update(visible=False), *[gr.update()] * 3, gr.update(interactive=False))
     return read_data([str(path)], "", "", "", 0.0, None, "assistant", request)
 
@@ -151,7 +151,8 @@ def from_documents(files, phrasings, raft, request: gr.Request = None, progress=
         return refuse(err), ""
     lines = report.lines()
     text = f"**{lines[0]}**\n\n" + "\n".join(f"- {line.strip()}" for line in lines[1:])
-    text += (f"\n\nThe held-out questions (for Compare or `studio eval --questions`): `{report.files['heldout']}`. "
+    text += (f"\n\nThe held-out questions (for Compare or `studio eval --questions`) are kept as "
+             f"`{Path(report.files['heldout']).name}` beside the pairs. "
              + ("Training on the RAFT prompts below." if raft else ""))
     if not report.train:
         return refuse("No pair passed the checks; the report above says why.") + "\n\n" + text, ""
@@ -164,12 +165,14 @@ def read_generated(path: str, request: gr.Request = None):
     return read_data([path], "", "", "", 0.0, None, "assistant", request)
 
 
-def token_view(dataset, model, max_length):
+def token_view(dataset, model, max_length, request: gr.Request = None):
     if not dataset:
         return "", pd.DataFrame({"tokens": [], "examples": []})
     report = _report(dataset)
     try:
-        tokenizer = cached_tokenizer(model)
+        tokenizer = cached_tokenizer(model := owners.model_of(request, model))
+    except gr.Error as err:
+        return err.message, pd.DataFrame({"tokens": [], "examples": []})
     except (StudioError, OSError, ValueError) as err:  # ValueError: transformers on a model it cannot read
         return f"Token statistics need the model's tokenizer: {err}", pd.DataFrame({"tokens": [], "examples": []})
     if report.examples and report.examples[0].kind == "prompts":  # GRPO: the prompts, and the room left to answer
@@ -193,12 +196,16 @@ def token_view(dataset, model, max_length):
     return "\n".join(f"- {line}" for line in lines), hist
 
 
-def trained_view(dataset, model, index, train_on):
+def trained_view(dataset, model, index, train_on, request: gr.Request = None):
     if not dataset:
         return []
     report = _report(dataset)
     if not report.examples:
         return []
+    try:
+        model = owners.model_of(request, model)
+    except gr.Error as err:
+        return [(err.message, None)]
     ex = report.examples[min(max(int(index or 0), 0), len(report.examples) - 1)]
     if ex.kind != "sft":  # a pair: the prompt as the model reads it, then each answer, marked
         try:

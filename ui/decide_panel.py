@@ -32,6 +32,10 @@ def newest(request) -> Decision | None:
 
 def start(files, budget, model, request: gr.Request = None):
     who = owners.person(request)
+    try:
+        model = owners.model_of(who, model)
+    except gr.Error as err:
+        return refuse(err.message)
     if not files:
         return refuse("Add your documents first (.txt, .md, .html, .pdf, .docx, or text columns of .jsonl / .csv).")
     try:
@@ -51,7 +55,7 @@ def start(files, budget, model, request: gr.Request = None):
         target = folder / "docs" / path.rsplit("/", 1)[-1]
         shutil.copyfile(path, target)
         copies.append(str(target))
-    launch(folder, copies, float(budget or DEFAULT_BUDGET), model=model or "", owner=who.owner)
+    launch(folder, copies, float(budget or DEFAULT_BUDGET), model=model, owner=who.owner)
     return f"Started {folder.name}: {len(copies)} documents, a {float(budget):g}-minute budget."
 
 

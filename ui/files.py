@@ -1,4 +1,5 @@
-"""Files that reach a handler: only the ones this browser session uploaded, or the bundled samples.
+"""Files that reach a handler: only the ones this person uploaded (read from their own copy), or the bundled
+samples.
 
 Every handler that takes a file calls `accept(files, request)` before reading anything: a client can
 name any path on the server in a file field, and Gradio passes it on (see engine/data/uploads.py).
@@ -19,23 +20,25 @@ import gradio as gr
 from engine.capability import cache_path
 from engine.train.runs import runs_root
 from engine.infer.playground import examples_path
-from engine.data.uploads import SessionFiles, check_origin, check_upload
+from engine.data.uploads import Uploads, check_origin, check_upload, upload_root
 from ui import owners
 from rag.pipeline import collections_root
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = [ROOT / "assets" / "sample"]
-SESSIONS = SessionFiles()
+UPLOADS = Uploads(owners.uploads_home)
 
 
 def upload_folder() -> Path:
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    return upload_root()
 
 
 def trusted(request: gr.Request | None = None) -> list[Path]:
     """Files the studio itself wrote or ships, readable without an upload: the samples, the chat
-    examples this person saved from the Chat tab, and the pairs written from their documents."""
-    return [*SAMPLES, examples_path(owners.person(request).owner), generated_folder(request)]
+    examples this person saved from the Chat tab, the pairs written from their documents, and their own copies of
+    what they uploaded."""
+    owner = owners.person(request).owner
+    return [*SAMPLES, examples_path(owner), generated_folder(request), UPLOADS.folder(owner)]
 
 
 def generated_folder(request: gr.Request | None = None) -> Path:
@@ -45,14 +48,15 @@ def generated_folder(request: gr.Request | None = None) -> Path:
 
 
 def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list[str]:
-    """The real paths of `files` when each was uploaded by this session (or is a bundled sample, or the saved
-    chat examples) and passes the upload checks; UploadError with one sentence otherwise."""
+    """The real paths of `files` when each was uploaded by this person (their own copy of it), or is a bundled
+    sample, or their saved chat examples, and passes the upload checks; UploadError with one sentence otherwise."""
     out = []
+    owner = owners.person(request).owner
     for f in files or []:
         real = check_origin(str(f), [upload_folder(), *trusted(request)])
         if not any(real.is_relative_to(s.resolve()) for s in trusted(request)):
-            SESSIONS.claim(real, getattr(request, "session_hash", None) or "no-session")
             check_upload(real, suffixes)
+            real = UPLOADS.take(real, owner)
         out.append(str(real))
     return out
 
@@ -60,7 +64,8 @@ def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list
 def launch_paths() -> dict:
     """Gradio's own file rules: the runs, the collections, the measured-capability cache and the checkout
     are never served or taken as file inputs (downloads are copied out first, see `servable`)."""
-    return {"blocked_paths": [str(runs_root()), str(collections_root()), str(cache_path().parent), str(ROOT)]}
+    return {"blocked_paths": [str(runs_root()), str(collections_root()), str(owners.uploads_home()),
+                              str(cache_path().parent), str(ROOT)]}
 
 
 def servable(path: str | Path) -> str:

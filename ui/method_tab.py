@@ -39,13 +39,16 @@ def _measured_cell(row: dict | None) -> str:
             f"{row['trainable_share'] or 0:.2%} trained<br>loss {row['loss_change']:+.3f}</td>")
 
 
-def matrix_html(chosen: list[str], model: str, probed: list[dict] | None = None) -> str:
+def matrix_html(chosen: list[str], model: str, probed: list[dict] | None = None, request: gr.Request = None) -> str:
     """The published matrix with the chosen scenarios highlighted, the project's reading under arguable cells,
     and a last row measured by the probe (DeepSpeed / ZeRO columns show full fine-tuning, what they run)."""
+    refused = ""
     try:
-        rows = advisor.matrix_rows(chosen, model)
+        rows = advisor.matrix_rows(chosen, owners.model_of(request, model))
     except ShapeError:
         rows = advisor.matrix_rows(chosen)
+    except gr.Error as err:  # shown above the table, which still reads without the model's shape
+        rows, refused = advisor.matrix_rows(chosen), f"<p class='refused'>{html.escape(err.message)}</p>"
     head = "".join(f"<th>{c}</th>" for c in advisor.COLUMNS)
     body = []
     for row in rows:
@@ -64,7 +67,7 @@ def matrix_html(chosen: list[str], model: str, probed: list[dict] | None = None)
     style = ("<style>#matrix table{border-collapse:collapse;font-size:13px}#matrix td,#matrix th{border:1px solid "
              "#ddd;padding:4px 6px;vertical-align:top}#matrix tr.chosen{background:#fff6d5}#matrix td.yes b{color:"
              "#187a3a}#matrix td.no b{color:#a11}#matrix .ours{font-size:11px;color:#555;max-width:260px}</style>")
-    return f"{style}<table><tr><th>Scenario (published matrix)</th>{head}</tr>{''.join(body)}</table>"
+    return f"{style}{refused}<table><tr><th>Scenario (published matrix)</th>{head}</tr>{''.join(body)}</table>"
 
 
 def ranking_markdown(chosen: list[str]) -> tuple[str, str]:
@@ -79,8 +82,12 @@ def ranking_markdown(chosen: list[str]) -> tuple[str, str]:
 
 
 def estimate_view(model, method, objective, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
-                  rank, epochs, price, dataset):
+                  rank, epochs, price, dataset, request: gr.Request = None):
     """The plan engine/advise/plan.py makes for these settings, as sentences and a bar chart."""
+    try:
+        model = owners.model_of(request, model)
+    except gr.Error as err:
+        return err.message, pd.DataFrame({"config": [], "part": [], "GiB": []})
     tokens = dataset_tokens(dataset["files"], dataset["columns"], model, int(seq_len)) if dataset else None
     try:
         p = plan(model, method, device, gpus, zero_stage, offload, batch_size, seq_len, checkpointing,
@@ -96,6 +103,7 @@ def run_probe(model, dataset, methods, steps, request: gr.Request = None, progre
         refuse("The data chosen on the Data tab has errors; fix them or use the bundled sample.")
         return pd.DataFrame(), []
     who = owners.person(request)
+    model = owners.model_of(who, model)
     busy = owners.may_start(who)
     if busy:
         refuse(busy)
@@ -109,8 +117,12 @@ def run_probe(model, dataset, methods, steps, request: gr.Request = None, progre
     return pd.DataFrame(table), rows
 
 
-def preference_markdown(chosen: list[str], model: str) -> str:
+def preference_markdown(chosen: list[str], model: str, request: gr.Request = None) -> str:
     """The preference objectives for the chosen scenarios: the data each takes, its trade-off and evidence."""
+    try:
+        model = owners.model_of(request, model)
+    except gr.Error as err:
+        return err.message
     pick = advisor.recommend_objective(chosen or [])
     lines = [f"**Recommended: `objective: {pick}`**" if pick else
              "Tick a scenario to get an objective; the trade-offs:", ""]

@@ -15,7 +15,7 @@ import gradio as gr
 
 
 def refuse(what: BaseException | str) -> str:
-    text = str(what)
+    text = what.message if isinstance(what, gr.Error) else str(what)  # a gr.Error's str is its message quoted
     gr.Warning(text)
     return f"**Refused:** {text}"
 

@@ -15,6 +15,12 @@ with), never from a value the page sends with an event: a run id or collection n
 against it (`run_of`, `collection_of`), and another owner's is refused with one sentence that does not even
 say whether it exists. An admin sees and may stop every run.
 
+Every model a person names (the Model field of every tab, a start-from run) goes through `model_of`: the
+embedded default or a Hugging Face Hub id, one of the person's own runs by its id, or, where people share the
+page, the model the operator started it with (STUDIO_MODEL) or a folder the operator allowed (`studio --models-dir
+DIR`, STUDIO_MODELS_DIRS); any path that resolves
+(links and `..` followed) into the studio's runs, collections, uploads or decisions must be the person's own.
+
     Part of the studio page (ui/app.py); no layout here.
 """
 
@@ -29,12 +35,16 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from pathlib import Path
+
 from engine import accounts, demo, owners
+from engine.data.uploads import upload_root
 from engine.errors import StudioError
+from engine.models import DEFAULT_MODEL, hub_reachable
 from engine.train.runs import Run, list_runs, runs_in_flight, runs_root
 from rag.pipeline import collections_root
 
-SETTINGS = {"auth": False, "admins": set()}  # set by ui/app.py's main from `studio --auth [--admin NAME] ...`
+SETTINGS = {"auth": False, "admins": set(), "models_dirs": []}  # set by ui/app.py's main from `studio --auth [--admin NAME] ...`
 _SESSIONS: dict[str, str] = {}  # session hash -> anonymous owner, from the key the page opened with
 _LOCK = threading.Lock()
 KEY_STORAGE = "studio-visitor"
@@ -168,6 +178,81 @@ def run_of(request, run_id: str | None) -> Run | None:
     return run
 
 
+# ---- models ----------------------------------------------------------------------------------------------
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
+RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{1,120}")
+
+
+NO_MODEL = ("There is no such model of yours here: name a model on the Hugging Face Hub, the id of one of your "
+            "runs, or a folder this studio's operator allowed.")
+
+
+def no_model() -> gr.Error:
+    """The one sentence for a model a person may not use, whether it is missing, another person's or a server
+    folder nobody allowed: the same words for all, naming nothing of the server's."""
+    return gr.Error(NO_MODEL)
+
+
+def models_dirs() -> list[Path]:
+    """The folders of models the operator lets everyone load: `studio --models-dir DIR` (repeatable), else
+    STUDIO_MODELS_DIRS (folders separated by the path separator, as in PATH)."""
+    named = SETTINGS.get("models_dirs") or os.environ.get("STUDIO_MODELS_DIRS", "").split(os.pathsep)
+    return [Path(d).expanduser().resolve() for d in named if str(d).strip()]
+
+
+def uploads_home() -> Path:
+    """Where each person's own copies of their uploads are kept (engine/data/uploads.py `Uploads`)."""
+    return runs_root().parent / "uploads"
+
+
+def private_roots() -> list[Path]:
+    """The studio's own folders, where everything belongs to someone: runs (and the decisions inside), RAG
+    collections, uploads (Gradio's and each person's copies) and the pairs written from documents."""
+    runs = runs_root()
+    return [runs, collections_root(), upload_root(), uploads_home(), runs.parent / "generated"]
+
+
+def model_of(request, name) -> str:
+    """What to load for the model `name` a person typed, checked against who is asking: the default or a hub id
+    as it is, a run of theirs (by id) as the folder of its whole model, and a local folder where nobody else
+    shares the page, or where it is the asker's own or in a folder the operator allowed. Anything else is
+    `no_model`'s one sentence, whether it exists or not."""
+    name = str(name or "").strip() or DEFAULT_MODEL
+    if name in (DEFAULT_MODEL, os.environ.get("STUDIO_MODEL")):  # the default, or the one the operator set
+        return name
+    who = _who(request)
+    if len(name) > 1000 or any(ord(c) < 32 for c in name):
+        raise no_model()
+    if RUN_ID.fullmatch(name) and (runs_root() / name / "config.yaml").is_file():
+        run = Run(runs_root() / name)
+        if not (who.admin or run.owner == who.owner):
+            raise no_model()
+        whole = run.model_dir or (run.dir / "merged" if (run.dir / "merged" / "config.json").is_file() else None)
+        if whole is None:
+            raise gr.Error(f"Run {name} has only an adapter, no whole model to load: pick it as the run to chat "
+                           "with or compare, start from it with Start from run (init_from), or merge it on the "
+                           "Runs tab first.")
+        return str(whole)
+    path = Path(name).expanduser()
+    if name.startswith(("/", ".", "~")) or path.exists():  # a folder on this machine
+        if not shared():
+            return name  # a person's own machine: any folder of theirs
+        owner = owners.owner_of_path(path, private_roots())
+        if owner is not None:
+            if who.admin or owner == who.owner:
+                return str(path.resolve())
+            raise no_model()
+        if any(path.resolve().is_relative_to(d) for d in models_dirs()):
+            return str(path.resolve())
+        raise no_model()
+    if not HUB_ID.fullmatch(name) or ".." in name:
+        raise no_model()
+    if shared() and not hub_reachable():  # offline a hub id cannot load: say it as for anything else
+        raise no_model()
+    return name
+
+
 def fair_use() -> tuple[int, str]:
     """(runs a person may hold queued or training at once, what happens to one more: "refuse" or "wait"),
     from `studio --runs-per-person N --over-limit refuse|wait`, else STUDIO_RUNS_PER_PERSON (default 1;
@@ -239,11 +324,19 @@ def collections(request) -> list[str]:
 def collection_of(request, name: str | None, create: bool = False) -> str | None:
     """The folder name of this person's collection `name` (None for the bundled sample); a gr.Error with one
     sentence for a collection that is not theirs. `create`: a new one is theirs, recorded as theirs."""
-    if name in (None, "", SAMPLE_COLLECTION):
+    if name in (None, ""):
+        return None
+    name = str(name)
+    if name == SAMPLE_COLLECTION:
+        if create:
+            raise gr.Error(f"{SAMPLE_COLLECTION} is the bundled sample's collection, which nobody adds to; give "
+                           "your collection another name.")
         return None
     who = _who(request)
-    name = str(name)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or name.startswith("."):
+        if create:
+            raise gr.Error(f"{name[:80]!r} cannot name a collection: use up to 100 letters, digits, '-', '_' or "
+                           "'.', not starting with '.'.")
         raise gr.Error(f"There is no collection {name[:80]} of yours.")
     folder = collections_root() / (_prefix(who) + name)
     if (folder / "meta.json").exists() or (folder / "owner").exists():

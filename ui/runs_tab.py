@@ -9,6 +9,7 @@ progress, and the command that serves it behind an OpenAI-compatible endpoint.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -76,7 +77,7 @@ def onnx(run_id, request: gr.Request, progress=gr.Progress()):
         path, gap = export_onnx(run, _progress(progress))
     except (StudioError, OSError) as err:
         return None, refuse(err)
-    return None, f"ONNX model written to `{path}`; ONNX Runtime's logits differ from PyTorch's by at most {gap:.1e}."
+    return None, f"ONNX model written to `{Path(path).relative_to(run.dir)}` in run {run.id}; ONNX Runtime's logits differ from PyTorch's by at most {gap:.1e}."
 
 
 def gguf(run_id, quant, request: gr.Request, progress=gr.Progress()):
@@ -88,7 +89,7 @@ def gguf(run_id, quant, request: gr.Request, progress=gr.Progress()):
         path, check = export_gguf(run, quant, _progress(progress))
     except (StudioError, OSError) as err:
         return None, refuse(err)
-    return servable(path), (f"GGUF ({quant}) written to `{path}`, with a `Modelfile` beside it "
+    return servable(path), (f"GGUF ({quant}) written to `{Path(path).name}`, with a `Modelfile` beside it "
                             f"(`ollama create {run_id.lower()} -f Modelfile`). Round trip through transformers: "
                             f"{check.describe()}.")
 

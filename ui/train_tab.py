@@ -73,6 +73,7 @@ def start_training(dataset, values: dict, request: gr.Request = None):
         refuse(busy)
         return gr.update()
     try:
+        values["model"] = owners.model_of(who, values.get("model"))  # only a model this person may load
         cfg = run_config(dataset, values)
         owners.run_of(who, cfg.init_from)  # only from a run of one's own
         # a custom reward (a file's code) is refused from the page
@@ -116,12 +117,15 @@ def resume_training(run_id, request: gr.Request = None):
     return run_id
 
 
-def config_preview(dataset, values: dict):
+def config_preview(dataset, values: dict, request: gr.Request = None):
     """The run the form describes, as the YAML `studio train` reads and the commands that start it."""
     if dataset is None:
         return "# The data chosen on the Data tab has errors.", "", ""
     try:
+        owners.model_of(request, values.get("model"))  # the YAML shows what was typed; Start loads the checked one
         cfg = run_config(dataset, values)
+    except gr.Error as err:
+        return f"# {err.message}", "", ""
     except ConfigError as err:
         return f"# {err}", "", ""
     text = ("Save the YAML as `run.yaml`, then:\n\n```bash\nstudio train run.yaml\n```")
@@ -395,9 +399,11 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
     starter.change(lambda name: yaml.safe_dump(STARTERS[name], sort_keys=False), starter, form["rewards"],
                    show_progress="hidden")
     form["trust_remote_code"].change(_remote_code_warning, form["trust_remote_code"], None)
+    def preview_of(got, request: gr.Request):
+        return config_preview(*read(got), request=request)
+
     for event in (tab.select, *(part.change for part in (dataset, *form.values()))):  # shown on opening the tab
-        event(lambda got: config_preview(*read(got)), inputs, [preview, command, precision_info],
-              show_progress="hidden")
+        event(preview_of, inputs, [preview, command, precision_info], show_progress="hidden")
     for part in (method, form["objective"]):  # a new method or objective starts from its own rate
         part.change(suggested_learning_rate, [method, form["objective"]], form["learning_rate"],
                     show_progress="hidden")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import owners
-from engine.train.runs import runs_root
+from engine.train.runs import runs_root, unguessable
 
 PROCESS = "studio.decide"
 STAGES = ("data", "train plain", "train RAFT", "evaluate", "forgetting", "verdict")
@@ -43,11 +43,9 @@ def decisions_root(root: Path | None = None) -> Path:
 
 
 def new_folder(owner: str = owners.LOCAL, root: Path | None = None) -> Path:
-    base = decisions_root(root) / time.strftime("%Y%m%d-%H%M%S")
-    folder, n = base, 1
+    folder = decisions_root(root) / unguessable("decide")
     while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
+        folder = decisions_root(root) / unguessable("decide")
     folder.mkdir(parents=True)
     owners.claim(folder, owner)
     return folder

@@ -10,16 +10,18 @@ be), a file whose content does not match its type (Parquet without its magic, PD
 (a "zip bomb" posing as .docx). Nothing is unpacked or parsed here.
 
     check_origin(path, roots)              -> the real path, when it lies in one of `roots`
-    SessionFiles().claim(path, session)    -> a file is read only by the session that first handed it in
+    Uploads(home).take(path, owner)        -> the person's own copy of a file they uploaded
 
 An app hands its handlers paths that a client names, and a client can name any file on the server;
 so a handler reads only files under the upload folder or the app's own sample folders
-(`check_origin`), and an uploaded file only for the session that uploaded it (`SessionFiles`).
+(`check_origin`), and an uploaded file only for the person who uploaded it, from a copy of their own (`Uploads`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -34,6 +36,13 @@ HEAD_BYTES = 64 * 1024
 
 class UploadError(StudioError, ValueError):
     """An upload refused, said in one sentence naming the file."""
+
+
+def upload_root() -> Path:
+    """Where Gradio keeps uploaded files (GRADIO_TEMP_DIR, else the system's temporary folder's gradio/)."""
+    import tempfile
+
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
 
 
 def max_upload_mb() -> float:
@@ -95,21 +104,48 @@ def check_origin(path: str | Path, roots: list[Path]) -> Path:
                       "from your computer.")
 
 
-class SessionFiles:
-    """Which browser session handed in each uploaded file: the first to hand it in owns it.
+class Uploads:
+    """Each person's uploads, apart from everyone else's, though Gradio keeps them all in one folder.
 
-    Upload folders are shared by every visitor of an app; a path that one visitor's session uploaded is
-    refused to any other session, so a leaked or guessed path reads nothing.
+    Gradio stores an upload at `<upload folder>/<hash of its bytes>/<name>`, so two people who upload the same
+    bytes under the same name get the same path, and anyone who learns that path can name it. Here the first
+    handler to take a freshly uploaded file records it as taken by that person (with the file's inode and write
+    time, which every new upload of it changes) and copies it into the person's own folder under `home`; the
+    handlers read that copy. Taken again by the same person (a page reload, a re-upload), it is their copy; by
+    someone else, it is refused unless they uploaded it themselves (a new upload rewrote it since), in which case
+    it is theirs too: the same bytes from two people are two uploads. The records live in files under `home`,
+    so a restart keeps them.
     """
-    def __init__(self) -> None:
-        self._owner: dict[Path, str] = {}
+    def __init__(self, home) -> None:
+        self._home = home  # a callable: the folder is read when used, so a test or a restart may move it
         self._lock = threading.Lock()
 
-    def claim(self, path: str | Path, session: str) -> Path:
+    def folder(self, owner: str) -> Path:
+        return Path(self._home()) / hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+    def _record(self, real: Path) -> Path:
+        return Path(self._home()) / ".taken" / hashlib.sha256(str(real).encode()).hexdigest()
+
+    def take(self, path: str | Path, owner: str) -> Path:
+        """This person's own copy of the uploaded file `path`; UploadError when it is someone else's upload."""
         real = Path(path).resolve()
+        stat = real.stat()
+        stamp = f"{stat.st_ino} {stat.st_mtime_ns}"
+        mine = self.folder(owner) / real.parent.name / real.name
+        record = self._record(real)
         with self._lock:
-            owner = self._owner.setdefault(real, session)
-        if owner != session:
-            raise UploadError(f"{real.name}: was uploaded in another session, so it is not read here; upload the "
-                              "file from your computer.")
-        return real
+            try:
+                taken_stamp, taken_by = record.read_text().split("\n")[:2]
+            except (OSError, ValueError):
+                taken_stamp, taken_by = None, None
+            if taken_stamp == stamp and taken_by != owner:  # not uploaded again since another person took it
+                if mine.is_file():
+                    return mine  # they uploaded the same bytes earlier themselves
+                raise UploadError(f"{real.name}: was not uploaded by you, so it is not read; upload the file "
+                                  "from your computer.")
+            if taken_stamp != stamp or not mine.is_file():
+                mine.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(real, mine)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(f"{stamp}\n{owner}\n")
+        return mine

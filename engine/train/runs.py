@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -204,6 +205,12 @@ def storage_problem(exc: BaseException) -> str | None:
     return None
 
 
+def unguessable(what: str) -> str:
+    """An id for a run or a decision: its date and time to read it by, what it is, and 40 random bits, so a
+    person who knows when another's run started still cannot name it (ids are what the page checks)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{what}-{secrets.token_hex(5)}"
+
+
 def register(config: RunConfig, root: Path | None = None, owner: str = owners.LOCAL) -> Run:
     """Write a new run folder with its owner and its config, relative paths made absolute first. It checks
     nothing: a run is created through engine/train/preflight.py's `create_run`, which refuses what cannot run
@@ -215,13 +222,10 @@ def register(config: RunConfig, root: Path | None = None, owner: str = owners.LO
         if getattr(config, name) and path.exists():
             setattr(config, name, str(path.resolve()))
     root = root or runs_root()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{stamp}-{config.method}" + (f"-{config.objective}" if config.objective != "sft" else "")
-    run_dir = root / name
-    n = 1
+    what = config.method + (f"-{config.objective}" if config.objective != "sft" else "")
+    run_dir = root / unguessable(what)
     while run_dir.exists():
-        n += 1
-        run_dir = root / f"{name}-{n}"
+        run_dir = root / unguessable(what)
     run_dir.mkdir(parents=True)
     owners.claim(run_dir, owner)  # before the config: a listing never sees the run without its owner
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
