@@ -204,6 +204,75 @@ def test_nobody_reaches_another_persons_run_or_collection_over_http(accounts_app
     assert made["bob"].owner == "user:bob", back
 
 
+def _upload(client, path: Path) -> dict:
+    """A file uploaded as a browser uploads it (to Gradio's folder), as the file value a handler takes."""
+    with open(path, "rb") as fh:
+        r = client.post("gradio_api/upload", files={"files": (path.name, fh)})
+    assert r.status_code == 200, r.text
+    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+
+
+def test_an_upload_is_its_uploaders_and_the_same_bytes_from_two_people_are_two_uploads(accounts_app, tmp_path):
+    """Issue 40: bob uploading the very file alice uploaded was refused as "uploaded in another session" (which
+    told him someone had), and so was alice after a reload. Now: bob naming her upload without uploading it is
+    refused; bob's own upload of the same bytes is his; alice's re-upload from a new session works."""
+    url, _ = accounts_app
+    secret = "Pangolin-2291-of-alice"
+    path = tmp_path / "notes.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "Whose?"},
+                                             {"role": "assistant", "content": secret}]}) + "\n")
+    alice, bob = _client(url, "alice"), _client(url, "bob")
+    hers = _upload(alice, path)
+    args = lambda f: [[f], "", "", "", 0.0, None, "assistant"]  # noqa: E731
+    assert secret in _call(alice, "/read_data", args(hers), uuid.uuid4().hex)
+    named = _call(bob, "/read_data", args(hers), uuid.uuid4().hex)  # her path, never uploaded by him
+    assert secret not in named and "was not uploaded by you" in named and "another session" not in named, named
+    his = _upload(bob, path)
+    assert his["path"] == hers["path"]  # Gradio's one folder: the same bytes and name, the same path
+    assert secret in _call(bob, "/read_data", args(his), uuid.uuid4().hex)  # his own upload of it
+    again = _upload(alice, path)  # alice after a reload: a new session, the same file
+    assert secret in _call(alice, "/read_data", args(again), uuid.uuid4().hex)
+
+
+def test_odd_collection_and_run_names_get_a_sentence_not_a_traceback(accounts_app, tmp_path):
+    """Issue 40: indexing into a collection named zorvane-sample ended in a TypeError. A fuzz of names over every
+    endpoint that takes a collection or a run: each answer is a result or a sentence, never an unhandled error,
+    and the app's log holds no traceback."""
+    url, made = accounts_app
+    home = made["alice"].dir.parent.parent
+    doc = tmp_path / "note.md"
+    doc.write_text("# Note\n\nA passage.\n")
+    bob, session = _client(url, "bob"), uuid.uuid4().hex
+    upload = _upload(bob, doc)
+    shown = _call(bob, "/index_documents", [[upload], "zorvane-sample", ""], session)
+    assert "the bundled sample's collection" in shown, shown[:600]
+    # no empty names: those mean "none picked" and start real work (the sample's questions answered, ...)
+    names = ["../x", ".hidden", "a" * 300, "x\x00y näme", 3.5, ["x"], {"a": 1}, made["alice"].id + "/.."]
+    endpoints = bob.get("gradio_api/info").json()["named_endpoints"]
+    tried = 0
+    for name, info in endpoints.items():
+        params = info["parameters"]
+        targets = [i for i, p in enumerate(params) if p.get("label") in RUN_LABELS | COLLECTION_LABELS
+                   | {"Collection name"} or p["parameter_name"] in ("run_id", "name", "collection")]
+        if not targets or name.startswith(("/start", "/run_probe")):
+            continue
+        for odd in names:
+            args = [p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
+            for i, p in enumerate(params):
+                if p["parameter_name"] == "files":
+                    args[i] = [upload]
+            for i in targets:
+                args[i] = odd
+            shown = _call(bob, name, args, session)
+            tried += 1
+            # an unhandled exception reaches a client as an error event without a message
+            assert "event: error\ndata: null" not in shown, (name, odd, shown[:400])
+    assert tried > 80
+    # Gradio logs each refusal (a gr.Error) with its traceback; anything else raised is a bug of ours
+    log = (home / "app.log").read_text(errors="replace")
+    raised = set(re.findall(r"^(\w[\w.]*(?:Error|Exception)\b)", log, flags=re.M)) - {"gradio.exceptions.Error"}
+    assert not raised, (raised, log[-3000:])
+
 def _sign_in(browser, url: str, name: str):
     from playwright.sync_api import expect
 

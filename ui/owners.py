@@ -170,11 +170,12 @@ def run_of(request, run_id: str | None) -> Run | None:
     (the same for a run of someone else and one that does not exist)."""
     if not run_id:
         return None
-    run = Run(runs_root() / str(run_id))
     who = _who(request)
-    if "/" in str(run_id) or str(run_id).startswith(".") or not (run.dir / "config.yaml").exists() or \
-            not (who.admin or run.owner == who.owner):
-        raise gr.Error(f"There is no run {str(run_id)[:80]} of yours.")
+    if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", run_id) or run_id.startswith("."):
+        raise gr.Error(f"There is no run {re.sub(r'[^ -~]', '?', str(run_id))[:80]} of yours.")
+    run = Run(runs_root() / run_id)
+    if not (run.dir / "config.yaml").exists() or not (who.admin or run.owner == who.owner):
+        raise gr.Error(f"There is no run {run_id[:80]} of yours.")
     return run
 
 

@@ -396,8 +396,8 @@ def build_train_tab(tab, model, method, max_len, dataset, run_id):
 
     view = [status, plot, lr_plot, speed_plot, preference_plots, rewards_plot, accuracy_plot, odds_plot,
             grpo_plots, reward_plot, length_plot, kl_plot, sample_table]
-    starter.change(lambda name: yaml.safe_dump(STARTERS[name], sort_keys=False), starter, form["rewards"],
-                   show_progress="hidden")
+    starter.change(lambda name: yaml.safe_dump(STARTERS[name], sort_keys=False) if name in STARTERS else gr.update(),
+                   starter, form["rewards"], show_progress="hidden")
     form["trust_remote_code"].change(_remote_code_warning, form["trust_remote_code"], None)
     def preview_of(got, request: gr.Request):
         return config_preview(*read(got), request=request)

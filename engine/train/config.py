@@ -240,7 +240,9 @@ class RunConfig:
         elif self.objective != "sft" and self.prompt_limit >= self.max_length:
             raise ConfigError(f"max_prompt_length: {self.prompt_limit} leaves no room for the answers within "
                               f"max_length {self.max_length}; make it smaller.")
-        if self.init_from and not re.fullmatch(r"[A-Za-z0-9._-]+", self.init_from.strip()):
+        self.init_from = "" if self.init_from is None else self.init_from
+        if not isinstance(self.init_from, str) or (
+                self.init_from and not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", self.init_from.strip())):
             raise ConfigError(f"init_from: {self.init_from!r} is not a run id.")
         self.init_from = self.init_from.strip()
         unknown = sorted(set(self.reporters()) - {"tensorboard", "wandb", "mlflow"})
