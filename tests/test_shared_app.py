@@ -392,6 +392,16 @@ def test_two_anonymous_visitors_keep_their_collections_apart(tiny_model, browser
             page.locator("#runs-refresh").click()
             expect(page.locator("#runs-table")).to_contain_text(runs[who], timeout=20000)  # each sees their own run
             assert _runs_listed(page) == {runs[who]}
+        # issue 40 without accounts: a visitor's full fine-tune is nobody else's model, by path or by id
+        import httpx
+
+        full = create_run(RunConfig(model=tiny_model, data=str(SAMPLE / "train.jsonl"), method="full", max_steps=1,
+                                    report_to=[]), home / "runs", owner=owner["first"])
+        shutil.copytree(tiny_model, full.dir / "model")
+        stranger = httpx.Client(base_url=app.url, timeout=60)
+        for model in (str(full.dir / "model"), full.id, str(home / "runs" / runs["second"] / ".." / full.id / "model")):
+            shown = _call(stranger, "/preference_markdown", [[], model], uuid.uuid4().hex)
+            assert MODEL_REFUSED in shown and str(home) not in shown.replace(model, ""), shown[:400]
 
 
 def test_a_hugging_face_sign_in_is_its_own_owner_through_gradios_session(tiny_model, tmp_path):
