@@ -117,6 +117,7 @@ class ServedEmbedder:
     def __init__(self, embedder: Embedder | None = None, id: str = "studio-embedder"):
         self.embedder = embedder or default_embedder()
         self.id, self.dimensions, self.created = id, int(self.embedder.dim), int(time.time())
+        self.max_tokens = self.embedder.max_tokens - 2  # what it reads of a text: its window less [CLS] and [SEP]
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self.embedder.embed(list(texts)).tolist()

@@ -1,6 +1,9 @@
 """Batch evaluation of the four columns on questions with reference answers.
 
-Per answer: token F1 and exact match (SQuAD-style normalisation), ROUGE-L (longest common
+Per answer, first whether it is correct: `correct` checks offline that the answer holds the reference's
+fact (each number of the reference, with the unit after it; each name; most of its other content words; a
+short reference inside a long answer counts), and where a judge endpoint is given (rag/judge.py) a judge's
+verdict with the reference in its prompt is the primary score instead. Then, as secondary columns, token F1 and exact match (SQuAD-style normalisation), ROUGE-L (longest common
 subsequence F1), semantic similarity (cosine of the embedder's vectors for answer and
 reference), and for the RAG columns groundedness (the share of the answer's content words
 found in the passages it was given). Per question: whether the top-`hit_k` retrieved
@@ -34,7 +37,7 @@ from rag.pipeline import RagPipeline
 
 from rag.errors import RagError
 
-METRICS = ("f1", "em", "rouge_l", "semantic", "grounded", "hit", "seconds", "answer_tokens")
+METRICS = ("correct", "judged", "f1", "em", "rouge_l", "semantic", "grounded", "hit", "seconds", "answer_tokens")
 STOPWORDS = set("a an the of to in on at for and or is are was were be been it its this that with by as from "
                 "do does did can you your i we they he she what which who how when where why there their".split())
 
@@ -81,6 +84,83 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+# Units a number's meaning depends on ("6.4 kg" is not "6.4 km"), each with the spellings that mean the same.
+UNITS = [{"kg", "kilogram", "kilograms", "kilo", "kilos"}, {"g", "gram", "grams"}, {"t", "tonne", "tonnes", "ton",
+         "tons"}, {"km", "kilometre", "kilometres", "kilometer", "kilometers"}, {"m", "metre", "metres", "meter",
+         "meters"}, {"cm", "centimetre", "centimetres"}, {"mm", "millimetre", "millimetres"}, {"mi", "mile",
+         "miles"}, {"h", "hr", "hrs", "hour", "hours"}, {"min", "mins", "minute", "minutes"}, {"s", "sec", "second",
+         "seconds"}, {"ms", "millisecond", "milliseconds"}, {"day", "days"}, {"week", "weeks"}, {"month", "months"},
+         {"year", "years"}, {"%", "percent", "per cent"}, {"eur", "euro", "euros", "€"}, {"usd", "dollar",
+         "dollars", "$"}, {"chf", "franc", "francs"}, {"gbp", "pound", "pounds", "£"}, {"w", "watt", "watts"},
+         {"kw", "kilowatt", "kilowatts"}, {"kwh"}, {"wh"}, {"v", "volt", "volts"}, {"a", "amp", "amps", "ampere"},
+         {"mah"}, {"l", "litre", "litres", "liter", "liters"}, {"ml"}, {"db", "decibel", "decibels"}, {"°c", "c",
+         "celsius"}, {"°f", "fahrenheit"}, {"kmh", "km/h"}, {"mph"}, {"gb"}, {"mb"}, {"tb"}, {"ghz"}, {"mhz"}]
+UNIT_OF = {spelling: i for i, group in enumerate(UNITS) for spelling in group}
+NAME_SHARE = 1.0   # every name of the reference
+WORD_SHARE = 0.6   # of the reference's other content words, as contains_reference asks of passages
+
+
+def _number(token: str) -> str | None:
+    """A token's number in one spelling ("412,000" and "412000" alike; "6.40" as "6.4"), or None."""
+    raw = token.replace(",", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return f"{value:g}" if abs(value) < 1e15 else raw
+
+
+def _stem(word: str) -> str:
+    """A light plural stem: "passengers" and "passenger" alike (the reference and the answer may differ)."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _facts(text: str) -> tuple[list[tuple[str, int | None]], set[str], set[str]]:
+    """(numbers each with the unit after it, names, other content words) of `text`."""
+    tokens = re.findall(r"[\w.,%€$£°/'-]+", text)
+    words = normalise(text)
+    numbers = []
+    for i, w in enumerate(words):
+        n = _number(w)
+        if n is not None:
+            unit = UNIT_OF.get(words[i + 1]) if i + 1 < len(words) else None
+            numbers.append((n, unit))
+        else:  # "6.4kg", "15%": the number and its unit in one token
+            m = re.fullmatch(r"(\d[\d,]*(?:\.\d+)?)([a-z%€$£°/]+)", w)
+            if m and _number(m.group(1)) is not None and m.group(2) in UNIT_OF:
+                numbers.append((_number(m.group(1)), UNIT_OF[m.group(2)]))
+    # a capitalised word is a name, unless it opens a sentence (there it counts as one of the other words)
+    first = {i for i, t in enumerate(tokens) if i == 0 or tokens[i - 1].endswith((".", "?", "!", ":"))}
+    names = {_stem(w) for i, t in enumerate(tokens) if t[:1].isupper() and i not in first
+             for w in normalise(t) if w not in STOPWORDS}
+    content = {_stem(w) for w in content_words(text) if _number(w) is None} - names
+    return numbers, names, content
+
+
+def correct(answer: str, reference: str) -> float:
+    """1.0 when `answer` holds the reference's fact, else 0.0: every number of the reference (with the unit
+    after it, where it has one), every name (a capitalised word not opening a sentence) and at least WORD_SHARE
+    of its other content words, all normalised (case, punctuation, articles, plurals). A short reference inside
+    a long answer counts; extra words do not lower it, as they lower token F1."""
+    ref_numbers, ref_names, ref_content = _facts(reference)
+    if not (ref_numbers or ref_names or ref_content):
+        return float(normalise(answer) == normalise(reference))
+    numbers, _, _ = _facts(answer)
+    words = {_stem(w) for w in normalise(answer)}
+    have = {n for n, _ in numbers}
+    for n, unit in ref_numbers:
+        if n not in have or (unit is not None and (n, unit) not in numbers):
+            return 0.0
+    if ref_names and sum(n in words for n in ref_names) / len(ref_names) < NAME_SHARE:
+        return 0.0
+    if not ref_content:
+        return 1.0
+    share = sum(w in words for w in ref_content) / len(ref_content)
+    if ref_numbers or ref_names:  # the numbers and names carry the fact; its other words may be said otherwise
+        return float(len(ref_content) <= 2 or share >= WORD_SHARE / 2)
+    return float(share >= WORD_SHARE)
+
+
 def contains_reference(passages: str, reference: str, share: float = 0.6) -> bool:
     """Whether the passages hold the reference: every number of it and `share` of its content words."""
     words, have = content_words(reference), set(normalise(passages))
@@ -120,8 +200,11 @@ def load_questions(path: str | Path) -> list[dict]:
 
 def evaluate(questions: list[dict], pipeline: RagPipeline, answer: BatchAnswer, columns=COLUMNS, hit_k: int = 5,
              fit: tuple | None = None, progress: Callable[[int, int], None] | None = None,
-             batch_questions: int | None = None) -> dict:
+             batch_questions: int | None = None, judge=None) -> dict:
     """Answer every question in every column, several questions per batch, and score the answers.
+
+    `judge`: a callable (question, reference, answer) -> 1.0 / 0.0 (rag/judge.py); its verdict becomes the
+    primary score ("judged") beside the offline check ("correct").
 
     `batch_questions`: questions answered together; by default as many as `answer.batch_rows()` (the rows
     its model takes at once, from its memory estimate) allows, one at a time for a plain callable."""
@@ -155,6 +238,8 @@ def evaluate(questions: list[dict], pipeline: RagPipeline, answer: BatchAnswer, 
             passages = " ".join(h.chunk.text for h in a.hits)
             rows.append({
                 "question": q["question"], "reference": str(q["answer"]), "column": a.column, "answer": a.text,
+                "correct": correct(a.text, str(q["answer"])),
+                "judged": judge(q["question"], str(q["answer"]), a.text) if judge else None,
                 "f1": token_f1(a.text, str(q["answer"])), "em": exact_match(a.text, str(q["answer"])),
                 "rouge_l": rouge_l(a.text, str(q["answer"])), "semantic": None,
                 "grounded": groundedness(a.text, passages) if rag else None, "hit": hit if rag else None,
@@ -167,7 +252,13 @@ def evaluate(questions: list[dict], pipeline: RagPipeline, answer: BatchAnswer, 
         for r, s in zip(rows, np.sum(vec_a * vec_r, axis=1)):
             r["semantic"] = float(s)
     return {"summary": summarise(rows, columns), "intervals": intervals(rows, columns),
-            "differences": differences(rows, columns), "questions": len(questions), "rows": rows, "hit_k": hit_k}
+            "differences": differences(rows, columns), "questions": len(questions), "rows": rows, "hit_k": hit_k,
+            "primary": primary(rows), "judge": getattr(judge, "name", None) if judge else None}
+
+
+def primary(rows: list[dict]) -> str:
+    """The score that decides: the judge's verdict where a judge scored the answers, else the offline check."""
+    return "judged" if any(r.get("judged") is not None for r in rows) else "correct"
 
 
 def summarise(rows: list[dict], columns=COLUMNS) -> dict:
@@ -175,20 +266,20 @@ def summarise(rows: list[dict], columns=COLUMNS) -> dict:
     for column in columns:
         mine = [r for r in rows if r["column"] == column]
         if mine:
-            summary[column] = {m: (sum(r[m] for r in mine) / len(mine) if mine[0][m] is not None else None)
+            summary[column] = {m: (sum(r[m] for r in mine) / len(mine) if mine[0].get(m) is not None else None)
                                for m in METRICS}
     return summary
 
 
 # ---- how sure: bootstrap intervals over questions ----------------------------------------------------------
 
-SCORES = ("f1", "em", "rouge_l", "semantic", "grounded", "hit")  # metrics that get an interval
-COMPARED = ("f1", "rouge_l", "semantic", "em")  # metrics two columns are compared on
+SCORES = ("correct", "judged", "f1", "em", "rouge_l", "semantic", "grounded", "hit")  # metrics with an interval
+COMPARED = ("correct", "judged", "f1", "rouge_l", "semantic", "em")  # metrics two columns are compared on
 PAIRS = (("fine-tuned", "base"), ("base + RAG", "base"), ("fine-tuned + RAG", "base + RAG"),
          ("fine-tuned + RAG", "fine-tuned"), ("fine-tuned + RAG", "base"))
 MIN_QUESTIONS = 5  # fewer than this and no interval is worth giving
 RESAMPLES = 2000
-NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic similarity",
+NAMES = {"correct": "correct (holds the reference fact)", "judged": "correct (judge's verdict)", "f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic similarity",
          "grounded": "groundedness", "hit": "retrieval hit rate"}
 
 
@@ -207,7 +298,7 @@ def bootstrap_interval(values, level: float = 0.95, seed: int = 0) -> tuple[floa
 
 
 def _by_question(rows: list[dict], column: str, metric: str) -> dict[str, float]:
-    return {r["question"]: r[metric] for r in rows if r["column"] == column and r[metric] is not None}
+    return {r["question"]: r[metric] for r in rows if r["column"] == column and r.get(metric) is not None}
 
 
 def intervals(rows: list[dict], columns=COLUMNS) -> dict:
@@ -253,21 +344,26 @@ def verdict(a: str, b: str, metric: str, mean: float, ci, n: int) -> str:
 
 
 def format_summary(summary: dict, hit_k: int = 5) -> str:
-    head = f"{'column':<18}{'token F1':>9}{'exact':>7}{'ROUGE-L':>9}{'semantic':>10}{'grounded':>10}" \
+    head = f"{'column':<18}{'correct':>8}{'judged':>8}{'token F1':>9}{'exact':>7}{'ROUGE-L':>9}{'semantic':>10}{'grounded':>10}" \
            f"{f'hit@{hit_k}':>7}{'latency s':>11}"
     lines = [head]
     for column, s in summary.items():
         def f(key, width, digits=3):
             return f"{s[key]:>{width}.{digits}f}" if s[key] is not None else f"{'-':>{width}}"
-        lines.append(f"{column:<18}{f('f1', 9)}{f('em', 7, 2)}{f('rouge_l', 9)}{f('semantic', 10)}"
+        lines.append(f"{column:<18}{f('correct', 8, 2)}{f('judged', 8, 2)}{f('f1', 9)}{f('em', 7, 2)}{f('rouge_l', 9)}{f('semantic', 10)}"
                      f"{f('grounded', 10)}{f('hit', 7, 2)}{f('seconds', 11, 2)}")
     return "\n".join(lines)
 
 
-def format_confidence(result: dict, metrics=("f1", "semantic")) -> str:
-    """The 95% intervals of `metrics` per column, then the paired differences on them, one sentence each."""
+def format_confidence(result: dict, metrics=None) -> str:
+    """The 95% intervals of `metrics` (the primary score and token F1) per column, then the paired differences
+    on them, one sentence each."""
     n = result.get("questions", 0)
-    lines = [f"95% bootstrap intervals over {n} questions:"]
+    first = result.get("primary", "correct")
+    metrics = metrics or (first, "f1")
+    lines = [f"The primary score is {NAMES[first]}" + (f", by the judge {result['judge']}" if result.get("judge")
+                                                       else ", checked offline") + "; token F1 is secondary.",
+             f"95% bootstrap intervals over {n} questions:"]
     for column, ci in result["intervals"].items():
         parts = []
         for m in metrics:

@@ -120,6 +120,7 @@ class Report:
     per_document: Counter = field(default_factory=Counter)  # kept pairs per source
     skipped: list = field(default_factory=list)           # documents that could not be read, with the reason
     seconds: float = 0.0
+    index_seconds: float = 0.0  # of `seconds`, reading, chunking and embedding the documents into the index
     files: dict = field(default_factory=dict)
 
     def drop(self, reason: str, what: str) -> None:
@@ -275,7 +276,8 @@ def generate(paths, out: str | Path, options: Options | None = None, pipeline: R
     stem = out.with_suffix("") if out.suffix == ".jsonl" else out
     pipeline = pipeline or RagPipeline()
     ingest = pipeline.index(paths)
-    report = Report(documents=ingest.documents, skipped=[f"{s.source}: {s.reason}" for s in ingest.skipped])
+    report = Report(documents=ingest.documents, skipped=[f"{s.source}: {s.reason}" for s in ingest.skipped],
+                    index_seconds=ingest.seconds)
     chunks = [c for c in pipeline.store.chunks if c is not None]
     report.chunks = len(chunks)
     if not chunks:

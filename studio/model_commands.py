@@ -31,6 +31,7 @@ from engine.train.runs import Run, list_runs, runs_root
 from rag.embeddings import ServedEmbedder
 from rag.evaluate import (evaluate, format_confidence, format_summary, load_questions, write_csv, write_json,
                           write_summary_csv)
+from rag.judge import Judge
 from rag.pipeline import RagPipeline, sample_pipeline
 
 
@@ -56,7 +57,12 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--url", help="with --tasks: an OpenAI-compatible endpoint (.../v1) already serving the base "
                                  "and the run (default: the studio's own, started for this)")
     p.add_argument("--api-key", help="with --url: its key")
+    p.add_argument("--judge", metavar="URL", help="an OpenAI-compatible endpoint (.../v1) that judges each answer "
+                                                  "against its reference; its verdict is then the primary score "
+                                                  "(key: JUDGE_API_KEY)")
+    p.add_argument("--judge-model", metavar="NAME", help="with --judge: the model it serves")
     a = p.parse_args(argv)
+    judge = Judge(a.judge, a.judge_model or "") if a.judge else None
     if a.run:
         run = Run(runs_root() / a.run)
     else:
@@ -97,9 +103,12 @@ def cmd_eval(argv: list[str]) -> int:
     result = evaluate(
         questions, pipeline, answer, hit_k=a.hit_k, fit=(answer.chat.tokenizer, answer.chat.max_prompt_tokens()),
         progress=lambda i, n: print(f"\r{i}/{n} questions", end="", file=sys.stderr, flush=True),
-        batch_questions=a.batch or None,
+        batch_questions=a.batch or None, judge=judge,
     )
     print(file=sys.stderr)
+    if judge and judge.failures:
+        print(f"warning: the judge's reply was not the JSON asked for on {judge.failures} answers; they count as "
+              "not correct.", file=sys.stderr)
     print(f"run {run.id}, {len(questions)} questions from {Path(a.questions).name}, answered in "
           f"{time.perf_counter() - start:.1f} s; generation in {answer.precision()}")
     print(format_summary(result["summary"], a.hit_k))

@@ -31,6 +31,26 @@ PEER_DATA = ROOT.parent / "shared" / "peer-data"
 SHOTS = ROOT / "test-artifacts"  # the browser tests' screenshots (git ignores them)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Float comparisons: whole tensors by norm-wise relative error, never element by element. Another CPU kind
+# (an AMX Xeon against an AVX-512 EPYC) sums the same fp32 products in another order: the whole tensor agrees
+# to fp32 rounding (a dot product of n terms: about sqrt(n) * 2**-24, 1e-7 to 1e-6 at these shapes), but an
+# element near zero, the small result of large terms that cancel, can differ by 1e-2 of itself (seen: 9e-3).
+# The tolerances: SAME_ORDER (1e-5), one computation against another order or a fused kernel of it, a few
+# layers deep (tens of times the fp32 rounding of the longest sum); MODEL (1e-4), a whole model's outputs
+# through two implementations (the server's packed layers against transformers'). tests/test_fast_step.py
+# shows the element-wise check failing on a reordered sum that this one passes.
+SAME_ORDER = 1e-5
+MODEL = 1e-4
+
+
+def relative_error(got, want) -> float:
+    """||got - want|| / ||want|| over the whole tensor (or list of numbers), in float64."""
+    import torch
+
+    got, want = torch.as_tensor(got, dtype=torch.float64), torch.as_tensor(want, dtype=torch.float64)
+    return float(torch.linalg.vector_norm(got - want) / torch.linalg.vector_norm(want).clamp_min(1e-30))
+
+
 APP_SECRET = "hf_appSecretNeverShown77"  # the browser tests' app's Hub token: no page, log or run file may show it
 
 

@@ -3,6 +3,7 @@ the Data tab writes question-answer pairs from uploaded documents and shows a RA
 trained; the Method tab's "Measure it on my documents" runs the whole measurement on uploaded documents
 and shows its stages, then the grid and the verdict; the Runs tab lists the saved report."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,10 @@ def test_documents_become_pairs_and_the_measured_answer_in_the_browser(app, brow
     report = page.locator("#decide-report").inner_text()
     for row in ("base", "fine-tuned", "RAFT", "with retrieval", "Chunks never trained on", "Forgetting"):
         assert row in report, report
+    # correctness first (issue 42): the grid is the share answered correctly, with costs; token F1 secondary
+    assert "The primary score, which decides, is correct (holds the reference fact)" in report, report
+    assert "mean answer latency and tokens" in report and "Secondary: token F1" in report, report
+    assert re.search(r"Index: \d+ passages", report) and "min" in report.split("## Training")[1], report
     expect(page.locator("#decide-status")).to_contain_text("finished")
     status = page.locator("#decide-status").inner_text()
     assert any(word in status for word in ("RAG", "Fine-tuning", "Both", "Cannot tell")), status

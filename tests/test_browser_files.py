@@ -102,20 +102,6 @@ def test_no_endpoint_that_takes_a_file_reads_a_server_file_it_was_not_sent(app_u
             assert "passages from" not in shown and "examples** in" not in shown, (name, path.name, shown[:400])
 
 
-def test_a_file_uploaded_in_one_session_is_not_read_by_another(app_url, tmp_path):
-    import httpx
-
-    secret = "Wombat-4410-owned-by-one-session"
-    path = _server_file(tmp_path, ".jsonl", secret)
-    with open(path, "rb") as fh:  # uploaded as a browser uploads, to the app's upload folder
-        uploaded = httpx.post(app_url + "gradio_api/upload", files={"files": (path.name, fh)}, timeout=30).json()[0]
-    data = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}]
-    args = [data, "", "", "", 0.0, None, "assistant"]
-    assert secret in _call(app_url, "/read_data", args, session="owner")
-    refused = _call(app_url, "/read_data", args, session="someone-else")
-    assert secret not in refused and "was uploaded in another session" in refused
-
-
 def test_the_hub_token_never_reaches_the_page_the_log_or_the_runs(app_url, browser, studio_app):
     """The app runs with HF_TOKEN set: this test trains a short run through the page and has it answer in
     Compare, then no page, API description, log or run file shows the token."""

@@ -82,7 +82,8 @@ def test_batch_evaluation_on_the_bundled_questions(pipeline, tmp_path):
     assert summary["base + RAG"]["f1"] > summary["base"]["f1"]
     assert all(-1 <= r["semantic"] <= 1 for r in result["rows"])
     table = format_summary(summary)
-    assert table.splitlines()[0].split()[:3] == ["column", "token", "F1"] and len(table.splitlines()) == 5
+    assert table.splitlines()[0].split()[:5] == ["column", "correct", "judged", "token", "F1"]  # correctness first
+    assert len(table.splitlines()) == 5 and summary["base + RAG"]["correct"] > summary["base"]["correct"]
     write_csv(result["rows"], tmp_path / "rows.csv")
     write_json(result, tmp_path / "result.json")
     rows = list(csv.DictReader(open(tmp_path / "rows.csv")))
@@ -113,6 +114,49 @@ def test_an_answer_equal_to_the_reference_scores_full_marks(pipeline):
         assert summary[column]["f1"] == summary[column]["em"] == summary[column]["rouge_l"] == 1.0
         assert summary[column]["semantic"] > 0.99
 
+
+def test_a_correct_long_answer_scores_correct_and_a_fluent_wrong_one_does_not():
+    """Issue 42: token F1 scored "The railway carried 412,000 passengers in 2023." 0.29 against its reference
+    and a terse wrong answer higher. The primary score asks whether the answer holds the reference's fact."""
+    from rag.evaluate import correct
+
+    cases = [  # reference, a right answer in more words, a fluent wrong one that shares more of its words
+        ("412,000 passengers", "The railway carried 412,000 passengers in 2023, more than ever before.",
+         "The railway carried 214,000 passengers."),
+        ("Ilse Marchetti", "The engineer who began the line in 1888 was Ilse Marchetti.",
+         "Ilse Weber began the line."),
+        ("It weighs 6.4 kg.", "The Tilly T2 weighs 6.4 kilograms with its battery.", "It weighs 6.4 km."),
+        ("The charging station is called the Nest.", "Tilly docks at a charging station known as the Nest.",
+         "The charging station is called the Burrow."),
+    ]
+    for reference, right, wrong in cases:
+        assert correct(right, reference) == 1.0, (reference, right)
+        assert correct(wrong, reference) == 0.0, (reference, wrong)
+    assert token_f1(cases[0][2], cases[0][0]) > 0 and correct(cases[0][2], cases[0][0]) == 0.0
+
+
+def test_the_primary_score_is_correctness_and_a_judge_decides_where_one_is_given(pipeline):
+    questions = load_questions(SAMPLE / "eval.jsonl")[:5]
+    truth = {q["question"]: q["answer"] for q in questions}
+
+    def wordy(messages):  # the reference inside a longer sentence: correct, with a low token F1
+        return Out("Here is what I know about that: " + truth[messages[-1]["content"].rsplit("Question: ", 1)[-1]]
+                   + " I hope this helps you with your garden robot.")
+
+    result = evaluate(questions, pipeline, one_by_one(wordy, wordy))
+    assert result["primary"] == "correct" and result["judge"] is None
+    assert result["summary"]["base"]["correct"] == 1.0 and result["summary"]["base"]["f1"] < 0.7
+    asked = []
+
+    def judge(question, reference, answer):
+        asked.append(question)
+        return 0.0 if "garden robot" in answer and question == questions[0]["question"] else 1.0
+
+    judge.name = "a stand-in judge"
+    judged = evaluate(questions, pipeline, one_by_one(wordy, wordy), judge=judge)
+    assert judged["primary"] == "judged" and judged["judge"] == "a stand-in judge" and len(asked) == 4 * 5
+    assert judged["summary"]["base"]["judged"] == 0.8 and judged["summary"]["base"]["correct"] == 1.0
+    assert [d["metric"] for d in judged["differences"]][:2] == ["correct", "judged"]
 
 def test_intervals_and_paired_differences_say_how_sure(pipeline, tmp_path):
     """An oracle against a model that repeats the question: a clear, paired difference with an interval;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SAMPLE, train
+from conftest import SAMPLE, train, SAME_ORDER, relative_error
 from engine.train import fast_step
 from engine.train.config import RunConfig
 
@@ -67,6 +67,22 @@ def test_the_faster_step_trains_what_trls_own_step_trains(tiny_model, runs_dir, 
         assert any(ours[k].abs().max() > 0 for k in ours if "lora_B" in k)  # it did train
 
 
+def test_another_summation_order_fails_an_element_wise_check_and_passes_the_norm_wise_one():
+    """Issue 45: on an AMX Xeon the suite compared LoRA gradients element by element and failed, where the
+    whole tensors agreed to 2.2e-6. The same happens here with one product summed in another order (as another
+    CPU's kernel sums it): both are exact to fp32 rounding against float64, yet elements near zero (large
+    terms that cancel) differ beyond rtol=1e-4; the norm-wise comparison the suite now uses holds."""
+    torch.manual_seed(0)
+    x, d = torch.randn(16384, 64), torch.randn(16384, 256)  # a weight gradient's shape: tokens x in, tokens x out
+    one = x.T @ d
+    other = torch.zeros_like(one)
+    for start in reversed(range(0, len(x), 256)):  # the same sum over tokens, in blocks, backwards
+        other += x[start:start + 256].T @ d[start:start + 256]
+    exact = x.double().T @ d.double()
+    assert relative_error(one, exact) < 1e-6 and relative_error(other, exact) < 1e-6
+    assert not torch.allclose(one, other, rtol=1e-4, atol=1e-6)  # the old comparison: a few elements fail
+    assert relative_error(one, other) < SAME_ORDER
+
 def test_each_example_attends_to_itself_alone(tiny_model):
     from transformers import AutoModelForCausalLM
 
@@ -78,7 +94,7 @@ def test_each_example_attends_to_itself_alone(tiny_model):
         model.set_attn_implementation(fast_step.ATTENTION)
         packed = model(input_ids=torch.cat([a, b], dim=1), position_ids=torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2]]),
                        cu_seq_lens_q=torch.tensor([0, 5, 8], dtype=torch.int32), use_cache=False).logits
-        assert torch.allclose(packed, alone, atol=1e-5)
+        assert relative_error(packed, alone) < SAME_ORDER
         # a padded batch never reaches it: that would be a bug of the studio, said as one
         with pytest.raises(RuntimeError, match="^Bug: the per-example attention"):
             model(input_ids=torch.cat([a[:, :3], b], 0), use_cache=False)
@@ -104,7 +120,7 @@ def test_the_head_in_chunks_gives_one_projections_loss_and_gradients(tiny_model,
     assert trained == 2 * 11 - 3 and abs(one - reference) < 1e-5 * reference
     monkeypatch.setattr(fast_step, "MAX_LOGITS", 5 * model.config.vocab_size)  # chunks of 5 positions
     chunked, _, chunked_grad = loss_and_grad()
-    assert abs(chunked - one) < 1e-6 * one and torch.allclose(chunked_grad, grad, atol=1e-6)
+    assert abs(chunked - one) < 1e-6 * one and relative_error(chunked_grad, grad) < SAME_ORDER
 
 
 def test_the_plan_keeps_trls_step_where_the_faster_one_is_not_the_same(tiny_model):
@@ -210,20 +226,20 @@ def test_frozen_layers_through_onednn_give_the_same_outputs_and_input_gradients(
         after, grads_after = run()
     ran = {e.key: e.count for e in prof.key_averages()}
     assert ran.get("mkldnn::_linear_pointwise", 0) > frozen  # each forward, and the backwards, took oneDNN's
-    assert torch.allclose(before, after, rtol=1e-5, atol=1e-5)
+    assert relative_error(after, before) < SAME_ORDER
     assert grads_before.keys() == grads_after.keys() and all("lora_" in n for n in grads_after)
     for n in grads_before:
-        assert torch.allclose(grads_before[n], grads_after[n], rtol=1e-4, atol=1e-6), n
+        assert relative_error(grads_after[n], grads_before[n]) < SAME_ORDER, n
     q = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
     x = torch.randn(3, q.in_features)
     x.requires_grad_(True)
     y = q(x)
     y += 1  # a layer may add to its base layer's output in place (AdaLoRA's do)
     y.sum().backward()
-    assert torch.allclose(x.grad, q.weight.sum(0).expand_as(x), rtol=1e-5, atol=1e-5)
+    assert relative_error(x.grad, q.weight.sum(0).expand_as(x)) < SAME_ORDER
     x = x.detach()
     with torch.no_grad():
         q.weight.mul_(2)  # as a merge writes into the weight
-        assert torch.allclose(q(x), x @ q.weight.T, rtol=1e-5, atol=1e-5)
+        assert relative_error(q(x), x @ q.weight.T) < SAME_ORDER
         with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps torch's own (bf16) product
             assert q(x).dtype == torch.bfloat16

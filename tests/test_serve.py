@@ -73,8 +73,9 @@ def test_plain_answers_follow_the_requested_adapter(server, tiny_model):
     url, models, a, b = server
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
 
-    def ask(model):
-        return client.chat.completions.create(model=model, messages=QUESTION, max_tokens=12, temperature=0)
+    def ask(model):  # the page's repetition penalty (ChatModel's default), asked as vLLM's extra field
+        return client.chat.completions.create(model=model, messages=QUESTION, max_tokens=12, temperature=0,
+                                              extra_body={"repetition_penalty": 1.1})
 
     replies = served(lambda: [ask(m) for m in (a.id, b.id, tiny_model, a.id)])
     want_a = ChatModel(tiny_model, a.adapter).generate(QUESTION, True, 12).text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SAMPLE, train as _train, train_process, training, wait_for as _wait
+from conftest import SAME_ORDER, SAMPLE, relative_error, train as _train, train_process, training, wait_for as _wait
 from engine.train.config import RunConfig
 from engine.train.runs import Run, launch, list_runs, stop
 from engine.train.preflight import create_run
@@ -57,7 +57,7 @@ def test_adapter_reloads_and_changes_the_output(finished_run, tiny_model):
         tuned = chat.model(**ids).logits
         with chat.model.disable_adapter():
             base = chat.model(**ids).logits
-    assert not torch.allclose(tuned, base, atol=1e-4)
+    assert relative_error(tuned, base) > 10 * SAME_ORDER  # training moved them
     # one set of weights: the adapter is switched, not a second model loaded
     assert sum(1 for n, _ in chat.model.named_parameters() if "lora_" in n) > 0
     answer = chat.generate([{"role": "user", "content": "How heavy is the Tilly T2?"}], max_new_tokens=8)
@@ -371,8 +371,8 @@ def test_packed_examples_do_not_see_each_other(tiny_model):
                        use_cache=False).logits
         alone = torch.cat([model(input_ids=a, use_cache=False).logits, model(input_ids=b, use_cache=False).logits], 1)
         mixed = model(input_ids=torch.cat([a, b], dim=1), use_cache=False).logits  # one sequence: b sees a
-    assert torch.allclose(packed, alone, atol=1e-5)
-    assert not torch.allclose(mixed[:, 5:], alone[:, 5:], atol=1e-5)  # the check can tell the difference
+    assert relative_error(packed, alone) < SAME_ORDER
+    assert relative_error(mixed[:, 5:], alone[:, 5:]) > 100 * SAME_ORDER  # the check can tell the difference
 
 
 def test_packing_fills_rows_so_an_epoch_takes_fewer_steps_and_still_learns(tiny_model, runs_dir):

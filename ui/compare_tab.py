@@ -39,8 +39,8 @@ from ui.owners import SAMPLE_COLLECTION
 
 STREAM_EVERY_S = 0.15  # how often the page redraws the growing answers
 ASK_CONCURRENCY = 8  # questions answered together at most: 8 x 4 columns = the batcher's 32 rows
-METRIC_NAMES = {"f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L", "semantic": "semantic",
-                "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
+METRIC_NAMES = {"correct": "correct", "f1": "token F1", "em": "exact match", "rouge_l": "ROUGE-L",
+                "semantic": "semantic", "grounded": "grounded", "hit": "retrieval hit", "seconds": "latency s"}
 
 COMPARE_INTRO = ("Ask one question of four answerers side by side: the base model and the fine-tuned run, each "
                  "alone and with retrieval from a document collection. Next step: **Runs and export**, to "
@@ -200,8 +200,10 @@ def run_evaluation(questions_file, run_id, model, collection, k, min_score, mmr,
                               "verdict": d["verdict"]} for d in result["differences"]])
     rows = pd.DataFrame([{k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in r.items() if k2 != "sources"}
                          for r in result["rows"]])
-    note = (f"{result['questions']} questions · intervals are 95% bootstrap intervals over the questions · "
-            f"{answer.precision()}")
+    note = (f"{result['questions']} questions · the primary score is {NAMES[result['primary']]}, checked offline "
+            "(numbers with their units, names and most other words of the reference in the answer); token F1, "
+            "ROUGE-L and semantic similarity are secondary · intervals are 95% bootstrap intervals over the "
+            f"questions · {answer.precision()}")
     run = owners.run_of(who, run_id)
     if run is not None and run.config.objective in PREFERENCE:  # a preference run: its held-out pairs too
         try:
@@ -230,7 +232,7 @@ def _chart(result):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in ("f1", "rouge_l", "semantic", "grounded") if m in SCORES]
+    metrics = [m for m in (result.get("primary", "correct"), "f1", "rouge_l", "semantic", "grounded") if m in SCORES]
     columns = list(result["summary"])
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
     width = 0.8 / max(1, len(columns))

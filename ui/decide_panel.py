@@ -68,13 +68,14 @@ def stop(request: gr.Request = None) -> str:
 
 
 def chart_frame(report: dict | None) -> pd.DataFrame:
+    """Each cell's primary score: the share of held-out questions answered correctly."""
     rows = []
     for column, splits in (report or {}).get("grid", {}).items():
         cell = splits.get("all")
         if cell:
             rows.append({"cell": column, "setting": "with retrieval" if column.endswith("RAG") else "closed-book",
-                         "token F1": round(cell["mean"], 3)})
-    return pd.DataFrame(rows, columns=["cell", "setting", "token F1"])
+                         "share correct": round(cell["mean"], 3)})
+    return pd.DataFrame(rows, columns=["cell", "setting", "share correct"])
 
 
 def view(request: gr.Request = None):
@@ -117,7 +118,7 @@ def build_decide_panel(model):
                 start_btn = gr.Button("Measure it on my documents", variant="primary", elem_id="decide-start")
                 stop_btn = gr.Button("Stop the measurement", elem_id="decide-stop")
     status = gr.Markdown(elem_id="decide-status")
-    chart = gr.BarPlot(x="cell", y="token F1", color="setting", title="Token F1 on held-out questions",
+    chart = gr.BarPlot(x="cell", y="share correct", color="setting", title="Held-out questions answered correctly",
                        height=260, elem_id="decide-chart")
     report = gr.Markdown(elem_id="decide-report")
     timer = gr.Timer(2.0)  # its first tick shows the newest decision after a page load, then it stops if idle

@@ -165,7 +165,7 @@ class RowStreamer:
         self.done[r], self.reason[r] = True, reason
         ids = self.ids[r][:-1] if self.ids[r] and self.ids[r][-1] in self.ends else self.ids[r]
         self.text[r] = cut if cut is not None else self.tok.decode(ids, skip_special_tokens=not req.raw)
-        logprobs = self.logprobs[r][:len(self.ids[r])] if req.logprobs is not None else None
+        logprobs = self.logprobs[r][:len(ids)] if req.logprobs is not None else None  # the answer's, not its end
         job.out.put((job.tag, row, Generation(self.text[r] if req.raw else self.text[r].strip(), self.prompt_lens[r],
                                               len(self.ids[r]), time.perf_counter() - job.submitted, reason,
                                               list(self.ids[r]), logprobs, self.prompt_logprobs[r])))

@@ -79,6 +79,7 @@ class Sampling(Strict):
     seed: int | None = None
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
     frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    repetition_penalty: float = Field(default=1.0, gt=0, le=2)  # vLLM's extra: none unless asked
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
@@ -126,6 +127,49 @@ class EmbeddingRequest(Strict):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
+
+
+class ResponseText(Strict):
+    format: dict | None = None  # {"type": "text" | "json_object" | "json_schema", "name", "schema", "strict"}
+    verbosity: str | None = None
+
+
+class ResponsesRequest(Strict):
+    """OpenAI's Responses API (`POST /v1/responses`): text or messages in, one message out."""
+    model: str
+    input: str | list[dict]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    stream: bool = False
+    text: ResponseText | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    tools: list[dict] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    previous_response_id: str | None = None
+    conversation: Any = None
+    reasoning: dict | None = None
+    include: list[str] | None = None
+    truncation: str | None = None
+    background: bool | None = None
+    service_tier: str | None = None
+    prompt: dict | None = None
+    prompt_cache_key: str | None = None
+    max_tool_calls: int | None = None
+    top_logprobs: int | None = None
+    stream_options: dict | None = None
+
+
+UNSUPPORTED_RESPONSES = {"tools": (None, []), "tool_choice": (None, "none", "auto"), "previous_response_id": (None,),
+                         "conversation": (None,), "reasoning": (None,), "include": (None, []),
+                         "background": (None, False), "store": (None, False), "prompt": (None,),
+                         "max_tool_calls": (None,), "top_logprobs": (None, 0), "truncation": (None, "disabled"),
+                         "service_tier": (None, "auto", "default")}
 
 
 class APIError(Exception):

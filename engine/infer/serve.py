@@ -15,7 +15,17 @@ Routes, in OpenAI's shapes:
   scores the prompt only), `logprobs`, `echo`, `stop`, `seed`, penalties; plain or streamed. The prompt
   is read as it is (no chat template, no repetition penalty, special tokens allowed), so log-likelihoods
   and greedy answers are the model's own: what the evaluation harness's `local-completions` needs.
-- `POST /v1/embeddings`: the RAG embedder (`studio-embedder`), one text or a list.
+- `POST /v1/responses`: OpenAI's Responses API on the same executor: `input` as text or messages (text
+  parts), `instructions`, `max_output_tokens`, `temperature`, `top_p`, `text.format` (json_object or a JSON
+  schema), plain or streamed with its event types (response.created ... response.output_text.delta ...
+  response.completed); tools, earlier responses and reasoning are refused by name.
+- `POST /v1/embeddings`: the RAG embedder (`studio-embedder`), one text or a list; a text longer than the
+  embedder reads is refused with a 400 naming the limit, never cut.
+
+Streamed answers hold back an end that may still grow into a stop string (as vLLM does), so a streamed answer
+is the plain one; any number of stop strings is taken (up to 256). Chat takes no repetition penalty unless the
+request asks for one (vLLM's extra `repetition_penalty`), so temperature 0 is the argmax, and its logprobs are
+exactly the answer's tokens (not the end token). An unknown route or method gets OpenAI's error object.
 
 Every field of a request is honoured or refused: a field OpenAI defines that this server does not honour
 (`audio`, `logit_bias`, `n` above 1, `prediction`, `store: true`, ...) gets a 400 naming it, as does a
@@ -57,7 +67,9 @@ from typing import Iterator
 
 from engine.infer.chat import ChatModel, Generation, Request
 from engine.infer.constrain import ConstraintError, json_constraint
-from engine.infer.openai_shapes import (UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, Sampling, ChatRequest, CompletionRequest, EmbeddingRequest, APIError, refuse_unsupported)
+from engine.infer.openai_shapes import (UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, UNSUPPORTED_RESPONSES, APIError,
+                                        ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, Sampling,
+                                        refuse_unsupported)
 from engine.infer.served import Embedding, EmbedWorker, ServeError, Served
 from engine.models import DEFAULT_MODEL
 from engine.train.runs import Run, runs_root
@@ -154,11 +166,31 @@ def _model(name: str, models: dict[str, Served]) -> Served:
     return served
 
 
+MAX_STOPS = 256  # vLLM sets no limit; the evaluation harness adds its own to a task's (OpenAI's 4 would refuse)
+
+
 def _stops(stop) -> tuple[str, ...]:
     stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if len(stops) > 4:
-        raise APIError(400, "stop: at most 4 sequences.", "stop")
-    return tuple(stops)
+    if len(stops) > MAX_STOPS:
+        raise APIError(400, f"stop: at most {MAX_STOPS} sequences.", "stop")
+    return tuple(s for s in stops if s)
+
+
+def held_back(text: str, stops: tuple[str, ...], strip: bool = False) -> str:
+    """What of a growing answer may go out now: the text before any stop string in it, less an end that may
+    still grow into one (vLLM holds those back too, so a streamed answer equals the plain one); `strip`: also
+    the trailing whitespace the final answer drops (a JSON answer is stripped)."""
+    cut = len(text)
+    for s in stops:
+        found = text.find(s)
+        if found >= 0:
+            cut = min(cut, found)
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                cut = min(cut, len(text) - k)
+                break
+    out = text[:cut]
+    return out.rstrip() if strip else out
 
 
 def _common(body: Sampling) -> dict:
@@ -166,7 +198,8 @@ def _common(body: Sampling) -> dict:
     if body.n != 1:
         raise APIError(400, "n: only one choice per request is supported.", "n")
     return dict(temperature=body.temperature, top_p=body.top_p, stop=_stops(body.stop), seed=body.seed,
-                presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty)
+                presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                repetition_penalty=body.repetition_penalty)  # 1.0 unless asked: temperature 0 is the argmax
 
 
 def _check(served: Served, request: Request, max_tokens: int, what: str = "messages") -> Request:
@@ -256,6 +289,43 @@ def _chat_request(body: ChatRequest, models: dict[str, Served]) -> tuple[Served,
     return served, _check(served, request, max_tokens), max_tokens, call_schema is not None
 
 
+def _responses_chat(body: ResponsesRequest) -> ChatRequest:
+    """A Responses API request as the chat request it asks for: `instructions` the system message, `input`
+    (text, or messages whose content is text or input_text / output_text parts) the rest, `text.format` the
+    response format."""
+    refuse_unsupported(body, UNSUPPORTED_RESPONSES)
+    messages = [{"role": "system", "content": body.instructions}] if body.instructions else []
+    items = [{"role": "user", "content": body.input}] if isinstance(body.input, str) else body.input
+    for i, item in enumerate(items):
+        if item.get("type", "message") != "message" or item.get("role") not in ("system", "developer", "user",
+                                                                                 "assistant"):
+            raise APIError(400, f"input[{i}]: only messages (a role and text) are taken here, not "
+                                f"{item.get('type') or item.get('role')!r} items.", f"input[{i}]")
+        content = item.get("content")
+        if isinstance(content, list):
+            if any(not isinstance(p, dict) or p.get("type") not in ("input_text", "output_text", "text")
+                   for p in content):
+                raise APIError(400, f"input[{i}].content: only text parts are taken here.", f"input[{i}].content")
+            content = "".join(p.get("text", "") for p in content)
+        messages.append({"role": item["role"], "content": content})
+    fmt = (body.text.format if body.text else None) or {"type": "text"}
+    kind = fmt.get("type")
+    if kind == "json_schema":
+        response_format = {"type": "json_schema", "json_schema": {"name": fmt.get("name") or "answer",
+                                                                  "schema": fmt.get("schema"),
+                                                                  "strict": fmt.get("strict")}}
+    elif kind in ("json_object", "text"):
+        response_format = {"type": kind}
+    else:
+        raise APIError(400, f"text.format.type: {kind!r} is not one of text, json_object, json_schema.",
+                       "text.format")
+    try:
+        return ChatRequest(model=body.model, messages=messages, max_tokens=body.max_output_tokens,
+                           temperature=body.temperature, top_p=body.top_p, response_format=response_format)
+    except ValueError as exc:
+        raise APIError(400, f"input: {str(exc).splitlines()[0]}", "input") from None
+
+
 def _arguments(call: dict) -> dict:
     """A tool call's arguments as the chat template takes them (OpenAI sends them as a JSON string)."""
     args = (call.get("function") or {}).get("arguments", {})
@@ -335,7 +405,7 @@ def _completion_requests(body: CompletionRequest, served: Served) -> list[Reques
             raise APIError(400, f"prompt[{i}]: empty; give at least one token.", "prompt")
         if body.max_tokens == 0 and not body.echo:
             raise APIError(400, "max_tokens: 0 asks for nothing unless echo is true.", "max_tokens")
-        request = served.request(None, body.max_tokens, ids=ids, raw=True, repetition_penalty=1.0,
+        request = served.request(None, body.max_tokens, ids=ids, raw=True,
                                  suppress_special=False, logprobs=body.logprobs,
                                  echo_logprobs=body.echo and body.logprobs is not None, **_common(body))
         requests.append(_check(served, request, body.max_tokens, "prompt"))
@@ -364,6 +434,7 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
     from fastapi import FastAPI, Request as HTTPRequest  # deferred: FastAPI is only for a server being built
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="studio serve", description="OpenAI-compatible chat completions, completions, embeddings")
     embed_worker = EmbedWorker(embedder) if embedder is not None else None
@@ -381,6 +452,14 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
         if first.get("type") == "extra_forbidden":
             message = "not a field this server takes; leave it out"
         return JSONResponse(APIError(400, f"{where}: {message}.", where).body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_here(request: HTTPRequest, exc: StarletteHTTPException):  # an unknown route or method
+        message = (f"{request.method} {request.url.path}: no such route here; the routes are /v1/models, "
+                   "/v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings.") if exc.status_code == 404 else \
+            f"{request.method} {request.url.path}: {exc.detail}."
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return JSONResponse(APIError(exc.status_code, message, kind=kind).body(), status_code=exc.status_code)
 
     @app.middleware("http")
     async def check_key(request: HTTPRequest, call_next):
@@ -470,11 +549,13 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
                         yield chunk(delta, None, logprobs=_chat_logprobs(served, item))
                         yield chunk({}, finish)
                     continue
-                text = item.text if isinstance(item, Generation) else item
+                final = isinstance(item, Generation)
+                # a chat answer is stripped at both ends when whole: so is what goes out before
+                text = item.text if final else held_back(item, request.stop, strip=True).lstrip()
                 if text.startswith(sent) and len(text) > len(sent):
                     yield chunk({"content": text[len(sent):]})
                     sent = text
-                if isinstance(item, Generation):
+                if final:
                     yield chunk({}, item.finish_reason, logprobs=_chat_logprobs(served, item))
             if body.stream_options and body.stream_options.include_usage and isinstance(item, Generation):
                 yield chunk({}, usage=_usage(item))
@@ -508,7 +589,7 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
                 sent[i] = ""
             finals: list = [None] * len(requests)
             for row, item in served.answer_many(requests):
-                text = item.text if isinstance(item, Generation) else item
+                text = item.text if isinstance(item, Generation) else held_back(item, requests[row].stop)
                 piece = text[len(sent[row]):] if text.startswith(sent[row]) else ""
                 sent[row] = text if piece else sent[row]
                 finish = item.finish_reason if isinstance(item, Generation) else None
@@ -527,6 +608,72 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
 
         return streamed(events())
 
+    @app.post("/v1/responses")
+    def responses(body: ResponsesRequest):
+        served, request, max_tokens, _ = _chat_request(_responses_chat(body), models)
+        rid, mid, created = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time())
+        fmt = (body.text.format if body.text else None) or {"type": "text"}
+
+        def response(status: str, text: str | None, g: Generation | None = None) -> dict:
+            done = status == "completed"
+            output = [] if text is None else [
+                {"type": "message", "id": mid, "status": status, "role": "assistant",
+                 "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}]
+            cut = g is not None and g.finish_reason == "length"
+            return {"id": rid, "object": "response", "created_at": created, "status": "incomplete" if cut else status,
+                    "incomplete_details": {"reason": "max_output_tokens"} if cut else None, "error": None,
+                    "model": served.id, "instructions": body.instructions, "max_output_tokens": max_tokens,
+                    "output": output, "parallel_tool_calls": False, "temperature": body.temperature,
+                    "top_p": body.top_p, "tool_choice": "none", "tools": [], "text": {"format": fmt},
+                    "metadata": body.metadata or {}, "store": False, "truncation": "disabled",
+                    "usage": {"input_tokens": g.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                              "output_tokens": g.answer_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                              "total_tokens": g.prompt_tokens + g.answer_tokens} if done and g else None}
+
+        if not body.stream:
+            final = _final(served.answer_many([request]), 1)[0]
+            return response("completed", final.text, final)
+
+        def events() -> Iterator[str]:
+            n = 0
+
+            def event(kind: str, **data) -> str:
+                nonlocal n
+                n += 1
+                return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': n - 1, **data})}\n\n"
+
+            yield event("response.created", response=response("in_progress", None))
+            yield event("response.in_progress", response=response("in_progress", None))
+            item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}
+            yield event("response.output_item.added", output_index=0, item=item)
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            yield event("response.content_part.added", item_id=mid, output_index=0, content_index=0, part=part)
+            sent, final = "", None
+            try:
+                answered = list_or_stream(served.answer_many([request]))
+            except Exception as exc:  # after the headers: the error is one more event
+                yield event("error", message=str(exc), code=None, param=None)
+                return
+            for _, got in answered:
+                if isinstance(got, Generation):
+                    final = got
+                text = got.text if final else held_back(got, request.stop, strip=True).lstrip()
+                if text.startswith(sent) and len(text) > len(sent):
+                    yield event("response.output_text.delta", item_id=mid, output_index=0, content_index=0,
+                                delta=text[len(sent):], logprobs=[])
+                    sent = text
+            text = final.text if final else sent
+            yield event("response.output_text.done", item_id=mid, output_index=0, content_index=0, text=text,
+                        logprobs=[])
+            yield event("response.content_part.done", item_id=mid, output_index=0, content_index=0,
+                        part={**part, "text": text})
+            done = response("completed", text, final)
+            yield event("response.output_item.done", output_index=0, item=done["output"][0])
+            yield event("response.completed" if done["status"] == "completed" else "response.incomplete",
+                        response=done)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     @app.post("/v1/embeddings")
     def embeddings(body: EmbeddingRequest):
         if embedder is None or body.model != embedder.id:
@@ -544,6 +691,14 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
         if body.dimensions is not None and body.dimensions != embedder.dimensions:
             raise APIError(400, f"dimensions: {embedder.id} gives {embedder.dimensions}; it cannot shorten its "
                                 "vectors.", "dimensions")
+        limit = getattr(embedder, "max_tokens", None)
+        if limit:
+            for i, text in enumerate(texts):
+                n = embedder.count_tokens([text])
+                if n > limit:
+                    raise APIError(400, f"input[{i}]: {n} tokens, over the {limit} that {embedder.id} reads; split "
+                                        "the text (it would be cut, and its end not embedded).", "input",
+                                   "context_length_exceeded")
         vectors = embed_worker.embed(texts)
 
         def encoded(v: list[float]):
@@ -557,6 +712,18 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     return app
+
+
+def list_or_stream(items):
+    """`items` as they come (the first is awaited here, so an error before any answer is raised at once)."""
+    import itertools
+
+    items = iter(items)
+    try:
+        first = next(items)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], items)
 
 
 def served_text(served: Served, request: Request) -> str:

@@ -86,7 +86,10 @@ class VllmServed:
         from vllm import SamplingParams
 
         params = SamplingParams(temperature=request.temperature, top_p=request.top_p,
-                                max_tokens=request.max_new_tokens, stop=list(request.stop) or None)
+                                max_tokens=request.max_new_tokens, stop=list(request.stop) or None,
+                                presence_penalty=request.presence_penalty,
+                                frequency_penalty=request.frequency_penalty,
+                                repetition_penalty=request.repetition_penalty)
         prompt = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
         out: queue.Queue = queue.Queue()
         start = time.perf_counter()

@@ -66,6 +66,8 @@ class Embedding(Protocol):
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the embedder reads for these texts (for the usage counts)."""
 
+    # optional: `max_tokens`, the most tokens of one text it reads; a longer input is refused, never cut
+
 
 class EmbedWorker:
     """An embedder as the executor's worker: every waiting request's texts embedded in one call."""
