@@ -8,7 +8,8 @@ unless a teacher is given) writes pairs from the documents, nothing held out; th
 - coverage: the share of hand-written questions whose reference fact some generated answer holds
   (rag/evaluate.py `correct(generated answer, reference)`: numbers with units, names, most other words);
 - supported: the share of kept answers whose fact their own evidence quote holds (`correct(quote, answer)`);
-- gives away: the share of kept questions that already hold their answer (`correct(question, answer)`).
+- gives away: the share of kept questions that already hold their answer: the answer adds no number and at
+  most one word (a name or content word) to what its question says.
 
 The hand-written questions are the measure only: the writer never reads them.
 
@@ -23,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rag.evaluate import correct, load_questions
+from rag.evaluate import _facts, _stem, correct, load_questions, normalise
 from rag.generate import Options, generate
 from rag.pipeline import RagPipeline
 
@@ -41,9 +42,18 @@ def measure(folder: Path, options: Options | None = None) -> dict:
     return {"set": folder.name, "questions": len(questions), "pairs": len(rows), "covered": len(covered),
             "coverage": len(covered) / len(questions),
             "supported": sum(correct(r["quote"], r["answer"]) for r in rows) / max(1, len(rows)),
-            "gives_away": sum(correct(r["question"], r["answer"]) for r in rows) / max(1, len(rows)),
+            "gives_away": sum(adds_nothing(r["question"], r["answer"]) for r in rows) / max(1, len(rows)),
             "missed": [q["question"] for q in questions if q not in covered], "sample": rows[:10],
             "writer": report.writer}
+
+
+def adds_nothing(question: str, answer: str) -> bool:
+    """Whether `answer` tells nothing its question did not already say: no number, at most one word more."""
+    numbers = {n for n, _ in _facts(question)[0]}
+    said = {_stem(w) for w in normalise(question)}
+    new_numbers = [n for n, _ in _facts(answer)[0] if n not in numbers]
+    _, names, content = _facts(answer)
+    return not new_numbers and len([w for w in names | content if w not in said]) <= 1
 
 
 def _pair(row: dict) -> dict:

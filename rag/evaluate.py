@@ -125,15 +125,19 @@ def _facts(text: str) -> tuple[list[tuple[str, int | None]], set[str], set[str]]
         if n is not None:
             unit = UNIT_OF.get(words[i + 1]) if i + 1 < len(words) else None
             numbers.append((n, unit))
-        else:  # "6.4kg", "15%": the number and its unit in one token
+        else:  # "6.4kg", "15%", "£25": the number and its unit in one token
             m = re.fullmatch(r"(\d[\d,]*(?:\.\d+)?)([a-z%€$£°/]+)", w)
+            pre = re.fullmatch(r"([€$£])(\d[\d,]*(?:\.\d+)?)", w)
             if m and _number(m.group(1)) is not None and m.group(2) in UNIT_OF:
                 numbers.append((_number(m.group(1)), UNIT_OF[m.group(2)]))
+            elif pre and _number(pre.group(2)) is not None:
+                numbers.append((_number(pre.group(2)), UNIT_OF[pre.group(1)]))
     # a capitalised word is a name, unless it opens a sentence (there it counts as one of the other words)
     first = {i for i, t in enumerate(tokens) if i == 0 or tokens[i - 1].endswith((".", "?", "!", ":"))}
     names = {_stem(w) for i, t in enumerate(tokens) if t[:1].isupper() and i not in first
              for w in normalise(t) if w not in STOPWORDS}
-    content = {_stem(w) for w in content_words(text) if _number(w) is None} - names
+    content = {_stem(w) for w in content_words(text) if _number(w) is None and not re.fullmatch(r"[€$£]\d[\d,.]*", w)}
+    content -= names
     return numbers, names, content
 
 

@@ -53,11 +53,16 @@ QUANTITIES = {"kg": "weight", "g": "weight", "grams": "weight", "kilograms": "we
               "seconds": "time", "days": "time", "weeks": "time", "months": "time", "years": "time"}
 TIME_UNITS = {"hours", "hour", "minutes", "minute", "seconds", "second", "days", "day", "weeks", "week",
               "months", "month", "years", "year"}
-WHEN_WORDS = re.compile(r"\b(1[89]\d\d|20\d\d|january|february|march|april|may|june|july|august|september|"
+WHEN_WORDS = re.compile(r"\b(1[0-9]\d\d|20\d\d|january|february|march|april|may|june|july|august|september|"
                         r"october|november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
                         r"daily|weekly|monthly|every (?:day|week|month|year))\b", re.I)
 MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december"}
+# base forms of verbs that often follow a plural subject ("Search results load ...", "Guided tours leave ..."):
+# the word before them is that subject's noun, not a verb
+COMMON_VERBS = {"include", "load", "go", "run", "open", "close", "need", "take", "make", "have", "use", "work", "cost",
+                "show", "follow", "start", "stop", "pause", "appear", "come", "leave", "last", "get", "give", "keep",
+                "receive", "pay", "apply", "allow", "require", "contain", "arrive", "depart", "remain", "stay"}
 NUMBER = re.compile(r"^[+-]?\d[\d,.]*%?$")
 NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"}
 
@@ -87,10 +92,10 @@ def sentences(text: str) -> list[Sentence]:
     out = []
     for line in re.finditer(r"[^\n]+", text):
         body = line.group()
-        marker = re.match(r"\s*(?:[-*•]|\d+[.)])\s+", body)
+        marker = re.match(r"\s*(?:[-*•]|\d+(?:\.\d+)*[.)]?|\([a-z0-9]{1,3}\))\s+(?=\S)", body)
         offset = line.start() + (marker.end() if marker else 0)
         body = body[marker.end():] if marker else body
-        if body.lstrip().startswith("#"):
+        if body.lstrip().startswith(("#", "|")):  # headings, and table rows (two-column ones are properties)
             continue
         for m in re.finditer(r"\S.*?(?:[.!?](?=\s+[\"'A-Z0-9(]|\s*$)|$)", body):
             s = m.group().strip()
@@ -128,6 +133,12 @@ def _present_verb(words: list[str], i: int) -> bool:
     before, after = _bare(words[i - 1]), _bare(words[i + 1]) if i + 1 < len(words) else ""
     if before in DETS or before in PREPS or NUMBER.match(before) or before in NUMBER_WORDS:
         return False
+    j = i + 1
+    while j < len(words) and _bare(words[j]) in ADVERBS:  # "files now include": look past the adverb
+        j += 1
+    following = _bare(words[j]) if j < len(words) else ""
+    if following in COMMON_VERBS or (j > i + 1 and following in VERB_GROUP):  # a plural noun before its verb
+        return False
     return after not in VERB_GROUP and after not in ("and", "or", "of")
 
 
@@ -142,6 +153,41 @@ def _np(words: list[str]) -> list[str]:
         if w.endswith((",", ";", ":")):
             break
     return out
+
+
+PRICED = re.compile(r"[£$€]|\b(?:free|euros?|dollars?|pounds?|pence|\d+p)\b", re.I)
+
+
+def _property_questions(key: str, value: str, subject: str, heading: str) -> list[str]:
+    """The questions a "key: value" property answers, in the forms people ask them."""
+    name = key[:1].lower() + key[1:] if not key[1:2].isupper() else key
+    of = f" of {subject}" if subject else ""
+    word = _bare(name.split()[-1])
+    if _participle(name.split()[0]) and len(name.split()) == 1:  # "Built: 1998, at the Appledore yard"
+        it = subject or "it"
+        asks = [f"When was {it} {name}?"] if re.search(r"\b1[5-9]\d\d\b|\b20\d\d\b", value) else []
+        return asks + [f"Where was {it} {name}?", f"How was {it} {name}?"]
+    if PRICED.search(value) and (re.search(r"fare|price|ticket|fee|rate|cost|charge", heading, re.I)
+                                 or re.search(r"[£$€]", value)):
+        a = "an" if name[:1].lower() in "aeiou" else "a"
+        return [f"What does {a} {name} cost{' at ' + subject if subject else ''}?", f"How much is {a} {name}?"]
+    if word.endswith("s") and not word.endswith("ss") and re.match(r"(?:up to |about |over |under )?\d", value):
+        return [f"How many {name} does {subject or 'it'} have?", f"What is the number of {name}{of}?"]
+    verb = "are" if word.endswith("s") and not word.endswith("ss") else "is"
+    return [f"What {verb} the {name}{of}?", f"What {verb} the {name}?" if subject else f"Tell me the {name}."]
+
+
+def _topic(heading: str) -> str:
+    """What a section's heading is about, to ask its properties of: "About the MV Corran" -> "the MV Corran";
+    "" where the heading names no thing (Fares, Specifications, Tickets: plural or generic section names)."""
+    topic = re.sub(r"^(?:about|all about|more about|meet|introducing)\s+", "", heading.strip(), flags=re.I)
+    topic = re.split(r"\s*[:|–—-]\s+", topic)[0].strip()
+    words = topic.split()
+    if not words or len(words) > 6 or words[-1].lower().endswith("s") and not words[0][:1].isupper():
+        return ""
+    if words[0].lower() in ("the", "a", "an", "our", "your"):
+        return topic[:1].lower() + topic[1:]
+    return topic if any(w[:1].isupper() for w in words[1:]) or words[0].isupper() else ""
 
 
 class Reader:
@@ -161,8 +207,11 @@ class Reader:
         return " ".join([first] + words[1:]).strip(",")
 
     def facts(self, text: str) -> list[Fact]:
-        """The facts of a chunk's text, each with its questions."""
-        out: list[Fact] = []
+        """The facts of a chunk's text, each with its questions: a question the text asks itself (an FAQ) with
+        its answer, a property (a "Key: value" line, a two-column table row) asked as one, then each sentence."""
+        out: list[Fact] = self.asked(text) + self.properties(text)
+        taken = [(f.start, f.end) for f in out]
+        taken += [(m.start(), m.end()) for m in re.finditer(r"^[^\n]*\?[*_]*\s*$", text, re.M)]  # questions ask nothing
         last_subject: tuple[str, int] | None = None  # (subject, start of its sentence)
         for s in sentences(text):
             words = list(s.words)
@@ -175,18 +224,108 @@ class Reader:
             if len(words) < 3:
                 continue
             start, answer = s.start, s.text
-            if _bare(words[0]) in PRONOUNS and words[0][0].isupper() and last_subject:
+            pronoun = _bare(words[0]) in PRONOUNS and (_bare(words[0]) not in ("this", "these")
+                                                        or _bare(words[1]) in VERB_GROUP)  # not "These terms ..."
+            if pronoun and words[0][0].isupper() and not last_subject:
+                continue  # "They were updated": nothing says who they are, so no question can say it
+            if pronoun and words[0][0].isupper() and last_subject:
                 subject_words = last_subject[0].split()
                 answer = last_subject[0][:1].upper() + last_subject[0][1:] + " " + " ".join(s.text.split()[1:])
                 start = last_subject[1]
                 words = subject_words + words[1:]
             found = self._read(words)
-            if found.get("subject") and _bare(words[0]) not in PRONOUNS:
-                last_subject = (found["subject"], s.start)
-            for questions, key, rule in found.get("asks", []):
+            if not pronoun:  # a pronoun reaches back one sentence only, to a subject that sentence had
+                last_subject = (found["subject"], s.start) if found.get("subject") else None
+            if any(s.start < b and a < s.end for a, b in taken):  # already read as an answer or a property
+                continue
+            asks = found.get("asks") or self._about(words)
+            for questions, key, rule in asks:
                 quote = text[start:s.end]
                 out.append(Fact([q[:1].upper() + q[1:] for q in questions], answer, quote, start, s.end,
                                 key.strip(" ,;:"), rule))
+        return out
+
+    def _about(self, words: list[str]) -> list:
+        """A sentence no rule reads still states a fact about what it opens with: asked about that ("The
+        minimum supported Android version is now Android 10." -> What do you know about the minimum supported
+        Android version?). Only a noun phrase of two words or more that the sentence goes on after."""
+        if len(words) < 5 or _bare(words[0]) in PRONOUNS | PREPS | {"if", "when", "you", "we", "i", "there", "here",
+                                                                     "as", "so", "but", "and", "or", "yes", "no"}:
+            return []
+        head = _np(words)
+        cut = next((i for i, w in enumerate(head) if i and (_bare(w) in VERB_GROUP | COMMON_VERBS
+                                                            or _present_verb(head, i))), None)
+        head = head[:cut] if cut else head
+        while head and _bare(head[-1]) in ADVERBS:
+            head = head[:-1]
+        if not (2 <= len(head) <= 8) or len(head) >= len(words) - 1 or _bare(head[-1]) in DETS:
+            return []
+        np = self.subject(head)
+        key = " ".join(words[len(head):])
+        return [([f"What do you know about {np}?", f"Tell me about {np}."], key, "about")]
+
+    def asked(self, text: str) -> list[Fact]:
+        """An FAQ: a line that is a question (plain, **bold**, a heading, or after "Q:"), answered by the lines
+        after it up to a blank line or the next question; its answer is the first sentence of those."""
+        out = []
+        lines = list(re.finditer(r"[^\n]+", text))
+        for i, line in enumerate(lines):
+            question = re.sub(r"^\s*(?:#+\s*|Q:\s*|\*\*|__)|(?:\*\*|__)\s*$", "", line.group()).strip()
+            question = question.strip("*_ ").strip()
+            if not question.endswith("?") or len(question.split()) < 3 or i + 1 >= len(lines):
+                continue
+            nxt = lines[i + 1]
+            if text[line.end():nxt.start()].count("\n") > 2 or nxt.group().rstrip().endswith("?"):
+                continue
+            body = re.sub(r"^\s*(?:A:\s*)", "", nxt.group())
+            offset = nxt.start() + (len(nxt.group()) - len(body))
+            first = re.match(r"\S.*?(?:[.!?](?=\s+[\"'A-Z0-9(]|\s*$)|$)", body)
+            if not first or len(first.group().split()) < 2:
+                continue
+            answer = first.group().strip()
+            start = offset + first.start()
+            out.append(Fact([question[:1].upper() + question[1:]], answer, text[start:start + len(answer)], start,
+                            start + len(answer), answer.rstrip("."), "faq"))
+        return out
+
+    def properties(self, text: str) -> list[Fact]:
+        """Properties: "Key: value" lines and list items whose key is a plain word or two ("Length: 24
+        metres", "Adult return: £14.50"), and the rows of a two-column table under its header, asked as "What
+        is the <key> of <the section's subject>?". Code-like keys (E31, codes in capitals) stay terms, read
+        with the sentences ("What does E31 mean?")."""
+        out = []
+        heading = title = ""
+        header_seen = False
+        for line in re.finditer(r"[^\n]+", text):
+            body = line.group()
+            if body.lstrip().startswith("#"):
+                heading, header_seen = body.lstrip("# ").strip(), False
+                title = title or _topic(heading)  # the document's title: whose properties, where a section says not
+                continue
+            cells = [c.strip() for c in body.strip().strip("|").split("|")] if body.strip().startswith("|") else None
+            if cells is not None:
+                if len(cells) != 2 or all(re.fullmatch(r":?-{2,}:?", c) for c in cells):
+                    continue
+                if not header_seen:  # the header row names the columns, it is no property
+                    header_seen = True
+                    continue
+                key, value = cells
+                start = line.start() + body.index(value)
+            else:
+                marker = re.match(r"\s*(?:[-*•]\s+)?", body)
+                m = re.match(r"([A-Za-z][A-Za-z'-]*(?: [a-z][A-Za-z'-]*){0,3})( \([^)]{1,40}\))?:\s+(\S.{0,200})$",
+                             body[marker.end():])
+                if not m or m.group(1).lower() in ("note", "tip", "warning", "important"):
+                    continue
+                key, value = m.group(1), m.group(3).strip()  # a parenthetical stays in the answer, not the question
+                start = line.start() + marker.end() + m.start(3)
+            if not key or not value or re.fullmatch(r"\S*\d\S*", key) or key.isupper():  # E31, A4: codes, terms
+                continue
+            asks = _property_questions(key, value, _topic(heading) or title, heading)
+            answer = body[len(body) - len(body.lstrip(" -*•")):].strip() if cells is None else f"{key}: {value}"
+            quote = text[line.start() + (len(body) - len(body.lstrip(" -*•|"))):start + len(value)]
+            out.append(Fact(asks, answer, quote, start - len(quote) + len(value), start + len(value), value.rstrip("."),
+                            "property"))
         return out
 
     def _read(self, words: list[str]) -> dict:
@@ -212,6 +351,9 @@ class Reader:
                               " ".join(words[:2]), "never")]}
         if self._imperative(words):
             return {"asks": self._imperative_asks(words)}
+        apposed = self._apposition(words)
+        if apposed:
+            return apposed
         for i in range(1, min(len(words) - 1, 10)):
             w = _bare(words[i])
             if words[i - 1].endswith(","):
@@ -222,6 +364,26 @@ class Reader:
                     return {}
                 return {"subject": subject, "asks": self._clause(subject, words[i:])}
         return {}
+
+    def _apposition(self, words: list[str]) -> dict:
+        """ "The Great Clock, made by Jonas Fairweather in 1762, shows the tides": the participle between commas
+        is a passive sentence of the subject (Who made ...? When was ... made?), and the rest a sentence of it."""
+        first = next((i for i, w in enumerate(words[:8]) if w.endswith(",")), None)
+        if first is None or first + 2 >= len(words) or not _participle(words[first + 1]) or \
+                _bare(words[0]) in PRONOUNS | {"if", "when", "to", "you", "we", "i", "there"}:
+            return {}
+        second = next((j for j in range(first + 2, len(words)) if words[j].endswith(",")), None)
+        if second is None or second + 2 >= len(words):
+            return {}
+        subject = self.subject(words[:first + 1])
+        aux = "were" if _bare(words[first]).endswith("s") and not _bare(words[first]).endswith("ss") else "was"
+        part = _bare(words[first + 1])
+        between = [w.strip(",") for w in words[first + 2:second + 1]]
+        asks = self._passive(subject, aux, part, between)
+        main = words[second + 1:]
+        if main and (_bare(main[0]) in VERB_GROUP or _present_verb(["it"] + main, 1)):
+            asks += self._clause(subject, main)
+        return {"subject": subject, "asks": asks} if asks else {}
 
     def _imperative(self, words: list[str]) -> bool:
         first, second = _bare(words[0]), _bare(words[1])
@@ -262,6 +424,9 @@ class Reader:
             return self._copula(subject, verb, after, negated)
         if verb in MODALS and nxt == "be" and len(after) > 1 and _participle(after[1]):
             return self._modal_passive(subject, verb, after[1:])
+        if verb in MODALS and not negated and len(after) > 1 and nxt.isalpha() and nxt not in VERB_GROUP | DETS \
+                and nxt not in PREPS and not after[0][:1].isupper():
+            return self._modal_active(subject, verb, nxt, after[1:])
         if verb in HAVE and nxt in ("a", "an") and not negated:
             head = _np(after[1:])
             if head:
@@ -280,6 +445,26 @@ class Reader:
             return asks
         return []
 
+    def _modal_active(self, subject: str, modal: str, verb: str, rest: list[str]) -> list:
+        """ "A member may cancel with a month's notice": How may a member cancel? "Members may bring up to two
+        guests": How many guests may members bring? "Members must hold their own insurance": What must ...?"""
+        first = _bare(rest[0])
+        key = " ".join(rest)
+        if first in ("when", "if", "while", "until", "once", "whenever"):
+            return [([f"When {modal} {subject} {verb}?", f"In what case {modal} {subject} {verb}?"], key, "modal when")]
+        if first in PREPS:
+            return [([f"How {modal} {subject} {verb}?", f"In what way {modal} {subject} {verb}?"], key, "modal how")]
+        count = re.match(r"(?:up to |at most |at least |no more than )?(\d+|one|two|three|four|five|six|seven|eight|"
+                         r"nine|ten|twelve) ([a-z][\w-]*)", key.lower())
+        if count:
+            return [([f"How many {count.group(2)} {modal} {subject} {verb}?",
+                      f"What number of {count.group(2)} {modal} {subject} {verb}?"], key, "modal how many")]
+        head = _np(rest)
+        if head:
+            return [([f"What {modal} {subject} {verb}?", f"What is it that {subject} {modal} {verb}?"], key,
+                     "modal what")]
+        return []
+
     def _copula(self, subject: str, aux: str, after: list[str], negated: bool) -> list:
         nxt = _bare(after[0])
         tail = " ".join(after)
@@ -287,6 +472,10 @@ class Reader:
             return []
         if _participle(after[0]):
             return self._passive(subject, aux, _bare(after[0]), after[1:])
+        if nxt in ADVERBS | {"last", "first", "recently", "originally"} and len(after) > 1 and _participle(after[1]):
+            return self._passive(subject, aux, _bare(after[1]), after[2:])  # "were last updated on 3 March"
+        if nxt == "for" and len(after) > 1:
+            return [([f"What {aux} {subject} for?", f"What {aux} {subject} meant for?"], tail, "for")]
         if nxt == "open":
             return [([f"When {aux} {subject} open?", f"What are the opening hours of {subject}?"], tail, "open")]
         if nxt in ("at", "in", "on", "under", "near", "inside", "behind"):

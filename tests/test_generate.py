@@ -55,6 +55,29 @@ def test_the_rules_ask_what_each_sentence_answers_without_giving_it_away():
     assert supported(weigh.answer, weigh.quote)
 
 
+def test_an_faq_properties_a_table_and_numbered_clauses_are_read_as_what_they_are():
+    """Issue 42: documents of other kinds than the sample's prose. A question the document asks itself (an
+    FAQ) is asked with its answer; "Key: value" lines and two-column table rows are asked as properties of
+    what the document is about; a clause number ("2.1") is a marker, not part of the sentence."""
+    text = ("# About the Osprey X1\n\n- Length: 42 cm\n- Rotors: 6\n- Launched: 2021, in Oslo\n\n"
+            "## Prices\n\n- Student ticket: £4.50\n\n"
+            "| Property | Value |\n|---|---|\n| Weight | 2.5 kg |\n\n"
+            "**How do I charge the drone?**\nPlug the base into a USB-C socket for two hours.\n\n"
+            "2.1 A member may cancel with one month's notice.\n")
+    facts = Reader([text]).facts(text)
+    asked = {q: f for f in facts for q in f.questions}
+    for question, holds in (("What is the length of the Osprey X1?", "42 cm"),
+                            ("How many rotors does the Osprey X1 have?", "6"),
+                            ("When was the Osprey X1 launched?", "2021"),
+                            ("How much is a student ticket?", "£4.50"),
+                            ("What is the weight of the Osprey X1?", "2.5 kg"),
+                            ("How do I charge the drone?", "two hours")):
+        assert question in asked and holds in asked[question].answer, (question, sorted(asked))
+    assert not any("2.1" in q for q in asked) and not any("Property" in q or "|" in q for q in asked), sorted(asked)
+    for f in facts:
+        assert _squash(f.quote) in _squash(text) and supported(f.answer, f.quote), f
+        assert not any(gives_away(q, f.key) for q in f.questions), f
+
 def test_the_offline_writer_keeps_five_pairs_per_sample_document_each_with_its_quote(tmp_path):
     out = tmp_path / "pairs.jsonl"
     report = generate([DOCS], out, Options(raft=True))
@@ -201,3 +224,13 @@ def test_unreadable_documents_and_an_unreachable_teacher_are_one_sentence(tmp_pa
                      "--teacher-model", "x")
     assert code == 2 and "the teacher at http://127.0.0.1:" in said and "cannot be reached" in said
     assert not out.exists()
+
+
+def test_the_writer_covers_a_held_out_set_with_supported_answers_that_its_questions_do_not_give_away():
+    """Issue 42: measured on documents the sample is not (assets/heldout/: six sets with questions written by
+    hand; `python -m rag.coverage assets/heldout` gives every figure). One set here, the membership terms with
+    numbered clauses, where the writer went from 11 to 16 of 20 hand-written facts."""
+    from rag.coverage import measure
+
+    r = measure(ROOT / "assets" / "heldout" / "cowork")
+    assert r["coverage"] >= 0.7 and r["supported"] == 1.0 and r["gives_away"] <= 0.05, r
