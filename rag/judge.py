@@ -34,7 +34,9 @@ what happened), even in other words or with more words around it. It is not corr
 different, hedged between several options, or contradicted. Reply with JSON: {{"correct": true or false,
 "reason": "one short sentence"}}."""
 
-SCHEMA = {"type": "object", "properties": {"correct": {"type": "boolean"}, "reason": {"type": "string"}},
+# the reason is bounded, so a verbose judge still closes its JSON within max_tokens
+SCHEMA = {"type": "object", "properties": {"correct": {"type": "boolean"},
+                                           "reason": {"type": "string", "maxLength": 120}},
           "required": ["correct", "reason"], "additionalProperties": False}
 
 

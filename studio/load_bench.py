@@ -41,7 +41,13 @@ def _percentile(values: list[float], q: float) -> float | None:
 def _user(url: str, run_id: str, model: str, questions: int, seed: int, out: list, lock: threading.Lock) -> None:
     from gradio_client import Client
 
-    client = Client(url, verbose=False)
+    try:  # the page's API description, fetched while the machine trains: a slow CPU takes its time
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
+    except Exception as exc:  # counted as what it is, never lost with its thread
+        with lock:
+            out.append({"kind": "connect", "user": seed, "ok": False, "queued_at": None, "seconds": 0.0,
+                        "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        return
     for i in range(questions):
         for kind in ("compare", "runs"):
             t0 = time.monotonic()

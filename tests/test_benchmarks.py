@@ -85,3 +85,27 @@ def test_the_paired_interval_follows_the_documents():
     mixed = {i: float(i % 2) for i in range(40)}
     _, _, low, high = benchmarks.paired_change(mixed, {i: float((i + 1) % 2) for i in range(40)})
     assert low < 0 < high  # half better, half worse: no change the documents can tell
+
+
+def test_a_task_with_four_until_strings_runs_through_the_endpoint(run, tmp_path):
+    """Issue 41: the harness adds its own end-of-text string to a task's `until` list; with four of them the
+    server refused five stops ("stop: at most 4 sequences.") and the harness raised HTTPError 400."""
+    import shutil
+
+    import yaml
+
+    task = yaml.safe_load((ROOT / "assets" / "tasks" / "zorvane_qa.yaml").read_text())
+    task["task"] = "four_stops"
+    task["generation_kwargs"]["until"] = ["\n", "Question:", "</s>", "Short answer:"]
+    (tmp_path / "four_stops.yaml").write_text(yaml.safe_dump(task))
+    shutil.copy(ROOT / "assets" / "tasks" / "zorvane_qa.jsonl", tmp_path / "zorvane_qa.jsonl")
+    models = load_models([run.id], root=run.dir.parent)
+    port = free_port()
+    server = start(models, port=port)
+    try:
+        served = run_here(benchmarks.through_endpoint, f"http://127.0.0.1:{port}/v1", run.id, str(run.weights),
+                          ["four_stops"], str(tmp_path), LIMIT)
+    finally:
+        server.should_exit = True
+    answers = [s["resps"][0][0] for s in served["samples"]["four_stops"]]
+    assert len(answers) == LIMIT and all(isinstance(a, str) and "Question:" not in a for a in answers)

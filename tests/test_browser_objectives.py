@@ -49,7 +49,7 @@ def test_preference_pairs_train_dpo_and_score_in_compare(app_url, browser, studi
     status = page.locator("#run-status")
     expect(status).to_contain_text(re.compile(r"finished · step 30/30"), timeout=240000)
     run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
-    assert run_id.endswith("-lora-dpo")
+    assert re.fullmatch(r"\d{8}-\d{6}-lora-dpo-[0-9a-f]{10}", run_id), run_id
     expect(page.locator("#rewards-plot")).to_be_visible(timeout=20000)
     expect(page.locator("#reward-accuracy-plot")).to_be_visible()
     expect(page.locator("#log-odds-plot")).to_be_hidden()  # ORPO's alone
@@ -96,7 +96,7 @@ def test_prompts_train_grpo_with_reward_plots_and_score_in_compare(app_url, brow
     expect(status).to_contain_text(re.compile(r"finished · step 4/4"), timeout=240000)
     expect(status).to_contain_text("of the step generating")
     run_id = re.search(r"Run (\S+)", status.inner_text()).group(1)
-    assert run_id.endswith("-lora-grpo")
+    assert re.fullmatch(r"\d{8}-\d{6}-lora-grpo-[0-9a-f]{10}", run_id), run_id
     expect(page.locator("#grpo-reward-plot")).to_be_visible(timeout=20000)
     expect(page.locator("#completion-length-plot")).to_be_visible()
     expect(page.locator("#kl-plot")).to_be_hidden()  # beta 0: no KL term

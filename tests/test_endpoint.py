@@ -448,3 +448,42 @@ def test_the_responses_api_answers_openais_sdk_plain_streamed_and_in_a_schema(en
         assert isinstance(json.loads(shaped.output_text)["kg"], (int, float))
     with pytest.raises(openai.BadRequestError, match="previous_response_id"):
         api.responses.create(model=run.id, input="Hi", previous_response_id="resp_1")
+
+
+def test_a_judge_asks_a_live_studio_serve_and_reads_its_verdict_held_to_json(endpoint):
+    """Issue 42: rag/judge.py against the endpoint it would meet (here the tiny model: its verdicts are not
+    wise, but each reply is the JSON the schema holds it to, read as 1.0 or 0.0, with no failure)."""
+    from rag.judge import Judge
+
+    url, _, run, _ = endpoint
+    judge = Judge(url, run.id)
+    verdicts = run_here(lambda: [judge("How heavy is the Tilly T2?", "6.4 kg", answer)
+                                 for answer in ("It weighs 6.4 kg.", "It weighs 9 tonnes.")])
+    assert set(verdicts) <= {0.0, 1.0} and len(verdicts) == 2 and judge.failures == 0
+    from rag.errors import RagError
+
+    with pytest.raises(RagError, match="cannot be reached"):
+        Judge("http://127.0.0.1:9/v1", "x")("q", "r", "a")
+
+
+def test_langchain_chat_and_embeddings_get_what_they_expect(endpoint):
+    """Issue 41's client suite: LangChain's ChatOpenAI (invoke, stream, with_structured_output) and
+    OpenAIEmbeddings (with check_embedding_ctx_length=False: its default sends token ids) on the endpoint."""
+    from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+    from pydantic import BaseModel
+
+    url, _, run, embedder = endpoint
+    chat = ChatOpenAI(base_url=url, api_key="unused", model=run.id, temperature=0, max_tokens=24, max_retries=0)
+    said = run_here(lambda: chat.invoke("How heavy is the Tilly T2?")).content
+    streamed = run_here(lambda: "".join(c.content for c in chat.stream("How heavy is the Tilly T2?")))
+    assert said and streamed == said
+
+    class Weight(BaseModel):
+        kg: float
+
+    shaped = ChatOpenAI(base_url=url, api_key="unused", model=run.id, temperature=0, max_tokens=40, max_retries=0)
+    got = run_here(lambda: shaped.with_structured_output(Weight, method="json_schema").invoke("How heavy?"))
+    assert isinstance(got, Weight)
+    vectors = OpenAIEmbeddings(model=embedder.id, base_url=url, api_key="unused", check_embedding_ctx_length=False,
+                               max_retries=0).embed_documents(["the Tilly T2", "a garden robot"])
+    assert relative_error(vectors, embedder.embed(["the Tilly T2", "a garden robot"])) < SAME_ORDER

@@ -3,6 +3,7 @@ before launch when it does not fit the objective, and each objective (DPO, ORPO,
 real through trl with the loss going down and the preference accuracy on its pairs going up."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -153,7 +154,7 @@ def test_each_objective_lowers_its_loss_and_raises_preference_accuracy(tiny_mode
     assert all(e.tokens_per_s for e in logged[1:])  # ORPO's and SimPO's tokens are counted too
     acc = preference_accuracy(run, load_examples(PAIRS))
     assert acc.after > acc.before, acc
-    assert run.id.endswith(f"-lora-{objective}")
+    assert re.fullmatch(rf"\d{{8}}-\d{{6}}-lora-{objective}-[0-9a-f]{{10}}", run.id), run.id
 
 
 def test_dpo_with_an_adapter_keeps_one_copy_of_the_base_weights(tiny_model, tmp_path, monkeypatch):
