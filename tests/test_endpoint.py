@@ -487,3 +487,18 @@ def test_langchain_chat_and_embeddings_get_what_they_expect(endpoint):
     vectors = OpenAIEmbeddings(model=embedder.id, base_url=url, api_key="unused", check_embedding_ctx_length=False,
                                max_retries=0).embed_documents(["the Tilly T2", "a garden robot"])
     assert relative_error(vectors, embedder.embed(["the Tilly T2", "a garden robot"])) < SAME_ORDER
+
+
+def test_the_sdks_parse_fills_a_pydantic_model(endpoint):
+    """The openai SDK's `chat.completions.parse` with a pydantic model: a strict JSON schema, held to while
+    decoding, read back into the model."""
+    from pydantic import BaseModel
+
+    class Weight(BaseModel):
+        kg: float
+
+    url, _, run, _ = endpoint
+    done = run_here(lambda: client(url).chat.completions.parse(model=run.id, messages=QUESTION, max_tokens=40,
+                                                                temperature=0, response_format=Weight))
+    message = done.choices[0].message
+    assert isinstance(message.parsed, Weight) and message.parsed.kg == json.loads(message.content)["kg"], message
