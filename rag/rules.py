@@ -254,7 +254,9 @@ class Reader:
             return []
         head = _np(words)
         cut = next((i for i, w in enumerate(head) if i and (_bare(w) in VERB_GROUP | COMMON_VERBS
-                                                            or _present_verb(head, i))), None)
+                                                            or _present_verb(head, i)
+                                                            or (_participle(w) and w[:1].islower()  # "School opened"
+                                                                and _bare(head[i - 1]) not in DETS))), None)
         head = head[:cut] if cut else head
         while head and _bare(head[-1]) in ADVERBS:
             head = head[:-1]
