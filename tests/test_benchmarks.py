@@ -104,7 +104,7 @@ def test_a_task_with_four_until_strings_runs_through_the_endpoint(run, tmp_path)
     server = start(models, port=port)
     try:
         served = run_here(benchmarks.through_endpoint, f"http://127.0.0.1:{port}/v1", run.id, str(run.weights),
-                          ["four_stops"], str(tmp_path), LIMIT)
+                          ["four_stops"], benchmarks.task_folder(tmp_path), LIMIT)  # its data file made absolute
     finally:
         server.should_exit = True
     answers = [s["resps"][0][0] for s in served["samples"]["four_stops"]]
