@@ -29,10 +29,6 @@ SAMPLES = [ROOT / "assets" / "sample"]
 UPLOADS = Uploads(owners.uploads_home)
 
 
-def upload_folder() -> Path:
-    return upload_root()
-
-
 def trusted(request: gr.Request | None = None) -> list[Path]:
     """Files the studio itself wrote or ships, readable without an upload: the samples, the chat
     examples this person saved from the Chat tab, the pairs written from their documents, and their own copies of
@@ -53,7 +49,7 @@ def accept(files, request: gr.Request | None, suffixes: tuple[str, ...]) -> list
     out = []
     owner = owners.person(request).owner
     for f in files or []:
-        real = check_origin(str(f), [upload_folder(), *trusted(request)])
+        real = check_origin(str(f), [upload_root(), *trusted(request)])
         if not any(real.is_relative_to(s.resolve()) for s in trusted(request)):
             check_upload(real, suffixes)
             real = UPLOADS.take(real, owner)

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import itertools
 import json
 import re
 import secrets
@@ -716,8 +717,6 @@ def create_app(models: dict[str, Served], api_key: str | None = None, embedder: 
 
 def list_or_stream(items):
     """`items` as they come (the first is awaited here, so an error before any answer is raised at once)."""
-    import itertools
-
     items = iter(items)
     try:
         first = next(items)
